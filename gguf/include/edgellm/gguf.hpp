@@ -1,0 +1,152 @@
+// GGUF v2/v3 reader (memory-mapped, zero-copy tensor views) and streaming writer.
+//
+// A GGUF file is untrusted input: every length, count, offset and dimension is checked before it
+// is used, and every failure is a GgufError that says what is wrong and at which byte offset.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "edgellm/dtype.hpp"
+
+namespace edgellm::gguf {
+
+// Metadata value types, numbered as in the file.
+enum class ValueType : uint32_t {
+  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
+  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+};
+std::string_view value_type_name(ValueType t);  // "u32", "string", "array", ...
+
+class GgufError : public std::runtime_error {
+ public:
+  // offset: byte position in the file the problem was found at (or npos when not file-related).
+  GgufError(const std::string& what, uint64_t offset = npos);
+  uint64_t offset() const { return offset_; }
+  static constexpr uint64_t npos = ~uint64_t{0};
+
+ private:
+  uint64_t offset_;
+};
+
+struct Value;
+
+// An array value: all elements share one type (which may itself be ARRAY: nested arrays).
+struct Array {
+  ValueType type = ValueType::U8;
+  std::vector<Value> items;
+};
+
+struct Value {
+  using Storage = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool,
+                               std::string, Array, uint64_t, int64_t, double>;
+  Storage v;
+
+  Value() = default;
+  template <class T, class = std::enable_if_t<std::is_constructible_v<Storage, T&&>>>
+  Value(T&& x) : v(std::forward<T>(x)) {}  // NOLINT: implicit on purpose, Value{uint32_t{3}}
+
+  ValueType type() const;
+  // Typed access; throws GgufError naming the expected and the actual type.
+  template <class T> const T& as() const;
+};
+
+struct KeyValue {
+  std::string key;
+  Value value;
+};
+
+// One tensor of the file. `data` points into the memory map (never copied).
+struct TensorInfo {
+  std::string name;
+  uint32_t n_dims = 0;
+  uint64_t ne[4] = {1, 1, 1, 1};  // ne[0] is the contiguous (row) length, as ggml writes it
+  DType type = DType::F32;
+  uint64_t offset = 0;            // relative to the start of the data section
+  uint64_t n_bytes = 0;
+  const uint8_t* data = nullptr;
+
+  uint64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
+};
+
+class File {
+ public:
+  // Memory-maps `path` read-only and parses it. Throws GgufError.
+  static File open(const std::string& path);
+  // Parses an in-memory image; the caller keeps `bytes` alive as long as the File. For tests and
+  // fuzzing. Throws GgufError.
+  static File parse(std::span<const uint8_t> bytes);
+
+  File(File&&) noexcept;
+  File& operator=(File&&) noexcept;
+  ~File();
+
+  uint32_t version() const;
+  uint32_t alignment() const;
+  uint64_t data_offset() const;      // file offset of the data section
+  uint64_t file_size() const;
+
+  const std::vector<KeyValue>& metadata() const;    // in file order
+  const std::vector<TensorInfo>& tensors() const;   // in file order
+
+  const Value* find(std::string_view key) const;          // nullptr when absent
+  const TensorInfo* find_tensor(std::string_view name) const;
+
+  // Typed look-up: throws GgufError naming the key and the type found when missing or mistyped.
+  template <class T> const T& get(std::string_view key) const;
+  // Typed look-up with a default for an absent key (a present key of another type still throws).
+  template <class T> T get_or(std::string_view key, T fallback) const;
+  // Array of scalars or strings as a vector: throws when absent or of another element type.
+  template <class T> std::vector<T> get_array(std::string_view key) const;
+
+ private:
+  struct Impl;
+  explicit File(std::unique_ptr<Impl>);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Streaming writer. Declare metadata and tensors first, then write each tensor's data in the
+// order declared; tensor data never has to be in memory all at once.
+//
+//   Writer w;
+//   w.set("general.architecture", std::string("llama"));
+//   w.add_tensor("tok_embd.weight", DType::Q4_K, {2048, 32000});
+//   w.begin("model.gguf");            // writes header, metadata, tensor infos, padding
+//   w.write_tensor_data(ptr, bytes);  // any number of chunks, tensors in declaration order
+//   w.finish();                        // checks every tensor was fully written
+class Writer {
+ public:
+  explicit Writer(uint32_t version = 3, uint32_t alignment = 32);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void set(std::string key, Value value);  // replaces an existing key, keeps first position
+  void add_tensor(std::string name, DType type, std::span<const uint64_t> ne);
+  void add_tensor(std::string name, DType type, std::initializer_list<uint64_t> ne) {
+    add_tensor(std::move(name), type, std::span<const uint64_t>(ne.begin(), ne.size()));
+  }
+
+  void begin(const std::string& path);
+  void write_tensor_data(const void* data, size_t n_bytes);
+  void finish();
+
+  // Whole file as bytes (for tests and fuzz seeds): same layout begin/finish would write.
+  // Tensor data comes from `data[i]` for tensor i (each must hold exactly its n_bytes).
+  std::vector<uint8_t> to_bytes(std::span<const std::span<const uint8_t>> data) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace edgellm::gguf

@@ -1,0 +1,58 @@
+// Quantized block formats. Each struct's byte layout *is* the GGUF/ggml file format, so a tensor's
+// bytes in the memory map are read as an array of these blocks with no conversion.
+#pragma once
+
+#include <cstdint>
+
+namespace edgellm::kernels {
+
+constexpr int QK_K = 256;  // elements per K-quant super-block
+constexpr int QK8_0 = 32;
+constexpr int QK4_0 = 32;
+
+using fp16_t = uint16_t;  // IEEE half, stored as its bits
+using bf16_t = uint16_t;  // bfloat16, stored as its bits
+
+// Q4_K: 8 sub-blocks of 32 weights, w = d * sc[j] * q - dmin * m[j], q in 0..15.
+// scales[12] packs eight 6-bit scales and eight 6-bit mins.
+struct block_q4_K {
+  fp16_t d;
+  fp16_t dmin;
+  uint8_t scales[12];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q4_K) == 144);
+
+// Q6_K: 16 sub-blocks of 16 weights, w = d * scales[j] * (q - 32), q in 0..63 (4 low bits in ql,
+// 2 high bits in qh).
+struct block_q6_K {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  fp16_t d;
+};
+static_assert(sizeof(block_q6_K) == 210);
+
+// Q8_K: activations for K-quant dot products. bsums[i] = sum of qs[16 i .. 16 i + 15].
+struct block_q8_K {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];
+};
+static_assert(sizeof(block_q8_K) == 292);
+
+// Q8_0: w = d * q, 32 weights.
+struct block_q8_0 {
+  fp16_t d;
+  int8_t qs[QK8_0];
+};
+static_assert(sizeof(block_q8_0) == 34);
+
+// Q4_0: w = d * (q - 8), 32 weights; qs[i] holds element i (low nibble) and i + 16 (high).
+struct block_q4_0 {
+  fp16_t d;
+  uint8_t qs[QK4_0 / 2];
+};
+static_assert(sizeof(block_q4_0) == 18);
+
+}  // namespace edgellm::kernels

@@ -1,0 +1,50 @@
+// The one dispatch point: a table of kernels per instruction set, chosen once for the running CPU
+// (cpuid on x86, HWCAP on ARM) or forced with EDGELLM_ISA=scalar|avx2|avx512|neon.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "edgellm/kernels/blocks.hpp"
+
+namespace edgellm::kernels {
+
+enum class Isa { scalar, avx2, avx512, neon };
+std::string_view isa_name(Isa isa);
+
+// Every entry is set; an ISA without its own version of a kernel uses the scalar reference.
+struct KernelSet {
+  Isa isa;
+  std::string_view name;  // e.g. "avx512" or "neon+dotprod"
+
+  void (*dequantize_row_q4_K)(const block_q4_K* x, float* y, int64_t k);
+  void (*dequantize_row_q6_K)(const block_q6_K* x, float* y, int64_t k);
+  void (*dequantize_row_q8_0)(const block_q8_0* x, float* y, int64_t k);
+  void (*dequantize_row_q4_0)(const block_q4_0* x, float* y, int64_t k);
+  void (*dequantize_row_f16)(const fp16_t* x, float* y, int64_t k);
+  void (*dequantize_row_bf16)(const bf16_t* x, float* y, int64_t k);
+
+  void (*quantize_row_q8_K)(const float* x, block_q8_K* y, int64_t k);
+  void (*quantize_row_q8_0)(const float* x, block_q8_0* y, int64_t k);
+
+  float (*vec_dot_q4_K_q8_K)(int64_t n, const block_q4_K* x, const block_q8_K* y);
+  float (*vec_dot_q6_K_q8_K)(int64_t n, const block_q6_K* x, const block_q8_K* y);
+  float (*vec_dot_q8_0_q8_0)(int64_t n, const block_q8_0* x, const block_q8_0* y);
+  float (*vec_dot_q4_0_q8_0)(int64_t n, const block_q4_0* x, const block_q8_0* y);
+  float (*vec_dot_f16_f32)(int64_t n, const fp16_t* x, const float* y);
+  float (*vec_dot_bf16_f32)(int64_t n, const bf16_t* x, const float* y);
+  float (*vec_dot_f32_f32)(int64_t n, const float* x, const float* y);
+};
+
+// The set for this process: EDGELLM_ISA if set (falls back to the best, with a note on stderr, if
+// that ISA is not available), else the best the CPU supports. Chosen once, thread-safe.
+const KernelSet& active_kernels();
+
+// The set for one ISA, or nullptr if it was not compiled in or this CPU cannot run it.
+const KernelSet* kernels_for(Isa isa);
+
+// Every ISA compiled in and runnable here, scalar first (for tests that run all paths).
+std::span<const Isa> available_isas();
+
+}  // namespace edgellm::kernels

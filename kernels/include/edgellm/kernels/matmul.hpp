@@ -1,0 +1,56 @@
+// Matrix products of a quantized weight matrix with activation rows, the work of every linear layer.
+//
+//   y[m][r] = sum_c W[r][c] * x[m][c]     (W: rows x cols, as stored in the file; x: n_x x cols)
+//
+// One activation row is the decode path (GEMV); many rows are the prefill path (GEMM, tiled so a
+// weight block is unpacked once and used for many activation rows). Output rows are split over
+// the thread pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "edgellm/dtype.hpp"
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/thread_pool.hpp"
+
+namespace edgellm::kernels {
+
+// A weight matrix in place (usually inside the model's memory map).
+struct WeightMatrix {
+  DType type = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0;       // output features (ggml ne[1])
+  int64_t cols = 0;       // input features (ggml ne[0]), a multiple of the type's block size
+  size_t row_bytes = 0;   // bytes per row
+};
+
+// True if matmul() supports this weight type.
+bool matmul_supports(DType type);
+
+// Activation rows plus their quantized forms, made once and shared by every matmul that reads the
+// same input (Q, K and V; gate and up).
+class Activations {
+ public:
+  // x: n_rows rows of n_cols floats, row stride n_cols. The pointer must stay valid until reset.
+  void reset(const float* x, int64_t n_rows, int64_t n_cols);
+  int64_t n_rows() const { return n_rows_; }
+  int64_t n_cols() const { return n_cols_; }
+  const float* f32() const { return x_; }
+  // Rows quantized to the activation type the weight type's dot product takes (Q8_K for Q4_K /
+  // Q6_K, Q8_0 for Q8_0 / Q4_0); computed on first use, in parallel on the pool.
+  const void* quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool);
+
+ private:
+  const float* x_ = nullptr;
+  int64_t n_rows_ = 0, n_cols_ = 0;
+  std::vector<uint8_t> q8_K_, q8_0_;
+  bool have_q8_K_ = false, have_q8_0_ = false;
+};
+
+// y: x.n_rows() rows of w.rows floats, row stride ldy (>= w.rows).
+void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activations& x,
+            float* y, int64_t ldy);
+
+}  // namespace edgellm::kernels

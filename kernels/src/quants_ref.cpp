@@ -1,0 +1,2 @@
+// Scalar reference kernels: see quants.hpp.
+#include "edgellm/kernels/quants.hpp"
