@@ -1,0 +1,298 @@
+/* edgellm — public C API.
+ *
+ * Plain C (C99 or later) and C++. Every function returns or reports a status; none throws, aborts
+ * or prints. When a call fails, edgellm_last_error() tells what failed, where and why (per thread).
+ * Handles are opaque; free each with its own _free function (NULL is allowed there).
+ *
+ * Typical use:
+ *   edgellm_model* m; edgellm_model_load("m.gguf", NULL, &m);
+ *   edgellm_context* c; edgellm_context_create(m, NULL, &c);
+ *   edgellm_token t[64]; int32_t n; edgellm_tokenize(m, "Hello", -1, true, false, t, 64, &n);
+ *   edgellm_eval(c, t, n);  -> edgellm_get_logits(c)
+ * or edgellm_generate() with a sampler and a per-token callback.
+ */
+#ifndef EDGELLM_H
+#define EDGELLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  define EDGELLM_API
+#else
+#  define EDGELLM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Status, errors, version, logging ---------------------------------------------------- */
+
+typedef enum edgellm_status {
+  EDGELLM_OK = 0,
+  EDGELLM_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, value out of range, token id out of range */
+  EDGELLM_ERR_IO = 2,               /* file missing or unreadable */
+  EDGELLM_ERR_FORMAT = 3,           /* not a GGUF file, or a malformed one */
+  EDGELLM_ERR_UNSUPPORTED = 4,      /* architecture or tensor type this library does not run */
+  EDGELLM_ERR_OUT_OF_MEMORY = 5,
+  EDGELLM_ERR_CONTEXT_FULL = 6,     /* the tokens do not fit in the context (n_ctx) */
+  EDGELLM_ERR_BUFFER_TOO_SMALL = 7, /* caller's buffer too small; the required size was returned */
+  EDGELLM_ERR_CANCELLED = 8,        /* a progress callback or edgellm_cancel() stopped the call */
+  EDGELLM_ERR_INTERNAL = 9          /* a bug: please report it with edgellm_last_error() */
+} edgellm_status;
+
+/* Short name of a status ("ok", "invalid argument", ...). Never NULL. */
+EDGELLM_API const char* edgellm_status_string(edgellm_status status);
+
+/* Message of the last failed call on this thread ("edgellm_model_load: cannot open 'x.gguf': No
+ * such file or directory"); "" when none failed. Valid until the next failing call on this thread. */
+EDGELLM_API const char* edgellm_last_error(void);
+
+/* Library version, "MAJOR.MINOR.PATCH". */
+EDGELLM_API const char* edgellm_version(void);
+
+typedef enum edgellm_log_level {
+  EDGELLM_LOG_DEBUG = 0,
+  EDGELLM_LOG_INFO = 1,
+  EDGELLM_LOG_WARN = 2,
+  EDGELLM_LOG_ERROR = 3
+} edgellm_log_level;
+
+/* Receives one log line (no trailing newline). May be called from any thread that runs a call. */
+typedef void (*edgellm_log_callback)(edgellm_log_level level, const char* message, void* user_data);
+
+/* Library logs go to `callback` when its level >= min_level. The default, and callback == NULL,
+ * is silent. The library never writes to stdout or stderr by itself. */
+EDGELLM_API void edgellm_set_log_callback(edgellm_log_callback callback, edgellm_log_level min_level,
+                                          void* user_data);
+
+/* ---- Model ----------------------------------------------------------------------------------- */
+
+typedef int32_t edgellm_token;
+typedef struct edgellm_model edgellm_model;
+typedef struct edgellm_context edgellm_context;
+typedef struct edgellm_sampler edgellm_sampler;
+
+/* Load progress in [0, 1]; return false to cancel the load (edgellm_model_load then returns
+ * EDGELLM_ERR_CANCELLED). */
+typedef bool (*edgellm_progress_callback)(float progress, void* user_data);
+
+typedef struct edgellm_model_params {
+  bool use_mmap;                               /* map the file (default) instead of reading it */
+  edgellm_progress_callback progress_callback; /* may be NULL */
+  void* progress_user_data;
+} edgellm_model_params;
+
+EDGELLM_API edgellm_model_params edgellm_model_default_params(void);
+
+/* params may be NULL (defaults). On success *model is a new model; on failure it is NULL. */
+EDGELLM_API edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* params,
+                                              edgellm_model** model);
+EDGELLM_API void edgellm_model_free(edgellm_model* model);
+
+typedef struct edgellm_model_info {
+  const char* architecture; /* "llama"; owned by the model */
+  const char* description;  /* "llama 1B Q4_K - Medium"; owned by the model */
+  int32_t n_vocab;
+  int32_t n_ctx_train;
+  int32_t n_embd;
+  int32_t n_layer;
+  int32_t n_head;
+  int32_t n_head_kv;
+  uint64_t size_bytes;      /* bytes of all weight tensors */
+  uint64_t n_params;        /* number of weights */
+  edgellm_token bos;        /* -1 when the vocabulary has none */
+  edgellm_token eos;        /* -1 when the vocabulary has none */
+  bool add_bos;             /* the metadata asks for BOS at the start of a prompt */
+  bool has_chat_template;   /* tokenizer.chat_template is present */
+  double load_ms;           /* wall time edgellm_model_load took */
+} edgellm_model_info;
+
+EDGELLM_API edgellm_status edgellm_model_get_info(const edgellm_model* model, edgellm_model_info* info);
+
+/* The model's chat template text (tokenizer.chat_template), or NULL when it has none. */
+EDGELLM_API const char* edgellm_model_chat_template(const edgellm_model* model);
+
+/* True for end-of-generation tokens (EOS, EOT, ...). */
+EDGELLM_API bool edgellm_token_is_eog(const edgellm_model* model, edgellm_token token);
+
+/* ---- Tokenizer ------------------------------------------------------------------------------- */
+
+/* Tokenize text_len bytes of text (text_len < 0: up to the NUL). add_special: add BOS (and EOS)
+ * as the model's metadata asks. parse_special: turn special-token text such as "<s>" into the
+ * special token instead of plain text. *n_tokens receives the number of tokens the text needs;
+ * if capacity is smaller, nothing is written and EDGELLM_ERR_BUFFER_TOO_SMALL is returned, except
+ * for tokens == NULL && capacity == 0: a size query that returns EDGELLM_OK. */
+EDGELLM_API edgellm_status edgellm_tokenize(const edgellm_model* model, const char* text, int64_t text_len,
+                                            bool add_special, bool parse_special, edgellm_token* tokens,
+                                            int32_t capacity, int32_t* n_tokens);
+
+/* The text of one token. Writes the bytes and a NUL; *length receives the byte count without the
+ * NUL (also when the buffer is too small: then EDGELLM_ERR_BUFFER_TOO_SMALL). special: render
+ * control tokens ("<s>") instead of "". A piece may be part of a UTF-8 character (byte tokens). */
+EDGELLM_API edgellm_status edgellm_token_to_piece(const edgellm_model* model, edgellm_token token, bool special,
+                                                  char* buf, size_t capacity, size_t* length);
+
+/* The text of a token sequence (SentencePiece's leading space of the first piece removed, as
+ * llama.cpp does). Buffer rules as edgellm_token_to_piece. */
+EDGELLM_API edgellm_status edgellm_detokenize(const edgellm_model* model, const edgellm_token* tokens,
+                                              int32_t n_tokens, bool special, char* buf, size_t capacity,
+                                              size_t* length);
+
+/* ---- Context: KV cache, evaluation, logits --------------------------------------------------- */
+
+typedef enum edgellm_kv_type { EDGELLM_KV_F16 = 0, EDGELLM_KV_F32 = 1 } edgellm_kv_type;
+
+typedef struct edgellm_context_params {
+  int32_t n_ctx;           /* positions in the KV cache (> 0; default 2048) */
+  int32_t n_threads;       /* worker threads; 0 = number of physical cores */
+  edgellm_kv_type kv_type; /* default F16 */
+  bool logits_all;         /* keep logits for every token of a batch, not only the last */
+} edgellm_context_params;
+
+EDGELLM_API edgellm_context_params edgellm_context_default_params(void);
+
+/* params may be NULL (defaults). The model must outlive the context. */
+EDGELLM_API edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_context_params* params,
+                                                  edgellm_context** ctx);
+EDGELLM_API void edgellm_context_free(edgellm_context* ctx);
+
+EDGELLM_API int32_t edgellm_n_ctx(const edgellm_context* ctx);     /* -1 for NULL */
+EDGELLM_API int32_t edgellm_n_threads(const edgellm_context* ctx); /* -1 for NULL */
+EDGELLM_API int32_t edgellm_n_past(const edgellm_context* ctx);    /* tokens in the cache; -1 for NULL */
+
+/* Run n_tokens at positions n_past .. n_past+n_tokens-1: prefill (GEMM path) for n_tokens > 1,
+ * decode (GEMV path) for 1. EDGELLM_ERR_CONTEXT_FULL, and nothing changes, when they do not fit. */
+EDGELLM_API edgellm_status edgellm_eval(edgellm_context* ctx, const edgellm_token* tokens, int32_t n_tokens);
+
+/* n_vocab logits of the last token of the last eval, or NULL (with the reason in
+ * edgellm_last_error()) when there are none. */
+EDGELLM_API const float* edgellm_get_logits(edgellm_context* ctx);
+
+/* Logits of the i-th token of the last eval (i < 0 counts from the end: -1 is the last).
+ * Tokens other than the last have logits only with logits_all. */
+EDGELLM_API const float* edgellm_get_logits_ith(edgellm_context* ctx, int32_t i);
+
+/* Forget every position >= n_past (0 <= n_past <= edgellm_n_past()). Logits are dropped. */
+EDGELLM_API edgellm_status edgellm_rewind(edgellm_context* ctx, int32_t n_past);
+
+/* Empty the cache (same as edgellm_rewind(ctx, 0)). */
+EDGELLM_API void edgellm_clear(edgellm_context* ctx);
+
+/* Ask a running edgellm_generate() on ctx to stop before its next token. Callable from any
+ * thread; the request is consumed by the generate call it stops (or by the next one). */
+EDGELLM_API void edgellm_cancel(edgellm_context* ctx);
+
+/* ---- Sampler --------------------------------------------------------------------------------- */
+
+#define EDGELLM_SEED_RANDOM 0xFFFFFFFFu
+
+typedef struct edgellm_sampler_params {
+  float temperature;       /* <= 0: greedy (argmax), as llama.cpp's --temp 0 */
+  int32_t top_k;           /* 0: off */
+  float top_p;             /* 1: off */
+  float min_p;             /* 0: off */
+  float repeat_penalty;    /* 1: off */
+  float frequency_penalty; /* 0: off */
+  float presence_penalty;  /* 0: off */
+  int32_t penalty_last_n;  /* window of recent tokens the penalties look at; 0: off, -1: n_ctx */
+  uint32_t seed;           /* EDGELLM_SEED_RANDOM: from the clock */
+} edgellm_sampler_params;
+
+/* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties, window 64. */
+EDGELLM_API edgellm_sampler_params edgellm_sampler_default_params(void);
+
+EDGELLM_API edgellm_status edgellm_sampler_create(const edgellm_sampler_params* params, edgellm_sampler** sampler);
+EDGELLM_API void edgellm_sampler_free(edgellm_sampler* sampler);
+
+/* Sample a token from the logits of the i-th token of ctx's last eval (-1: the last). Does not
+ * accept it: call edgellm_sampler_accept() with the token you keep. The time counts as sampling
+ * in ctx's perf counters. */
+EDGELLM_API edgellm_status edgellm_sampler_sample(edgellm_sampler* sampler, edgellm_context* ctx, int32_t i,
+                                                  edgellm_token* token);
+
+/* Record a token as part of the text (for the repetition penalties). */
+EDGELLM_API edgellm_status edgellm_sampler_accept(edgellm_sampler* sampler, edgellm_token token);
+
+/* Forget accepted tokens and restart the random stream from the seed. */
+EDGELLM_API void edgellm_sampler_reset(edgellm_sampler* sampler);
+
+/* ---- Chat template --------------------------------------------------------------------------- */
+
+typedef struct edgellm_chat_message {
+  const char* role;    /* "system", "user", "assistant" */
+  const char* content;
+} edgellm_chat_message;
+
+/* Format messages with the model's chat template (tmpl == NULL) or with tmpl (template text or a
+ * known name such as "chatml", "llama2", "zephyr"). add_generation_prompt: end with the start of
+ * the assistant's turn. Buffer rules as edgellm_token_to_piece. */
+EDGELLM_API edgellm_status edgellm_chat_apply_template(const edgellm_model* model, const char* tmpl,
+                                                       const edgellm_chat_message* messages, size_t n_messages,
+                                                       bool add_generation_prompt, char* buf, size_t capacity,
+                                                       size_t* length);
+
+/* ---- Generation ------------------------------------------------------------------------------ */
+
+/* Receives generated text as it becomes final: whole UTF-8 characters, never text that might still
+ * turn out to be (the start of) a stop string. `token` is the token that completed this text.
+ * Return false to stop generating. */
+typedef bool (*edgellm_token_callback)(const char* text, size_t length, edgellm_token token, void* user_data);
+
+typedef enum edgellm_stop_reason {
+  EDGELLM_STOP_EOG = 0,          /* the model produced an end-of-generation token (not emitted) */
+  EDGELLM_STOP_N_PREDICT = 1,    /* n_predict tokens were generated */
+  EDGELLM_STOP_STRING = 2,       /* a stop string appeared (it and what follows are not emitted) */
+  EDGELLM_STOP_CONTEXT_FULL = 3, /* the KV cache is full */
+  EDGELLM_STOP_CALLBACK = 4,     /* the token callback returned false */
+  EDGELLM_STOP_CANCELLED = 5     /* edgellm_cancel() (the call then returns EDGELLM_ERR_CANCELLED) */
+} edgellm_stop_reason;
+
+typedef struct edgellm_generate_params {
+  int32_t n_predict;               /* tokens to generate at most; < 0: until EOG or a full cache */
+  const char* const* stop_strings; /* may be NULL */
+  size_t n_stop_strings;
+  edgellm_token_callback callback; /* may be NULL */
+  void* user_data;
+} edgellm_generate_params;
+
+typedef struct edgellm_generate_result {
+  int32_t n_prompt;        /* prompt tokens evaluated */
+  int32_t n_generated;     /* tokens sampled (an EOG token is counted, not emitted) */
+  edgellm_stop_reason stop_reason;
+} edgellm_generate_result;
+
+EDGELLM_API edgellm_generate_params edgellm_generate_default_params(void);
+
+/* Evaluate the prompt tokens at the current position (n_past; so a chat continues its cache),
+ * then sample, stream and evaluate up to n_predict tokens. Every sampled token is accepted by the
+ * sampler; the last sampled token is not evaluated (so n_past = prompt end + n_generated - 1
+ * when it stops after n_predict). result may be NULL. */
+EDGELLM_API edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler,
+                                            const edgellm_token* prompt, int32_t n_prompt,
+                                            const edgellm_generate_params* params,
+                                            edgellm_generate_result* result);
+
+/* ---- Performance counters -------------------------------------------------------------------- */
+
+typedef struct edgellm_perf {
+  double load_ms;            /* the model's load time */
+  int32_t n_prefill_tokens;  /* tokens evaluated in batches of more than one */
+  double prefill_ms;
+  int32_t n_decode_tokens;   /* tokens evaluated one at a time */
+  double decode_ms;
+  int32_t n_sample;          /* tokens sampled */
+  double sample_ms;
+  uint64_t peak_rss_bytes;   /* the process's resident-memory high-water mark */
+} edgellm_perf;
+
+EDGELLM_API edgellm_status edgellm_get_perf(const edgellm_context* ctx, edgellm_perf* perf);
+EDGELLM_API void edgellm_reset_perf(edgellm_context* ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGELLM_H */
