@@ -1,2 +1,216 @@
-// Scalar reference kernels: see quants.hpp.
+// Scalar reference kernels: see quants.hpp. This file: fp16/bf16 conversions, the plain float
+// types and the 32-element formats Q8_0 and Q4_0. The K-quants are in quants_ref_k.cpp.
+//
+// Every formula keeps the exact order of float operations of ggml's reference code, because
+// dequantization and activation quantization must match llama.cpp bit for bit. The sources are
+// compiled without FMA contraction (-std=c++20 implies -ffp-contract=off in GCC), which the same
+// bit-exactness needs.
+#include <cmath>
+#include <cstring>
+
 #include "edgellm/kernels/quants.hpp"
+#include "quants_ref_util.hpp"
+
+namespace edgellm::kernels {
+
+namespace {
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+float float_of(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+}  // namespace
+
+// ---- conversions ----
+
+float fp16_to_fp32(fp16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F;
+  const uint32_t mant = h & 0x3FF;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float v = static_cast<float>(mant) * 0x1p-24f;
+    return float_of(bits_of(v) | sign);
+  }
+  if (exp == 31) {  // Inf, or NaN with its payload, made quiet as ggml's conversion does
+    return float_of(sign | 0x7F800000u | (mant << 13) | (mant ? 0x00400000u : 0u));
+  }
+  return float_of(sign | ((exp + 127 - 15) << 23) | (mant << 13));
+}
+
+fp16_t fp32_to_fp16(float f) {
+  const uint32_t x = bits_of(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7FFFFFFF;
+  if (ax > 0x7F800000) return sign | 0x7E00;  // NaN: ggml gives a quiet NaN without payload
+  if (ax >= 0x477FF000) return sign | 0x7C00;  // >= 65520 rounds to Inf
+  if (ax >= 0x38800000) {                      // normal half (>= 2^-14)
+    uint32_t h = (ax - (112u << 23)) >> 13;    // rebias exponent, keep 10 mantissa bits
+    const uint32_t rest = ax & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // a carry moves into the exponent
+    return sign | static_cast<uint16_t>(h);
+  }
+  if (ax <= 0x33000000) return sign;  // <= 2^-25: rounds to zero (2^-25 is a tie, to even 0)
+  // Subnormal half: value / 2^-24 = m * 2^(e - 126) with m the 24-bit significand.
+  const uint32_t e = ax >> 23;
+  const uint32_t m = (ax & 0x7FFFFF) | 0x800000;
+  const uint32_t shift = 126 - e;  // 14..24
+  uint32_t h = m >> shift;
+  const uint32_t rest = m & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rest > half || (rest == half && (h & 1))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+float bf16_to_fp32(bf16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
+
+bf16_t fp32_to_bf16(float f) {
+  const uint32_t x = bits_of(f);
+  if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<bf16_t>((x >> 16) | 0x40);  // quiet NaN
+  const uint32_t lsb = (x >> 16) & 1;  // round to nearest even; overflow carries into Inf
+  return static_cast<bf16_t>((x + 0x7FFF + lsb) >> 16);
+}
+
+void quantize_row_f16_ref(const float* x, fp16_t* y, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
+void quantize_row_bf16_ref(const float* x, bf16_t* y, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) y[i] = fp32_to_bf16(x[i]);
+}
+
+void dequantize_row_f16_ref(const fp16_t* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+void dequantize_row_bf16_ref(const bf16_t* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) y[i] = bf16_to_fp32(x[i]);
+}
+
+// ---- Q8_0: w = d * q ----
+
+// d = amax / 127 and q = round-half-away(x / d) with 1/d taken before d is rounded to fp16, as
+// ggml does. Non-finite input: NaN elements are left out of amax and get q = 0; an Inf gives
+// d = Inf (fp16 Inf), 1/d = 0 and so q = 0 for the whole block.
+void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k) {
+  const int64_t nb = k / QK8_0;
+  for (int64_t i = 0; i < nb; ++i, x += QK8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK8_0; ++j) {
+      const float v = std::round(x[j] * id);  // |v| <= 127 for finite input
+      y[i].qs[j] = std::isnan(v) ? 0 : static_cast<int8_t>(std::fmax(-127.f, std::fmin(127.f, v)));
+    }
+  }
+}
+
+void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k) {
+  const int64_t nb = k / QK8_0;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK8_0; ++j) y[i * QK8_0 + j] = x[i].qs[j] * d;
+  }
+}
+
+// ---- Q4_0: w = d * (q - 8) ----
+
+// d = -(the value of largest magnitude) / 8, so that value maps to q = 0 exactly; the others are
+// truncate(x / d + 8.5) capped at 15, as ggml does. NaN elements give q = 8 (zero); a block whose
+// largest magnitude is Inf gets d = -Inf/8 and q = 8 except at the Inf itself (q = 0).
+void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k) {
+  const int64_t nb = k / QK4_0;
+  for (int64_t i = 0; i < nb; ++i, x += QK4_0) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK4_0; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      uint8_t q[2];
+      for (int h = 0; h < 2; ++h) {
+        const float v = x[j + h * QK4_0 / 2] * id + 8.5f;  // in [0.5, 16.5] for finite input
+        q[h] = std::isnan(v) ? 8 : static_cast<uint8_t>(std::fmax(0.f, std::fmin(15.f, v)));
+      }
+      y[i].qs[j] = q[0] | (q[1] << 4);
+    }
+  }
+}
+
+void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k) {
+  const int64_t nb = k / QK4_0;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      const int x0 = (x[i].qs[j] & 0xF) - 8;
+      const int x1 = (x[i].qs[j] >> 4) - 8;
+      y[i * QK4_0 + j] = x0 * d;
+      y[i * QK4_0 + j + QK4_0 / 2] = x1 * d;
+    }
+  }
+}
+
+// ---- dot products ----
+// Integer sums are exact (int32 cannot overflow for these block sizes). Scale products and the
+// sum over blocks are taken in double and rounded to float once, so for a result r and the exact
+// value s of the dot product of the dequantized rows:
+//   |r - s| <= 2^-24 |s| + 2^-50 * sum over blocks of |block term|
+// (in practice the reference is the correctly rounded value). Optimized kernels accumulate in
+// float and are compared with these under their own written-down bounds.
+
+float vec_dot_q8_0_q8_0_ref(int64_t n, const block_q8_0* x, const block_q8_0* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK8_0; ++i) {
+    int32_t sumi = 0;
+    for (int j = 0; j < QK8_0; ++j) sumi += x[i].qs[j] * y[i].qs[j];
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK4_0; ++i) {
+    int32_t sumi = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
+      sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+    }
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+float vec_dot_f16_f32_ref(int64_t n, const fp16_t* x, const float* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(x[i])) * y[i];
+  return static_cast<float>(sum);
+}
+
+float vec_dot_bf16_f32_ref(int64_t n, const bf16_t* x, const float* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(bf16_to_fp32(x[i])) * y[i];
+  return static_cast<float>(sum);
+}
+
+float vec_dot_f32_f32_ref(int64_t n, const float* x, const float* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * y[i];
+  return static_cast<float>(sum);
+}
+
+}  // namespace edgellm::kernels

@@ -23,6 +23,19 @@ struct block_q4_K {
 };
 static_assert(sizeof(block_q4_K) == 144);
 
+// The 6-bit scale and min of Q4_K sub-block j (0..7). Bytes 0..3 hold scales 0..3 in their low 6
+// bits, bytes 4..7 mins 0..3; bytes 8..11 hold the low 4 bits of scale (low nibble) and min (high
+// nibble) 4..7, whose top 2 bits sit in the top 2 bits of bytes 0..3 (scales) and 4..7 (mins).
+inline void q4_K_scale_min(const uint8_t* scales, int j, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
+  } else {
+    *sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+    *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+}
+
 // Q6_K: 16 sub-blocks of 16 weights, w = d * scales[j] * (q - 32), q in 0..63 (4 low bits in ql,
 // 2 high bits in qh).
 struct block_q6_K {

@@ -1,0 +1,347 @@
+// Scalar reference kernels for the K-quants (256-element super-blocks): Q4_K, Q6_K and the Q8_K
+// activations their dot products take. See quants.hpp and docs/FORMATS.md.
+//
+// Dequantization and Q8_K quantization keep the exact order of float operations of ggml's
+// reference code (bit-exact with llama.cpp). The Q4_K / Q6_K weight quantizers search for the
+// scales that minimise a weighted squared error; they follow the same published search (a grid of
+// candidate scales, each refined by weighted least squares) and are tested to be at least as good.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "edgellm/kernels/quants.hpp"
+#include "quants_ref_util.hpp"
+
+namespace edgellm::kernels {
+
+using detail::nearest_int;
+
+// ---- Q8_K: w = d * q, q in -127..127 ----
+
+// d = -max / 127 with max the element of largest magnitude (so that element maps to -127 or 127).
+// An all-zero block gets d = 0. Non-finite input: NaN elements are left out of max and get q = 0;
+// an Inf gives d = +-Inf and q = 0 for the whole block (its dot products are NaN).
+void quantize_row_q8_K_ref(const float* x, block_q8_K* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK_K; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    if (amax == 0.0f) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    const float iscale = -127.f / max;
+    for (int j = 0; j < QK_K; ++j) {
+      y[i].qs[j] = static_cast<int8_t>(std::clamp(nearest_int(iscale * x[j]), -128, 127));
+    }
+    for (int j = 0; j < QK_K / 16; ++j) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += y[i].qs[16 * j + l];
+      y[i].bsums[j] = static_cast<int16_t>(sum);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+void dequantize_row_q8_K_ref(const block_q8_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int j = 0; j < QK_K; ++j) y[i * QK_K + j] = x[i].d * x[i].qs[j];
+  }
+}
+
+// ---- Q4_K: w = d * sc[j] * q - dmin * m[j] ----
+
+void dequantize_row_q4_K_ref(const block_q4_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float dmin = fp16_to_fp32(x[i].dmin);
+    uint8_t q[QK_K];
+    detail::unpack_q4_K(x[i], q);
+    for (int j = 0; j < QK_K / 32; ++j) {
+      uint8_t sc, m;
+      q4_K_scale_min(x[i].scales, j, &sc, &m);
+      const float dj = d * sc;
+      const float mj = dmin * m;
+      for (int l = 0; l < 32; ++l) y[32 * j + l] = dj * q[32 * j + l] - mj;
+    }
+    y += QK_K;
+  }
+}
+
+namespace {
+
+// Fits x[i] ~ scale * L[i] - min_out (L in 0..nmax, scale >= 0, min_out >= 0) minimising
+// sum w[i] * (error)^2. Tries the plain min/max mapping, then nstep+1 candidate inverse scales
+// (nmax + rmin + rdelta * s) / (max - min); for each it rounds the quants and solves the 2x2
+// weighted least-squares problem for scale and offset (offset capped at 0). Keeps the best.
+float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* min_out,
+                    float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0];
+  float sum_w = 0, sum_x = 0;
+  for (int i = 0; i < n; ++i) {
+    min = std::min(min, x[i]);
+    max = std::max(max, x[i]);
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {  // constant (zero) sub-block
+    std::fill(L, L + n, 0);
+    *min_out = -min;
+    return 0.0f;
+  }
+  float iscale = nmax / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    L[i] = static_cast<uint8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    const float diff = scale * L[i] + min - x[i];
+    best_error += w[i] * (diff * diff);
+  }
+  uint8_t trial[32];
+  for (int s = 0; s <= nstep; ++s) {
+    iscale = (rmin + rdelta * s + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      trial[i] = static_cast<uint8_t>(l);
+      sum_l += w[i] * l;
+      sum_l2 += w[i] * l * l;
+      sum_xl += w[i] * l * x[i];
+    }
+    const float det = sum_w * sum_l2 - sum_l * sum_l;
+    if (!(det > 0)) continue;
+    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+    if (this_min > 0) {  // the offset may only lower values: refit the scale alone
+      this_min = 0;
+      this_scale = sum_xl / sum_l2;
+    }
+    float error = 0;
+    for (int i = 0; i < n; ++i) {
+      const float diff = this_scale * trial[i] + this_min - x[i];
+      error += w[i] * (diff * diff);
+    }
+    if (error < best_error) {
+      std::copy(trial, trial + n, L);
+      best_error = error;
+      scale = this_scale;
+      min = this_min;
+    }
+  }
+  *min_out = -min;
+  return scale;
+}
+
+}  // namespace
+
+// Per 32-element sub-block: fit (scale, min) with weights sqrt(mean x^2) + |x| (large values and
+// loud sub-blocks matter more); quantize the 8 scales and 8 mins to 6 bits against the largest
+// (d = max scale / 63, dmin = max min / 63); then requantize every value with the final rounded
+// scales. Non-finite input does not crash; the block's numbers are then unspecified.
+void quantize_row_q4_K_ref(const float* x, block_q4_K* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+    uint8_t L[QK_K];
+    float scales[QK_K / 32], mins[QK_K / 32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+      const float* xj = x + 32 * j;
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
+      const float rms = std::sqrt(sum_x2 / 32);
+      float w[32];
+      for (int l = 0; l < 32; ++l) w[l] = rms + std::fabs(xj[l]);
+      scales[j] = fit_scale_min(32, 15, xj, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+      max_scale = std::max(max_scale, scales[j]);
+      max_min = std::max(max_min, mins[j]);
+    }
+
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    std::memset(y[i].scales, 0, sizeof y[i].scales);
+    for (int j = 0; j < QK_K / 32; ++j) {
+      const uint8_t ls = static_cast<uint8_t>(std::clamp(nearest_int(inv_scale * scales[j]), 0, 63));
+      const uint8_t lm = static_cast<uint8_t>(std::clamp(nearest_int(inv_min * mins[j]), 0, 63));
+      if (j < 4) {
+        y[i].scales[j] = ls;
+        y[i].scales[j + 4] = lm;
+      } else {
+        y[i].scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+        y[i].scales[j - 4] |= (ls >> 4) << 6;
+        y[i].scales[j] |= (lm >> 4) << 6;
+      }
+    }
+    y[i].d = fp32_to_fp16(max_scale / 63.f);
+    y[i].dmin = fp32_to_fp16(max_min / 63.f);
+
+    for (int j = 0; j < QK_K / 32; ++j) {
+      uint8_t sc, m;
+      q4_K_scale_min(y[i].scales, j, &sc, &m);
+      const float d = fp16_to_fp32(y[i].d) * sc;
+      if (d == 0.0f) continue;  // the sub-block dequantizes to -dmin * m whatever its quants
+      const float dm = fp16_to_fp32(y[i].dmin) * m;
+      for (int l = 0; l < 32; ++l) {
+        L[32 * j + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[32 * j + l] + dm) / d), 0, 15));
+      }
+    }
+
+    for (int g = 0; g < 4; ++g) {
+      for (int l = 0; l < 32; ++l) y[i].qs[32 * g + l] = L[64 * g + l] | (L[64 * g + 32 + l] << 4);
+    }
+  }
+}
+
+float vec_dot_q4_K_q8_K_ref(int64_t n, const block_q4_K* x, const block_q8_K* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t q[QK_K];
+    detail::unpack_q4_K(x[i], q);
+    int32_t sum_q = 0;  // sum_j sc[j] * (q . y) over sub-block j
+    int32_t sum_m = 0;  // sum_j m[j] * (sum of y over sub-block j)
+    for (int j = 0; j < QK_K / 32; ++j) {
+      uint8_t sc, m;
+      q4_K_scale_min(x[i].scales, j, &sc, &m);
+      int32_t dot = 0;
+      for (int l = 0; l < 32; ++l) dot += q[32 * j + l] * y[i].qs[32 * j + l];
+      sum_q += sc * dot;
+      sum_m += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    const double dy = y[i].d;
+    sum += dy * fp16_to_fp32(x[i].d) * sum_q - dy * fp16_to_fp32(x[i].dmin) * sum_m;
+  }
+  return static_cast<float>(sum);
+}
+
+// ---- Q6_K: w = d * scales[j] * (q - 32) ----
+
+void dequantize_row_q6_K_ref(const block_q6_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    uint8_t q[QK_K];
+    detail::unpack_q6_K(x[i], q);
+    for (int e = 0; e < QK_K; ++e) y[e] = d * x[i].scales[e / 16] * (q[e] - 32);
+    y += QK_K;
+  }
+}
+
+namespace {
+
+// Fits x[i] ~ scale * (L[i] - nmax), L in 0..2 nmax - 1, minimising sum x[i]^2 * (error)^2:
+// starts from the mapping that sends the largest-magnitude value to -nmax, then tries inverse
+// scales (nmax + 0.1 s) / |max| for s = -9..9, each with its least-squares scale; keeps the best.
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  if (amax < 1e-15f) {  // all (nearly) zero
+    std::fill(L, L + n, 0);
+    return 0.0f;
+  }
+  // Rounds x * iscale into -nmax..nmax-1 and returns the weighted sums for the best scale.
+  auto round_all = [&](float iscale, int8_t* out, float* sum_lx, float* sum_l2) {
+    *sum_lx = 0;
+    *sum_l2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      if (out) out[i] = static_cast<int8_t>(l + nmax);
+      const float w = x[i] * x[i];
+      *sum_lx += w * x[i] * l;
+      *sum_l2 += w * l * l;
+    }
+  };
+  float sum_lx, sum_l2;
+  round_all(-nmax / max, L, &sum_lx, &sum_l2);
+  float scale = sum_l2 ? sum_lx / sum_l2 : 0.0f;
+  float best = scale * sum_lx;  // = sum_lx^2 / sum_l2, the error reduction to maximise
+  for (int s = -9; s <= 9; ++s) {
+    if (s == 0) continue;
+    const float iscale = -(nmax + 0.1f * s) / max;
+    round_all(iscale, nullptr, &sum_lx, &sum_l2);
+    if (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2) {
+      round_all(iscale, L, &sum_lx, &sum_l2);
+      scale = sum_lx / sum_l2;
+      best = scale * sum_lx;
+    }
+  }
+  return scale;
+}
+
+}  // namespace
+
+// Per 16-element sub-block: fit a signed scale (weights x^2); quantize the 16 scales to int8
+// against the one of largest magnitude (which maps to -128, d = -max / 128); requantize every
+// value with the final rounded scales. An all-zero super-block is all zeros. Non-finite input does
+// not crash; the block's numbers are then unspecified.
+void quantize_row_q6_K_ref(const float* x, block_q6_K* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
+      scales[j] = fit_scale_symmetric(16, 32, x + 16 * j, L + 16 * j);
+      if (std::fabs(scales[j]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scales[j]);
+        max_scale = scales[j];
+      }
+    }
+    std::memset(&y[i], 0, sizeof y[i]);
+    if (max_abs_scale < 1e-15f) continue;  // all zero (d = +0)
+
+    const float iscale = -128.f / max_scale;
+    y[i].d = fp32_to_fp16(1 / iscale);
+    for (int j = 0; j < QK_K / 16; ++j) {
+      y[i].scales[j] = static_cast<int8_t>(std::clamp(nearest_int(iscale * scales[j]), -128, 127));
+    }
+    for (int j = 0; j < QK_K / 16; ++j) {
+      const float d = fp16_to_fp32(y[i].d) * y[i].scales[j];
+      if (d == 0.0f) continue;  // the sub-block dequantizes to 0 whatever its quants
+      for (int l = 0; l < 16; ++l) {
+        L[16 * j + l] = static_cast<int8_t>(std::clamp(nearest_int(x[16 * j + l] / d), -32, 31) + 32);
+      }
+    }
+
+    for (int h = 0; h < 2; ++h) {
+      uint8_t* ql = y[i].ql + 64 * h;
+      uint8_t* qh = y[i].qh + 32 * h;
+      const int8_t* Lh = L + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        ql[l] = (Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4);
+        ql[l + 32] = (Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4);
+        qh[l] = (Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
+                ((Lh[l + 96] >> 4) << 6);
+      }
+    }
+  }
+}
+
+float vec_dot_q6_K_q8_K_ref(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t q[QK_K];
+    detail::unpack_q6_K(x[i], q);
+    int32_t sumi = 0;  // sum_j scales[j] * ((q - 32) . y) over sub-block j
+    for (int j = 0; j < QK_K / 16; ++j) {
+      int32_t dot = 0;
+      for (int l = 0; l < 16; ++l) dot += (q[16 * j + l] - 32) * y[i].qs[16 * j + l];
+      sumi += x[i].scales[j] * dot;
+    }
+    sum += static_cast<double>(y[i].d) * fp16_to_fp32(x[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+}  // namespace edgellm::kernels

@@ -1,0 +1,49 @@
+// Small helpers shared by the scalar reference kernels (quants_ref.cpp, quants_ref_k.cpp).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "edgellm/kernels/blocks.hpp"
+
+namespace edgellm::kernels::detail {
+
+// Round to nearest, ties to even (the default rounding mode; the same integer ggml's nearest_int
+// gives for |x| < 2^22). Total: NaN gives 0 and huge values saturate, so no input is undefined.
+inline int nearest_int(float x) {
+  if (std::isnan(x)) return 0;
+  if (x >= 4194303.f) return 4194303;
+  if (x <= -4194303.f) return -4194303;
+  return static_cast<int>(std::nearbyint(x));
+}
+
+// The 256 4-bit quants of a Q4_K block in element order. qs holds 4 groups of 32 bytes; group g
+// carries elements 64 g + l (low nibble) and 64 g + 32 + l (high nibble).
+inline void unpack_q4_K(const block_q4_K& b, uint8_t q[QK_K]) {
+  for (int g = 0; g < 4; ++g) {
+    for (int l = 0; l < 32; ++l) {
+      q[64 * g + l] = b.qs[32 * g + l] & 0xF;
+      q[64 * g + 32 + l] = b.qs[32 * g + l] >> 4;
+    }
+  }
+}
+
+// The 256 6-bit quants (0..63) of a Q6_K block in element order. Each half h of 128 elements uses
+// ql[64 h ..] and qh[32 h ..]: for l < 32, elements 128 h + l, +32, +64, +96 take their low 4 bits
+// from ql[l] low, ql[l + 32] low, ql[l] high, ql[l + 32] high, and their top 2 bits from qh[l]
+// bits 0-1, 2-3, 4-5, 6-7. Element e uses scales[e / 16].
+inline void unpack_q6_K(const block_q6_K& b, uint8_t q[QK_K]) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    uint8_t* out = q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      out[l + 0] = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+      out[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+      out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+      out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+    }
+  }
+}
+
+}  // namespace edgellm::kernels::detail
