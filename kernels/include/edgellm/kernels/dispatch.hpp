@@ -2,7 +2,9 @@
 // (cpuid on x86, HWCAP on ARM) or forced with EDGELLM_ISA=scalar|avx2|avx512|neon.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -35,6 +37,22 @@ struct KernelSet {
   float (*vec_dot_f16_f32)(int64_t n, const fp16_t* x, const float* y);
   float (*vec_dot_bf16_f32)(int64_t n, const bf16_t* x, const float* y);
   float (*vec_dot_f32_f32)(int64_t n, const float* x, const float* y);
+
+  // Matrix tiles, the inner kernels of matmul(): many weight rows times many activation rows,
+  //   y[i * ldy + r] = dot(weight row r, activation row i)   for r < n_rows, i < n_act.
+  // w: n_rows rows, w_row_bytes apart; a: n_act activation rows (Q8_K for Q4_K/Q6_K, Q8_0 for
+  // Q8_0/Q4_0, f32 for F16/BF16/F32), a_row_bytes apart; n elements per row. An ISA without its
+  // own tile kernel uses one built from its vec_dot.
+  using MatmulTile = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows,
+                              const void* a, size_t a_row_bytes, int64_t n_act, float* y,
+                              int64_t ldy);
+  MatmulTile matmul_q4_K_q8_K;
+  MatmulTile matmul_q6_K_q8_K;
+  MatmulTile matmul_q8_0_q8_0;
+  MatmulTile matmul_q4_0_q8_0;
+  MatmulTile matmul_f16_f32;
+  MatmulTile matmul_bf16_f32;
+  MatmulTile matmul_f32_f32;
 };
 
 // The set for this process: EDGELLM_ISA if set (falls back to the best, with a note on stderr, if
@@ -46,5 +64,12 @@ const KernelSet* kernels_for(Isa isa);
 
 // Every ISA compiled in and runnable here, scalar first (for tests that run all paths).
 std::span<const Isa> available_isas();
+
+// The ISA an EDGELLM_ISA value names ("scalar", "avx2", "avx512", "neon"), nullopt for others.
+std::optional<Isa> parse_isa(std::string_view name);
+
+// What active_kernels() picks for an EDGELLM_ISA value (nullptr: unset): the named ISA if it is
+// available, else the best available one (with *fell_back set).
+Isa choose_isa(const char* env_value, bool* fell_back = nullptr);
 
 }  // namespace edgellm::kernels

@@ -1,0 +1,163 @@
+// Kernel tables and the run-time choice between them (see dispatch.hpp).
+#include "edgellm/kernels/dispatch.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "edgellm/kernels/quants.hpp"
+#include "kernel_sets.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace edgellm::kernels {
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::neon: return "neon";
+  }
+  return "unknown";
+}
+
+std::optional<Isa> parse_isa(std::string_view name) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  return std::nullopt;
+}
+
+KernelSet scalar_kernel_set() {
+  KernelSet ks{};
+  ks.isa = Isa::scalar;
+  ks.name = "scalar";
+  ks.dequantize_row_q4_K = dequantize_row_q4_K_ref;
+  ks.dequantize_row_q6_K = dequantize_row_q6_K_ref;
+  ks.dequantize_row_q8_0 = dequantize_row_q8_0_ref;
+  ks.dequantize_row_q4_0 = dequantize_row_q4_0_ref;
+  ks.dequantize_row_f16 = dequantize_row_f16_ref;
+  ks.dequantize_row_bf16 = dequantize_row_bf16_ref;
+  ks.quantize_row_q8_K = quantize_row_q8_K_ref;
+  ks.quantize_row_q8_0 = quantize_row_q8_0_ref;
+  ks.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_ref;
+  ks.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_ref;
+  ks.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_ref;
+  ks.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_ref;
+  ks.vec_dot_f16_f32 = vec_dot_f16_f32_ref;
+  ks.vec_dot_bf16_f32 = vec_dot_bf16_f32_ref;
+  ks.vec_dot_f32_f32 = vec_dot_f32_f32_ref;
+  ks.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_ref>;
+  ks.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_ref>;
+  ks.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_ref>;
+  ks.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_ref>;
+  ks.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_ref>;
+  ks.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_ref>;
+  ks.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_ref>;
+  return ks;
+}
+
+namespace {
+
+#if defined(__x86_64__) || defined(_M_X64)
+struct X86Features {
+  bool avx2 = false;    // AVX2 + FMA + F16C, with the OS saving YMM state
+  bool avx512 = false;  // AVX-512 F/BW/VL/DQ + VNNI, with the OS saving ZMM state
+};
+
+X86Features detect_x86() {
+  X86Features f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+             f16c = c & (1u << 29);
+  if (!osxsave || !avx) return f;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool os_ymm = (xcr0_lo & 0x6) == 0x6;           // SSE and AVX state
+  const bool os_zmm = (xcr0_lo & 0xe6) == 0xe6;         // plus opmask, ZMM_Hi256, Hi16_ZMM
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
+             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+  f.avx2 = os_ymm && avx2 && fma && f16c;
+  f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && vnni;
+  return f;
+}
+#endif
+
+// The table of one ISA if compiled in and runnable on this CPU.
+const KernelSet* find_kernels(Isa isa) {
+  static const KernelSet scalar = scalar_kernel_set();
+#if defined(__x86_64__) || defined(_M_X64)
+  static const X86Features cpu = detect_x86();
+#endif
+  switch (isa) {
+    case Isa::scalar: return &scalar;
+    case Isa::avx2:
+#if defined(EDGELLM_HAVE_AVX2)
+      return cpu.avx2 ? avx2_kernels() : nullptr;
+#else
+      return nullptr;
+#endif
+    case Isa::avx512:
+#if defined(EDGELLM_HAVE_AVX512)
+      return cpu.avx512 ? avx512_kernels() : nullptr;
+#else
+      return nullptr;
+#endif
+    case Isa::neon:
+#if defined(EDGELLM_HAVE_NEON)
+      return neon_kernels();
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const KernelSet* kernels_for(Isa isa) { return find_kernels(isa); }
+
+std::span<const Isa> available_isas() {
+  static const std::vector<Isa> isas = [] {
+    std::vector<Isa> v;
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) {
+      if (find_kernels(isa)) v.push_back(isa);
+    }
+    return v;
+  }();
+  return isas;
+}
+
+Isa choose_isa(const char* env_value, bool* fell_back) {
+  const auto isas = available_isas();
+  const Isa best = isas.back();  // ordered from scalar up
+  if (fell_back) *fell_back = false;
+  if (env_value == nullptr || *env_value == '\0') return best;
+  const auto wanted = parse_isa(env_value);
+  if (wanted && find_kernels(*wanted)) return *wanted;
+  if (fell_back) *fell_back = true;
+  return best;
+}
+
+const KernelSet& active_kernels() {
+  static const KernelSet* active = [] {
+    const char* env = std::getenv("EDGELLM_ISA");
+    bool fell_back = false;
+    const Isa isa = choose_isa(env, &fell_back);
+    if (fell_back) {
+      std::fprintf(stderr, "edgellm: EDGELLM_ISA=%s is not available on this CPU/build; using %s\n",
+                   env, std::string(isa_name(isa)).c_str());
+    }
+    return find_kernels(isa);
+  }();
+  return *active;
+}
+
+}  // namespace edgellm::kernels

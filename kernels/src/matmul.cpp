@@ -1,0 +1,131 @@
+// Matrix products of quantized weights with activation rows (see matmul.hpp).
+#include "edgellm/kernels/matmul.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "edgellm/kernels/blocks.hpp"
+
+namespace edgellm::kernels {
+
+namespace {
+
+// Output rows are handed to threads in multiples of this (the ISA tiles take 16 rows at a time).
+constexpr int64_t kRowGrain = 16;
+
+// Bytes of one activation row in the format a weight type's dot product takes.
+struct ActivationFormat {
+  DType type;        // F32, Q8_K or Q8_0
+  int64_t block;     // elements per block
+  size_t block_bytes;
+};
+
+ActivationFormat activation_format(DType weight_type) {
+  switch (weight_type) {
+    case DType::Q4_K:
+    case DType::Q6_K: return {DType::Q8_K, QK_K, sizeof(block_q8_K)};
+    case DType::Q8_0:
+    case DType::Q4_0: return {DType::Q8_0, QK8_0, sizeof(block_q8_0)};
+    default: return {DType::F32, 1, sizeof(float)};
+  }
+}
+
+KernelSet::MatmulTile tile_for(const KernelSet& ks, DType type) {
+  switch (type) {
+    case DType::Q4_K: return ks.matmul_q4_K_q8_K;
+    case DType::Q6_K: return ks.matmul_q6_K_q8_K;
+    case DType::Q8_0: return ks.matmul_q8_0_q8_0;
+    case DType::Q4_0: return ks.matmul_q4_0_q8_0;
+    case DType::F16: return ks.matmul_f16_f32;
+    case DType::BF16: return ks.matmul_bf16_f32;
+    case DType::F32: return ks.matmul_f32_f32;
+    default: return nullptr;
+  }
+}
+
+std::string type_name(DType t) { return dtype_name(static_cast<uint32_t>(t)); }
+
+}  // namespace
+
+bool matmul_supports(DType type) {
+  switch (type) {
+    case DType::Q4_K: case DType::Q6_K: case DType::Q8_0: case DType::Q4_0:
+    case DType::F16: case DType::BF16: case DType::F32: return true;
+    default: return false;
+  }
+}
+
+void Activations::reset(const float* x, int64_t n_rows, int64_t n_cols) {
+  x_ = x;
+  n_rows_ = n_rows;
+  n_cols_ = n_cols;
+  have_q8_K_ = have_q8_0_ = false;
+}
+
+const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool) {
+  const ActivationFormat f = activation_format(weight_type);
+  if (f.type == DType::F32) return x_;
+  if (n_cols_ % f.block != 0) {
+    throw std::invalid_argument("matmul: activation rows of " + std::to_string(n_cols_) +
+                                " values are not a whole number of " + type_name(f.type) +
+                                " blocks (" + std::to_string(f.block) + ")");
+  }
+  const bool q8_K = f.type == DType::Q8_K;
+  bool& have = q8_K ? have_q8_K_ : have_q8_0_;
+  std::vector<uint8_t>& buf = q8_K ? q8_K_ : q8_0_;
+  if (have) return buf.data();
+  const size_t row_bytes = static_cast<size_t>(n_cols_ / f.block) * f.block_bytes;
+  if (buf.size() < row_bytes * n_rows_) buf.resize(row_bytes * n_rows_);
+  const float* x = x_;
+  const int64_t n_cols = n_cols_, n_rows = n_rows_;
+  uint8_t* out = buf.data();
+  pool.run([&](int ith, int nth) {
+    int64_t begin, end;
+    ThreadPool::split(n_rows, ith, nth, begin, end);
+    for (int64_t i = begin; i < end; ++i) {
+      if (q8_K) {
+        ks.quantize_row_q8_K(x + i * n_cols, reinterpret_cast<block_q8_K*>(out + i * row_bytes),
+                             n_cols);
+      } else {
+        ks.quantize_row_q8_0(x + i * n_cols, reinterpret_cast<block_q8_0*>(out + i * row_bytes),
+                             n_cols);
+      }
+    }
+  });
+  have = true;
+  return buf.data();
+}
+
+void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activations& x,
+            float* y, int64_t ldy) {
+  const KernelSet::MatmulTile tile = tile_for(ks, w.type);
+  if (!tile) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
+  if (x.n_cols() != w.cols) {
+    throw std::invalid_argument("matmul: activation rows have " + std::to_string(x.n_cols()) +
+                                " values, weight rows " + std::to_string(w.cols));
+  }
+  const auto row_bytes = dtype_row_bytes(w.type, static_cast<uint64_t>(w.cols));
+  if (!row_bytes || *row_bytes != w.row_bytes || w.rows < 0 || ldy < w.rows) {
+    throw std::invalid_argument("matmul: bad " + type_name(w.type) + " weight matrix shape (" +
+                                std::to_string(w.rows) + " x " + std::to_string(w.cols) +
+                                ", ldy " + std::to_string(ldy) + ")");
+  }
+  if (w.rows == 0 || x.n_rows() == 0) return;
+
+  const ActivationFormat f = activation_format(w.type);
+  const void* a = x.quantized_for(w.type, ks, pool);
+  const size_t a_row_bytes = static_cast<size_t>(w.cols / f.block) * f.block_bytes;
+  const int64_t n_grains = (w.rows + kRowGrain - 1) / kRowGrain;
+  const auto* wdata = static_cast<const uint8_t*>(w.data);
+  pool.run([&](int ith, int nth) {
+    int64_t g0, g1;
+    ThreadPool::split(n_grains, ith, nth, g0, g1);
+    const int64_t r0 = g0 * kRowGrain, r1 = std::min(g1 * kRowGrain, w.rows);
+    if (r0 >= r1) return;
+    tile(w.cols, wdata + r0 * w.row_bytes, w.row_bytes, r1 - r0, a, a_row_bytes, x.n_rows(),
+         y + r0, ldy);
+  });
+}
+
+}  // namespace edgellm::kernels

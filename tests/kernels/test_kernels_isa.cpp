@@ -1,0 +1,571 @@
+// Every instruction-set path (available_isas(), not only the one this CPU picks) against the
+// scalar references: dequantization and activation quantization bit for bit, dot products and
+// matrix products within the bounds written down below. Also the dispatch choice (EDGELLM_ISA)
+// and the thread pool.
+#include <catch2/catch.hpp>
+
+#include <Eigen/Dense>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/matmul.hpp"
+#include "edgellm/kernels/quants.hpp"
+#include "edgellm/kernels/thread_pool.hpp"
+
+using namespace edgellm;
+using namespace edgellm::kernels;
+
+namespace {
+
+std::mt19937& rng() {
+  static std::mt19937 g(12345);
+  return g;
+}
+
+float normal(float sigma = 1.0f) { return std::normal_distribution<float>(0.0f, sigma)(rng()); }
+uint8_t byte() { return static_cast<uint8_t>(rng()() & 0xFF); }
+
+std::vector<float> random_floats(int64_t n, float sigma = 1.0f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(sigma);
+  return v;
+}
+
+// How a test block is filled: random bytes with sane scales, every quant at its maximum, or
+// zero scales; scales may be negative.
+enum class Fill { random, all_max, zero_scale };
+
+fp16_t random_scale(bool allow_negative) {
+  float s = std::abs(normal(0.02f)) + 1e-4f;
+  if (allow_negative && (rng()() & 1)) s = -s;
+  return fp32_to_fp16(s);
+}
+
+std::vector<block_q4_K> make_q4_K(int64_t nb, Fill fill) {
+  std::vector<block_q4_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales) s = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.dmin = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_q6_K> make_q6_K(int64_t nb, Fill fill) {
+  std::vector<block_q6_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.ql) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& q : b.qh) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales) s = fill == Fill::all_max ? -128 : static_cast<int8_t>(byte());
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_q8_0> make_q8_0(int64_t nb, Fill fill) {
+  std::vector<block_q8_0> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? -128 : static_cast<int8_t>(byte());
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_q4_0> make_q4_0(int64_t nb, Fill fill) {
+  std::vector<block_q4_0> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+// Q8_K activations: random bytes (all_max: every quant -128, the extreme vpdpbusd sees), bsums
+// consistent with the quants, d of either sign.
+std::vector<block_q8_K> make_q8_K(int64_t nb, Fill fill) {
+  std::vector<block_q8_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? -128 : static_cast<int8_t>(byte());
+    for (int j = 0; j < QK_K / 16; ++j) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += b.qs[16 * j + l];
+      b.bsums[j] = static_cast<int16_t>(s);
+    }
+    b.d = fill == Fill::zero_scale ? 0.0f : fp16_to_fp32(random_scale(true));
+  }
+  return v;
+}
+
+std::string isa_label(Isa isa) { return std::string(isa_name(isa)); }
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Dot-product bound: the optimized kernels sum exact integer block sums in float, so against the
+// reference (correctly rounded from double)
+//   |r - ref| <= (n / 16 + 16) * 2^-23 * S,   S = sum_i |w_i| * |a_i|
+// (float rounding of each scale product and of a sum over at most n / 16 terms per lane). For
+// Q4_K, |w_i| is |d sc q| + |dmin m|, the two parts the kernel sums separately.
+double dot_bound(int64_t n, double magnitude) {
+  return (static_cast<double>(n) / 16 + 16) * std::ldexp(1.0, -23) * magnitude;
+}
+
+double abs_dot(const std::vector<float>& w_abs, const std::vector<float>& a) {
+  double s = 0;
+  for (size_t i = 0; i < w_abs.size(); ++i) s += std::abs(static_cast<double>(w_abs[i]) * a[i]);
+  return s;
+}
+
+// |d sc q| + |dmin m| per element: the same block with d >= 0 and dmin <= 0 (sign flips of fp16
+// are exact).
+std::vector<float> q4_K_magnitudes(std::vector<block_q4_K> b) {
+  for (auto& x : b) {
+    x.d &= 0x7FFF;
+    x.dmin |= 0x8000;
+  }
+  std::vector<float> y(b.size() * QK_K);
+  dequantize_row_q4_K_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
+std::vector<float> deq_q8_K(const std::vector<block_q8_K>& a) {
+  std::vector<float> y(a.size() * QK_K);
+  dequantize_row_q8_K_ref(a.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
+std::vector<float> deq_q8_0(const std::vector<block_q8_0>& a) {
+  std::vector<float> y(a.size() * QK8_0);
+  dequantize_row_q8_0_ref(a.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
+const Fill kFills[] = {Fill::random, Fill::all_max, Fill::zero_scale};
+
+}  // namespace
+
+TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "[dispatch]") {
+  const auto isas = available_isas();
+  REQUIRE(!isas.empty());
+  CHECK(isas.front() == Isa::scalar);
+  for (Isa isa : isas) {
+    const KernelSet* ks = kernels_for(isa);
+    REQUIRE(ks != nullptr);
+    CHECK(ks->isa == isa);
+    const void* entries[] = {
+        reinterpret_cast<const void*>(ks->dequantize_row_q4_K), reinterpret_cast<const void*>(ks->dequantize_row_q6_K),
+        reinterpret_cast<const void*>(ks->dequantize_row_q8_0), reinterpret_cast<const void*>(ks->dequantize_row_q4_0),
+        reinterpret_cast<const void*>(ks->dequantize_row_f16), reinterpret_cast<const void*>(ks->dequantize_row_bf16),
+        reinterpret_cast<const void*>(ks->quantize_row_q8_K), reinterpret_cast<const void*>(ks->quantize_row_q8_0),
+        reinterpret_cast<const void*>(ks->vec_dot_q4_K_q8_K), reinterpret_cast<const void*>(ks->vec_dot_q6_K_q8_K),
+        reinterpret_cast<const void*>(ks->vec_dot_q8_0_q8_0), reinterpret_cast<const void*>(ks->vec_dot_q4_0_q8_0),
+        reinterpret_cast<const void*>(ks->vec_dot_f16_f32), reinterpret_cast<const void*>(ks->vec_dot_bf16_f32),
+        reinterpret_cast<const void*>(ks->vec_dot_f32_f32), reinterpret_cast<const void*>(ks->matmul_q4_K_q8_K),
+        reinterpret_cast<const void*>(ks->matmul_q6_K_q8_K), reinterpret_cast<const void*>(ks->matmul_q8_0_q8_0),
+        reinterpret_cast<const void*>(ks->matmul_q4_0_q8_0), reinterpret_cast<const void*>(ks->matmul_f16_f32),
+        reinterpret_cast<const void*>(ks->matmul_bf16_f32), reinterpret_cast<const void*>(ks->matmul_f32_f32)};
+    for (const void* e : entries) CHECK(e != nullptr);
+  }
+  // kernels_for() of an ISA that is not listed is nullptr.
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) {
+    bool listed = false;
+    for (Isa a : isas) listed = listed || a == isa;
+    CHECK((kernels_for(isa) != nullptr) == listed);
+  }
+#if defined(__aarch64__)
+  CHECK(kernels_for(Isa::neon) != nullptr);
+#endif
+}
+
+TEST_CASE("EDGELLM_ISA values are parsed and unavailable ones fall back", "[dispatch]") {
+  CHECK(parse_isa("scalar") == Isa::scalar);
+  CHECK(parse_isa("avx2") == Isa::avx2);
+  CHECK(parse_isa("avx512") == Isa::avx512);
+  CHECK(parse_isa("neon") == Isa::neon);
+  CHECK(!parse_isa("AVX9"));
+  CHECK(!parse_isa(""));
+  const Isa best = available_isas().back();
+  bool fell_back = true;
+  CHECK(choose_isa(nullptr, &fell_back) == best);
+  CHECK(!fell_back);
+  CHECK(choose_isa("", &fell_back) == best);
+  CHECK(choose_isa("scalar", &fell_back) == Isa::scalar);
+  CHECK(!fell_back);
+  CHECK(choose_isa("bogus", &fell_back) == best);
+  CHECK(fell_back);
+  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::neon}) {
+    const Isa got = choose_isa(std::string(isa_name(isa)).c_str(), &fell_back);
+    if (kernels_for(isa)) {
+      CHECK(got == isa);
+      CHECK(!fell_back);
+    } else {
+      CHECK(got == best);
+      CHECK(fell_back);
+    }
+  }
+}
+
+// Run by CMake in its own process with EDGELLM_ISA set (see CMakeLists.txt): the process-wide
+// choice must honour it.
+TEST_CASE("active_kernels honours EDGELLM_ISA", "[.env]") {
+  const char* env = std::getenv("EDGELLM_ISA");
+  REQUIRE(env != nullptr);
+  const auto wanted = parse_isa(env);
+  REQUIRE(wanted);
+  const Isa expected = kernels_for(*wanted) ? *wanted : available_isas().back();
+  CHECK(active_kernels().isa == expected);
+  CHECK(&active_kernels() == kernels_for(expected));
+}
+
+TEST_CASE("dequantize is bit-exact with the reference on every ISA", "[dequantize]") {
+  const int64_t nb = 9;
+  for (Isa isa : available_isas()) {
+    const KernelSet& ks = *kernels_for(isa);
+    INFO("isa " << isa_label(isa));
+    for (Fill fill : kFills) {
+      std::vector<float> ref, got;
+      auto q4k = make_q4_K(nb, fill);
+      ref.assign(nb * QK_K, 0), got.assign(nb * QK_K, 1);
+      dequantize_row_q4_K_ref(q4k.data(), ref.data(), nb * QK_K);
+      ks.dequantize_row_q4_K(q4k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      auto q6k = make_q6_K(nb, fill);
+      dequantize_row_q6_K_ref(q6k.data(), ref.data(), nb * QK_K);
+      ks.dequantize_row_q6_K(q6k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      const int64_t n32 = nb * 8 * QK8_0;
+      auto q80 = make_q8_0(n32 / QK8_0, fill);
+      ref.assign(n32, 0), got.assign(n32, 1);
+      dequantize_row_q8_0_ref(q80.data(), ref.data(), n32);
+      ks.dequantize_row_q8_0(q80.data(), got.data(), n32);
+      CHECK(same_bits(ref, got));
+
+      auto q40 = make_q4_0(n32 / QK4_0, fill);
+      dequantize_row_q4_0_ref(q40.data(), ref.data(), n32);
+      ks.dequantize_row_q4_0(q40.data(), got.data(), n32);
+      CHECK(same_bits(ref, got));
+    }
+    // Every 16-bit pattern (subnormals, Inf, NaN included), and odd lengths.
+    std::vector<uint16_t> all(65536);
+    for (int i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+    for (int64_t n : {int64_t{65536 - 100}, int64_t{1}, int64_t{7}, int64_t{33}}) {
+      std::vector<float> ref(n, 0), got(n, 1);
+      dequantize_row_f16_ref(all.data() + 100, ref.data(), n);
+      ks.dequantize_row_f16(all.data() + 100, got.data(), n);
+      CHECK(same_bits(ref, got));
+      dequantize_row_bf16_ref(all.data() + 100, ref.data(), n);
+      ks.dequantize_row_bf16(all.data() + 100, got.data(), n);
+      CHECK(same_bits(ref, got));
+    }
+  }
+}
+
+TEST_CASE("activation quantization is bit-exact with the reference on every ISA", "[quantize]") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::vector<float>> inputs;
+  for (int64_t nb : {1, 2, 5, 16}) inputs.push_back(random_floats(nb * QK_K));
+  inputs.push_back(std::vector<float>(QK_K, 0.0f));               // all zero
+  inputs.push_back(std::vector<float>(2 * QK_K, -3.0f));          // constant, negative max
+  {
+    auto v = random_floats(2 * QK_K, 1e-3f);
+    v[5] = 7.0f, v[100] = -7.0f;  // equal magnitudes: the first one wins
+    v[300] = -9.0f, v[400] = 9.0f;
+    inputs.push_back(v);
+    std::vector<float> ties(QK_K);
+    for (int i = 0; i < QK_K; ++i) ties[i] = (i - 128) * 0.5f;  // many exact .5 products
+    ties[0] = -127.0f;
+    inputs.push_back(ties);
+    auto big = random_floats(QK_K, 1e30f);
+    inputs.push_back(big);
+    auto tiny = random_floats(QK_K, 1e-38f);
+    inputs.push_back(tiny);
+    auto special = random_floats(2 * QK_K);
+    special[3] = nan;
+    special[QK_K + 8] = inf;
+    inputs.push_back(special);
+  }
+  for (Isa isa : available_isas()) {
+    const KernelSet& ks = *kernels_for(isa);
+    INFO("isa " << isa_label(isa));
+    for (size_t t = 0; t < inputs.size(); ++t) {
+      INFO("input " << t);
+      const auto& x = inputs[t];
+      const int64_t n = static_cast<int64_t>(x.size());
+      std::vector<block_q8_K> ref(n / QK_K), got(n / QK_K);
+      std::memset(got.data(), 0x5A, got.size() * sizeof(block_q8_K));
+      quantize_row_q8_K_ref(x.data(), ref.data(), n);
+      ks.quantize_row_q8_K(x.data(), got.data(), n);
+      CHECK(same_bits(ref, got));
+      std::vector<block_q8_0> ref0(n / QK8_0), got0(n / QK8_0);
+      std::memset(got0.data(), 0x5A, got0.size() * sizeof(block_q8_0));
+      quantize_row_q8_0_ref(x.data(), ref0.data(), n);
+      ks.quantize_row_q8_0(x.data(), got0.data(), n);
+      CHECK(same_bits(ref0, got0));
+    }
+  }
+}
+
+TEST_CASE("dot products stay within the stated bound of the reference on every ISA", "[vec_dot]") {
+  for (Isa isa : available_isas()) {
+    const KernelSet& ks = *kernels_for(isa);
+    INFO("isa " << isa_label(isa));
+    for (Fill fill : kFills) {
+      for (int64_t nb = 1; nb <= 16; ++nb) {
+        INFO("blocks " << nb << " fill " << static_cast<int>(fill));
+        const int64_t n = nb * QK_K;
+        const auto a = make_q8_K(nb, fill == Fill::zero_scale ? Fill::random : fill);
+        const auto a_f = deq_q8_K(a);
+        {
+          const auto w = make_q4_K(nb, fill);
+          const double ref = vec_dot_q4_K_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.vec_dot_q4_K_q8_K(n, w.data(), a.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(q4_K_magnitudes(w), a_f)));
+        }
+        {
+          const auto w = make_q6_K(nb, fill);
+          std::vector<float> w_f(n);
+          dequantize_row_q6_K_ref(w.data(), w_f.data(), n);
+          const double ref = vec_dot_q6_K_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.vec_dot_q6_K_q8_K(n, w.data(), a.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(w_f, a_f)));
+        }
+        const int64_t n32 = nb * 2 * QK8_0;  // short rows for the 32-element formats
+        const auto a0 = make_q8_0(n32 / QK8_0, fill == Fill::zero_scale ? Fill::random : fill);
+        const auto a0_f = deq_q8_0(a0);
+        {
+          const auto w = make_q8_0(n32 / QK8_0, fill);
+          const double ref = vec_dot_q8_0_q8_0_ref(n32, w.data(), a0.data());
+          const double got = ks.vec_dot_q8_0_q8_0(n32, w.data(), a0.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(deq_q8_0(w), a0_f)));
+        }
+        {
+          const auto w = make_q4_0(n32 / QK4_0, fill);
+          std::vector<float> w_f(n32);
+          dequantize_row_q4_0_ref(w.data(), w_f.data(), n32);
+          const double ref = vec_dot_q4_0_q8_0_ref(n32, w.data(), a0.data());
+          const double got = ks.vec_dot_q4_0_q8_0(n32, w.data(), a0.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(w_f, a0_f)));
+        }
+      }
+    }
+    // Float rows of every length 1..67 and a long one.
+    for (int64_t n : {1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 67, 4096}) {
+      INFO("float length " << n);
+      const auto x = random_floats(n), y = random_floats(n);
+      std::vector<fp16_t> h(n);
+      std::vector<bf16_t> b(n);
+      quantize_row_f16_ref(x.data(), h.data(), n);
+      quantize_row_bf16_ref(x.data(), b.data(), n);
+      std::vector<float> hf(n), bf(n);
+      dequantize_row_f16_ref(h.data(), hf.data(), n);
+      dequantize_row_bf16_ref(b.data(), bf.data(), n);
+      CHECK(std::abs(ks.vec_dot_f32_f32(n, x.data(), y.data()) - vec_dot_f32_f32_ref(n, x.data(), y.data())) <=
+            dot_bound(n, abs_dot(x, y)));
+      CHECK(std::abs(ks.vec_dot_f16_f32(n, h.data(), y.data()) - vec_dot_f16_f32_ref(n, h.data(), y.data())) <=
+            dot_bound(n, abs_dot(hf, y)));
+      CHECK(std::abs(ks.vec_dot_bf16_f32(n, b.data(), y.data()) - vec_dot_bf16_f32_ref(n, b.data(), y.data())) <=
+            dot_bound(n, abs_dot(bf, y)));
+    }
+  }
+}
+
+namespace {
+
+// A weight matrix of one type made from random floats with the reference quantizer, plus its
+// dequantized values (what the product is checked against).
+struct TestMatrix {
+  DType type;
+  int64_t rows, cols;
+  std::vector<uint8_t> bytes;
+  Eigen::MatrixXd values;  // rows x cols
+  WeightMatrix view() const {
+    return {type, bytes.data(), rows, cols, bytes.size() / static_cast<size_t>(rows)};
+  }
+};
+
+TestMatrix make_matrix(DType type, int64_t rows, int64_t cols) {
+  TestMatrix m{type, rows, cols, {}, Eigen::MatrixXd(rows, cols)};
+  const size_t row_bytes = *dtype_row_bytes(type, static_cast<uint64_t>(cols));
+  m.bytes.resize(row_bytes * rows);
+  std::vector<float> row(cols), back(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = normal(0.05f);
+    void* dst = m.bytes.data() + r * row_bytes;
+    switch (type) {
+      case DType::Q4_K:
+        quantize_row_q4_K_ref(row.data(), static_cast<block_q4_K*>(dst), cols);
+        dequantize_row_q4_K_ref(static_cast<block_q4_K*>(dst), back.data(), cols);
+        break;
+      case DType::Q6_K:
+        quantize_row_q6_K_ref(row.data(), static_cast<block_q6_K*>(dst), cols);
+        dequantize_row_q6_K_ref(static_cast<block_q6_K*>(dst), back.data(), cols);
+        break;
+      case DType::Q8_0:
+        quantize_row_q8_0_ref(row.data(), static_cast<block_q8_0*>(dst), cols);
+        dequantize_row_q8_0_ref(static_cast<block_q8_0*>(dst), back.data(), cols);
+        break;
+      case DType::Q4_0:
+        quantize_row_q4_0_ref(row.data(), static_cast<block_q4_0*>(dst), cols);
+        dequantize_row_q4_0_ref(static_cast<block_q4_0*>(dst), back.data(), cols);
+        break;
+      case DType::F16:
+        quantize_row_f16_ref(row.data(), static_cast<fp16_t*>(dst), cols);
+        dequantize_row_f16_ref(static_cast<fp16_t*>(dst), back.data(), cols);
+        break;
+      case DType::BF16:
+        quantize_row_bf16_ref(row.data(), static_cast<bf16_t*>(dst), cols);
+        dequantize_row_bf16_ref(static_cast<bf16_t*>(dst), back.data(), cols);
+        break;
+      default:
+        std::memcpy(dst, row.data(), cols * sizeof(float));
+        back = row;
+        break;
+    }
+    for (int64_t c = 0; c < cols; ++c) m.values(r, c) = back[c];
+  }
+  return m;
+}
+
+// Per-element bound on how far the activation the kernel uses is from x: half a quantization step
+// of x's block (Q8_K / Q8_0 with d = amax / 127), plus float rounding of that step; 0 for float
+// weights, which use x as is.
+Eigen::MatrixXd activation_error(DType weight_type, const Eigen::MatrixXd& x) {
+  int64_t block = 0;
+  if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) block = QK_K;
+  if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0) block = QK8_0;
+  Eigen::MatrixXd e = Eigen::MatrixXd::Zero(x.rows(), x.cols());
+  if (block == 0) return e;
+  for (int64_t i = 0; i < x.rows(); ++i) {
+    for (int64_t c0 = 0; c0 < x.cols(); c0 += block) {
+      const double amax = x.row(i).segment(c0, block).cwiseAbs().maxCoeff();
+      e.row(i).segment(c0, block).setConstant(0.5 * amax / 127 * (1 + 1e-5) + 1e-30);
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+// matmul against a double-precision Eigen product of the dequantized weights:
+//   |y - W x| <= |W| e + (cols / 16 + 16) * 2^-23 * |W| |x|   (elementwise)
+// with e the activation quantization error above and the second term the float summation bound
+// of the dot products (as for vec_dot, on the quantized activations, whose magnitude is at most
+// |x| (1 + 2^-7)).
+TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every ISA", "[matmul]") {
+  struct Shape {
+    int64_t rows, cols;
+  };
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0,
+                         DType::F16,  DType::BF16, DType::F32};
+  const Shape shapes[] = {{1, 256}, {37, 512}, {70, 768}, {16, 256}};
+  const int64_t batch_sizes[] = {1, 2, 3, 5, 16, 37};
+  for (DType type : types) {
+    for (const Shape& s : shapes) {
+      const TestMatrix w = make_matrix(type, s.rows, s.cols);
+      const Eigen::MatrixXd w_abs = w.values.cwiseAbs();
+      for (int64_t m : batch_sizes) {
+        if (s.rows == 70 && m > 5 && m != 37) continue;  // keep the run short
+        Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xf(m, s.cols);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t c = 0; c < s.cols; ++c) xf(i, c) = normal();
+        const Eigen::MatrixXd x = xf.cast<double>();
+        const Eigen::MatrixXd expected = x * w.values.transpose();  // m x rows
+        const Eigen::MatrixXd bound =
+            activation_error(type, x) * w_abs.transpose() +
+            (static_cast<double>(s.cols) / 16 + 16) * std::ldexp(1.0, -23) * (1 + 1.0 / 128) *
+                (x.cwiseAbs() * w_abs.transpose());
+        for (Isa isa : available_isas()) {
+          const KernelSet& ks = *kernels_for(isa);
+          for (int threads : {1, 2, 3}) {
+            INFO("isa " << isa_label(isa) << " type " << dtype_name(static_cast<uint32_t>(type))
+                        << " rows " << s.rows << " cols " << s.cols << " m " << m << " threads "
+                        << threads);
+            ThreadPool pool(threads);
+            Activations act;
+            act.reset(xf.data(), m, s.cols);
+            const int64_t ldy = s.rows + 3;  // a padded output stride
+            std::vector<float> y(m * ldy, std::numeric_limits<float>::quiet_NaN());
+            matmul(ks, pool, w.view(), act, y.data(), ldy);
+            int bad = 0;
+            for (int64_t i = 0; i < m; ++i) {
+              for (int64_t r = 0; r < s.rows; ++r) {
+                const double err = std::abs(y[i * ldy + r] - expected(i, r));
+                if (!(err <= bound(i, r))) {
+                  if (++bad <= 3) FAIL_CHECK("y[" << i << "][" << r << "] = " << y[i * ldy + r]
+                                               << ", expected " << expected(i, r) << " +- "
+                                               << bound(i, r));
+                }
+              }
+              for (int64_t r = s.rows; r < ldy; ++r) CHECK(std::isnan(y[i * ldy + r]));  // padding untouched
+            }
+            CHECK(bad == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
+  ThreadPool pool(1);
+  const KernelSet& ks = *kernels_for(Isa::scalar);
+  std::vector<float> x(300, 1.0f), y(16, 0.0f);
+  std::vector<uint8_t> bytes(144);
+  Activations act;
+  act.reset(x.data(), 1, 300);
+  WeightMatrix w{DType::Q4_K, bytes.data(), 1, 300, 144};  // 300 is not a multiple of 256
+  CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
+  act.reset(x.data(), 1, 256);
+  w.cols = 256;
+  CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 0), std::invalid_argument);  // ldy < rows
+  w.type = DType::Q5_K;
+  CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
+  CHECK(!matmul_supports(DType::Q5_K));
+  CHECK(matmul_supports(DType::Q4_K));
+}
+
+TEST_CASE("thread pool runs every job on every thread, awake or after sleeping", "[thread_pool]") {
+  for (int n : {1, 2, 3, 5}) {
+    ThreadPool pool(n);
+    REQUIRE(pool.size() == n);
+    std::vector<std::atomic<int>> hits(n);
+    for (int job = 0; job < 2000; ++job) {
+      pool.run([&](int ith, int nth) {
+        REQUIRE(nth == n);
+        hits[ith].fetch_add(1);
+      });
+      if (job % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(30));  // workers sleep
+    }
+    for (int i = 0; i < n; ++i) CHECK(hits[i].load() == 2000);
+  }
+  // split() covers [0, n) exactly, in order.
+  for (int64_t n : {0, 1, 7, 100}) {
+    for (int nth : {1, 2, 3, 8}) {
+      int64_t next = 0;
+      for (int ith = 0; ith < nth; ++ith) {
+        int64_t b, e;
+        ThreadPool::split(n, ith, nth, b, e);
+        CHECK(b == next);
+        CHECK(e >= b);
+        next = e;
+      }
+      CHECK(next == n);
+    }
+  }
+  CHECK(physical_core_count() >= 1);
+}
