@@ -103,6 +103,8 @@ typedef struct edgellm_model_info {
   int32_t n_head_kv;
   uint64_t size_bytes;      /* bytes of all weight tensors */
   uint64_t n_params;        /* number of weights */
+  uint64_t decode_bytes;    /* weight bytes one decoded token reads: all but the unused rows of
+                               the token embedding table */
   edgellm_token bos;        /* -1 when the vocabulary has none */
   edgellm_token eos;        /* -1 when the vocabulary has none */
   bool add_bos;             /* the metadata asks for BOS at the start of a prompt */
