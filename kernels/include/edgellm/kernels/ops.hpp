@@ -1,24 +1,59 @@
-// Element-wise and row kernels of the forward pass, written once with xsimd for every ISA.
+// Element-wise and row kernels of the forward pass, written once with xsimd for every ISA (the
+// baseline vector ISA of the build: SSE2 on x86-64, NEON on aarch64), each with a plain scalar
+// `_ref` that defines its numbers. n is the element count; any n >= 0 works (tails are scalar).
+//
+// How close the xsimd versions are to the refs (checked by tests/kernels/test_kernels_ref.cpp):
+//   add, scale, rope_norm           bit-identical
+//   rms_norm                        |y - y_ref| <= 1e-6 |y_ref| + 1e-30 (float vs double sum of squares)
+//   softmax, silu_mul               |y - y_ref| <= 4e-6 |y_ref| + 1e-30 (xsimd::exp vs libm expf)
 #pragma once
 
 #include <cstdint>
 
 namespace edgellm::kernels {
 
-// y = x / sqrt(mean(x^2) + eps) * weight
+// y = x / sqrt(mean(x^2) + eps) * weight. The ref takes the sum of squares in double and then
+// y = (x * scale) * weight with scale = 1 / sqrtf(float(sum / n) + eps), as ggml's rms_norm
+// followed by its multiplication by the norm weight does.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
-// x = softmax(x), numerically stable (max subtracted)
+void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);
+
+// x = softmax(x), numerically stable (max subtracted; the ref sums the exponentials in double).
 void softmax(float* x, int64_t n);
+void softmax_ref(float* x, int64_t n);
+
 // y = silu(gate) * up, silu(g) = g / (1 + exp(-g))
 void silu_mul(const float* gate, const float* up, float* y, int64_t n);
+void silu_mul_ref(const float* gate, const float* up, float* y, int64_t n);
+
 // y = a + b
 void add(const float* a, const float* b, float* y, int64_t n);
+void add_ref(const float* a, const float* b, float* y, int64_t n);
+
 // x *= s
 void scale(float* x, float s, int64_t n);
-// Rotary embedding in llama's "normal" mode (rotates adjacent pairs (2i, 2i+1)) of the first n_rot
-// dims of each of n_heads heads of head_dim floats, at position pos.
-// theta_i = pos * freq_scale * freq_base^(-2i / n_rot).
+void scale_ref(float* x, float s, int64_t n);
+
+// Rotary embedding, angles as ggml computes them for llama's NORM mode: for pair i (dims 2i, 2i+1),
+// theta_i = freq_scale * (pos * r^i) with r = powf(freq_base, -2 / n_rot), where pos * r^i is the
+// float recurrence t_0 = float(pos), t_{i+1} = t_i * r (not a fresh pow per pair). Fills
+// cos_sin[2i] = cosf(theta_i), cos_sin[2i + 1] = sinf(theta_i) for i < n_rot / 2. A caller that
+// applies RoPE at one position many times may compute this table once.
+void rope_norm_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale,
+                       float* cos_sin);
+
+// Rotates adjacent pairs (2i, 2i+1) of the first n_rot dims of each of n_heads heads of head_dim
+// floats (heads contiguous) by the angles above:
+//   x'[2i] = x[2i] cos - x[2i+1] sin,  x'[2i+1] = x[2i] sin + x[2i+1] cos.
+// Dims >= n_rot are left as they are; n_rot is capped at head_dim and rounded down to even.
 void rope_norm(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos,
                float freq_base, float freq_scale);
+void rope_norm_ref(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos,
+                   float freq_base, float freq_scale);
+
+// The same rotation with a table made by rope_norm_cos_sin (n_rot entries), for callers that
+// rotate many rows at one position.
+void rope_norm_with(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                    const float* cos_sin);
 
 }  // namespace edgellm::kernels
