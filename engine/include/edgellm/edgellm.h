@@ -199,14 +199,16 @@ typedef struct edgellm_sampler_params {
   float repeat_penalty;    /* 1: off */
   float frequency_penalty; /* 0: off */
   float presence_penalty;  /* 0: off */
-  int32_t penalty_last_n;  /* window of recent tokens the penalties look at; 0: off, -1: n_ctx */
+  int32_t penalty_last_n;  /* window of recent tokens the penalties look at; 0: off, -1: all */
   uint32_t seed;           /* EDGELLM_SEED_RANDOM: from the clock */
 } edgellm_sampler_params;
 
 /* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties, window 64. */
 EDGELLM_API edgellm_sampler_params edgellm_sampler_default_params(void);
 
-EDGELLM_API edgellm_status edgellm_sampler_create(const edgellm_sampler_params* params, edgellm_sampler** sampler);
+/* params may be NULL (defaults). The sampler is for the model's vocabulary. */
+EDGELLM_API edgellm_status edgellm_sampler_create(const edgellm_model* model, const edgellm_sampler_params* params,
+                                                  edgellm_sampler** sampler);
 EDGELLM_API void edgellm_sampler_free(edgellm_sampler* sampler);
 
 /* Sample a token from the logits of the i-th token of ctx's last eval (-1: the last). Does not

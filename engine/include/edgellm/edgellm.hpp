@@ -3,7 +3,7 @@
 //
 //   edgellm::Model model("m.gguf");
 //   edgellm::Context ctx(model);
-//   edgellm::Sampler sampler(edgellm::Sampler::greedy());
+//   edgellm::Sampler sampler(model, edgellm::Sampler::greedy());
 //   ctx.generate(sampler, model.tokenize("Once upon a time", true), 32,
 //                [](std::string_view text) { std::cout << text; return true; });
 #pragma once
@@ -126,8 +126,8 @@ class Model {
 
 class Sampler {
  public:
-  explicit Sampler(const edgellm_sampler_params& params = edgellm_sampler_default_params()) {
-    detail::check(edgellm_sampler_create(&params, &s_));
+  explicit Sampler(const Model& model, const edgellm_sampler_params& params = edgellm_sampler_default_params()) {
+    detail::check(edgellm_sampler_create(model.get(), &params, &s_));
   }
   static edgellm_sampler_params greedy() {
     edgellm_sampler_params p = edgellm_sampler_default_params();
