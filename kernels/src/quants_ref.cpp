@@ -2,9 +2,9 @@
 // types and the 32-element formats Q8_0 and Q4_0. The K-quants are in quants_ref_k.cpp.
 //
 // Every formula keeps the exact order of float operations of ggml's reference code, because
-// dequantization and activation quantization must match llama.cpp bit for bit. The sources are
-// compiled without FMA contraction (-std=c++20 implies -ffp-contract=off in GCC), which the same
-// bit-exactness needs.
+// dequantization and activation quantization must match llama.cpp bit for bit. The portable
+// kernel sources are compiled with -ffp-contract=off (kernels/CMakeLists.txt), which the same
+// bit-exactness needs: GCC would otherwise fuse a * b - c into one FMA on aarch64.
 #include <cmath>
 #include <cstring>
 
@@ -105,7 +105,8 @@ void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k) {
     float amax = 0.0f;
     for (int j = 0; j < QK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (std::isinf(id)) id = 0.0f;  // d is a tiny subnormal that fp16 stores as 0: so are the q
     y[i].d = fp32_to_fp16(d);
     for (int j = 0; j < QK8_0; ++j) {
       const float v = std::round(x[j] * id);  // |v| <= 127 for finite input

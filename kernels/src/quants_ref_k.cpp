@@ -19,7 +19,8 @@ using detail::nearest_int;
 // ---- Q8_K: w = d * q, q in -127..127 ----
 
 // d = -max / 127 with max the element of largest magnitude (so that element maps to -127 or 127).
-// An all-zero block gets d = 0. Non-finite input: NaN elements are left out of max and get q = 0;
+// An all-zero block gets d = 0, one too small for 127 / max to be finite (below ~3.7e-37) d = -+0,
+// both with q = 0 (ggml gives the same). Non-finite input: NaN elements are left out of max and get q = 0;
 // an Inf gives d = +-Inf and q = 0 for the whole block (its dot products are NaN).
 void quantize_row_q8_K_ref(const float* x, block_q8_K* y, int64_t k) {
   const int64_t nb = k / QK_K;
@@ -36,6 +37,11 @@ void quantize_row_q8_K_ref(const float* x, block_q8_K* y, int64_t k) {
       continue;
     }
     const float iscale = -127.f / max;
+    if (std::isinf(iscale)) {  // |max| < 127 / FLT_MAX: d rounds to -+0, so every q is 0
+      std::memset(&y[i], 0, sizeof y[i]);
+      y[i].d = 1 / iscale;
+      continue;
+    }
     for (int j = 0; j < QK_K; ++j) {
       y[i].qs[j] = static_cast<int8_t>(std::clamp(nearest_int(iscale * x[j]), -128, 127));
     }

@@ -1,0 +1,455 @@
+// Our scalar references against llama.cpp's own code, run live from the pinned prebuilt libraries
+// (tools/setup.sh installs them): dequantization, Q8_K / Q8_0 activation quantization and the fp16
+// conversions must match bit for bit; our Q4_K / Q6_K weight quantizers must be as good (RMSE
+// <= 1.01 x llama.cpp's on Gaussian data and on the real weights of stories260K); our dot
+// products must agree with llama.cpp's within a stated bound. x86-64 only (dlopen of x86 .so).
+#include <catch2/catch.hpp>
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "block_samples.hpp"
+#include "edgellm/kernels/quants.hpp"
+#include "edgellm/kernels/rng.hpp"
+
+using namespace edgellm::kernels;
+using namespace edgellm::test;
+
+namespace {
+
+const std::string kBins =
+    std::string(EDGELLM_ORACLE_DIR) + "/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/";
+
+// Signatures as declared in llama.cpp's ggml-quants.h, ggml.h, ggml-cpu.h and gguf.h.
+using QuantizeFn = void (*)(const float*, void*, int64_t);
+using DequantizeFn = void (*)(const void*, float*, int64_t);
+using VecDotFn = void (*)(int n, float* s, size_t bs, const void* x, size_t bx, const void* y,
+                          size_t by, int nrc);
+struct Bf16 {
+  uint16_t bits;
+};
+struct GgufInitParams {
+  bool no_alloc;
+  void** ctx;
+};
+
+// llama.cpp's functions, loaded once. Missing libraries are a failure, not a skip.
+struct Llama {
+  void* base = nullptr;
+  void* cpu = nullptr;
+  std::string cpu_name;
+  std::string error;
+
+  QuantizeFn quantize_q4_K = nullptr, quantize_q6_K = nullptr, quantize_q8_K = nullptr,
+             quantize_q8_0 = nullptr, quantize_q4_0 = nullptr;
+  DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
+               dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr;
+  float (*fp16_to_fp32)(uint16_t) = nullptr;
+  uint16_t (*fp32_to_fp16)(float) = nullptr;
+  float (*bf16_to_fp32)(Bf16) = nullptr;
+  Bf16 (*fp32_to_bf16)(float) = nullptr;
+  VecDotFn dot_q4_K = nullptr, dot_q6_K = nullptr, dot_q8_0 = nullptr, dot_q4_0 = nullptr;
+  void* (*gguf_init_from_file)(const char*, GgufInitParams) = nullptr;
+  void (*gguf_free)(void*) = nullptr;
+  int64_t (*gguf_get_n_tensors)(const void*) = nullptr;
+  const char* (*gguf_get_tensor_name)(const void*, int64_t) = nullptr;
+  int (*gguf_get_tensor_type)(const void*, int64_t) = nullptr;
+  size_t (*gguf_get_tensor_offset)(const void*, int64_t) = nullptr;
+  size_t (*gguf_get_tensor_size)(const void*, int64_t) = nullptr;
+  size_t (*gguf_get_data_offset)(const void*) = nullptr;
+
+  template <typename F>
+  void load(void* lib, F& fn, const char* name) {
+    fn = reinterpret_cast<F>(dlsym(lib, name));
+    if (!fn) error += std::string("missing symbol ") + name + "; ";
+  }
+
+  Llama() {
+    const std::string base_path = kBins + "libggml-base.so";
+    base = dlopen(base_path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!base) {
+      error = "cannot load " + base_path + " (" + dlerror() + "): run tools/setup.sh";
+      return;
+    }
+    // The AVX2 build of ggml's CPU kernels when this CPU has AVX2/FMA/F16C, else the SSE2 one.
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    cpu_name = avx2 ? "libggml-cpu-haswell.so" : "libggml-cpu-x64.so";
+    const std::string cpu_path = kBins + cpu_name;
+    cpu = dlopen(cpu_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!cpu) {
+      error = "cannot load " + cpu_path + " (" + dlerror() + "): run tools/setup.sh";
+      return;
+    }
+    load(base, quantize_q4_K, "quantize_row_q4_K_ref");
+    load(base, quantize_q6_K, "quantize_row_q6_K_ref");
+    load(base, quantize_q8_K, "quantize_row_q8_K_ref");
+    load(base, quantize_q8_0, "quantize_row_q8_0_ref");
+    load(base, quantize_q4_0, "quantize_row_q4_0_ref");
+    load(base, dequantize_q4_K, "dequantize_row_q4_K");
+    load(base, dequantize_q6_K, "dequantize_row_q6_K");
+    load(base, dequantize_q8_K, "dequantize_row_q8_K");
+    load(base, dequantize_q8_0, "dequantize_row_q8_0");
+    load(base, dequantize_q4_0, "dequantize_row_q4_0");
+    load(base, fp16_to_fp32, "ggml_fp16_to_fp32");
+    load(base, fp32_to_fp16, "ggml_fp32_to_fp16");
+    load(base, bf16_to_fp32, "ggml_bf16_to_fp32");
+    load(base, fp32_to_bf16, "ggml_fp32_to_bf16");
+    load(base, gguf_init_from_file, "gguf_init_from_file");
+    load(base, gguf_free, "gguf_free");
+    load(base, gguf_get_n_tensors, "gguf_get_n_tensors");
+    load(base, gguf_get_tensor_name, "gguf_get_tensor_name");
+    load(base, gguf_get_tensor_type, "gguf_get_tensor_type");
+    load(base, gguf_get_tensor_offset, "gguf_get_tensor_offset");
+    load(base, gguf_get_tensor_size, "gguf_get_tensor_size");
+    load(base, gguf_get_data_offset, "gguf_get_data_offset");
+    load(cpu, dot_q4_K, "ggml_vec_dot_q4_K_q8_K");
+    load(cpu, dot_q6_K, "ggml_vec_dot_q6_K_q8_K");
+    load(cpu, dot_q8_0, "ggml_vec_dot_q8_0_q8_0");
+    load(cpu, dot_q4_0, "ggml_vec_dot_q4_0_q8_0");
+    void (*cpu_init)() = nullptr;
+    load(cpu, cpu_init, "ggml_cpu_init");  // fills the CPU library's conversion tables
+    if (cpu_init) cpu_init();
+  }
+  // The libraries stay loaded until exit: ggml registers things at load time.
+};
+
+const Llama& llama() {
+  static const Llama l;
+  return l;
+}
+
+// Every test starts with this: a missing library or symbol fails the test with the reason.
+const Llama& require_llama() {
+  const Llama& l = llama();
+  INFO(l.error);
+  REQUIRE(l.error.empty());
+  return l;
+}
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// Index of the first float whose bits differ, or -1.
+int64_t first_bit_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (bits(a[i]) != bits(b[i])) return int64_t(i);
+  }
+  return -1;
+}
+
+template <typename Block>
+void check_dequant_identical(const char* what, const std::vector<Block>& blocks, int qk,
+                             void (*ours)(const Block*, float*, int64_t), DequantizeFn theirs) {
+  const int64_t n = int64_t(blocks.size()) * qk;
+  std::vector<float> a(size_t(n), 1.0f), b(size_t(n), 2.0f);
+  ours(blocks.data(), a.data(), n);
+  theirs(blocks.data(), b.data(), n);
+  const int64_t i = first_bit_difference(a, b);
+  INFO(what << ": " << blocks.size() << " blocks; first difference at element " << i
+            << (i >= 0 ? " ours " + std::to_string(a[size_t(i)]) + " theirs " + std::to_string(b[size_t(i)]) : ""));
+  REQUIRE(i == -1);
+}
+
+double sq_error(const std::vector<float>& x, const std::vector<float>& y) {
+  double s = 0;
+  for (size_t i = 0; i < x.size(); ++i) s += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+  return s;
+}
+
+// Squared errors of our and llama.cpp's K-quant quantizer on x (a multiple of 256 floats), and
+// how many of the blocks came out byte-identical.
+struct QuantizerScore {
+  double ours = 0, theirs = 0;
+  size_t blocks = 0, identical = 0;
+};
+
+template <typename Block>
+QuantizerScore score_quantizer(const std::vector<float>& x,
+                               void (*quantize)(const float*, Block*, int64_t),
+                               void (*dequantize)(const Block*, float*, int64_t),
+                               QuantizeFn their_quantize) {
+  const int64_t n = int64_t(x.size());
+  std::vector<Block> qa(x.size() / QK_K), qb(x.size() / QK_K);
+  quantize(x.data(), qa.data(), n);
+  their_quantize(x.data(), qb.data(), n);
+  std::vector<float> ya(x.size()), yb(x.size());
+  dequantize(qa.data(), ya.data(), n);
+  dequantize(qb.data(), yb.data(), n);  // the dequantizers are bit-identical (tested above)
+  QuantizerScore s;
+  s.ours = sq_error(x, ya);
+  s.theirs = sq_error(x, yb);
+  s.blocks = qa.size();
+  for (size_t i = 0; i < qa.size(); ++i) s.identical += std::memcmp(&qa[i], &qb[i], sizeof(Block)) == 0;
+  return s;
+}
+
+void report_and_check(const std::string& what, const QuantizerScore& s, size_t n, bool print = true) {
+  const double ours = std::sqrt(s.ours / double(n)), theirs = std::sqrt(s.theirs / double(n));
+  if (print) std::printf("%-40s RMSE ours %.7g  llama.cpp %.7g  ratio %.6f  identical blocks %zu/%zu\n",
+              what.c_str(), ours, theirs, theirs > 0 ? ours / theirs : 1.0, s.identical, s.blocks);
+  INFO(what << ": RMSE ours " << ours << " llama.cpp " << theirs);
+  CHECK(ours <= 1.01 * theirs + 1e-12);
+}
+
+// The F32 tensors of stories260K.gguf with at least 256 elements, each cut to a multiple of 256
+// (K-quants need 256-element rows; the model's rows are 64 long, so a tensor's data is used as
+// one long row). Read with llama.cpp's own GGUF reader.
+std::vector<std::pair<std::string, std::vector<float>>> stories_weights(const Llama& l) {
+  const std::string path = std::string(EDGELLM_SHARED_MODELS) + "/stories260K.gguf";
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  void* ctx = l.gguf_init_from_file(path.c_str(), GgufInitParams{true, nullptr});
+  INFO("reading " << path);
+  REQUIRE(ctx != nullptr);
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE(f.good());
+  const size_t data = l.gguf_get_data_offset(ctx);
+  for (int64_t t = 0; t < l.gguf_get_n_tensors(ctx); ++t) {
+    if (l.gguf_get_tensor_type(ctx, t) != 0) continue;  // GGML_TYPE_F32
+    const size_t n = l.gguf_get_tensor_size(ctx, t) / 4 / QK_K * QK_K;
+    if (n == 0) continue;
+    std::vector<float> v(n);
+    f.seekg(std::streamoff(data + l.gguf_get_tensor_offset(ctx, t)));
+    f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * 4));
+    REQUIRE(f.good());
+    out.emplace_back(l.gguf_get_tensor_name(ctx, t), std::move(v));
+  }
+  l.gguf_free(ctx);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("llama.cpp's libraries load (else run tools/setup.sh)", "[oracle]") {
+  const Llama& l = require_llama();
+  std::printf("llama.cpp CPU library for the dot products: %s\n", l.cpu_name.c_str());
+}
+
+TEST_CASE("fp16 / bf16 conversions are bit-identical to ggml's", "[oracle]") {
+  const Llama& l = require_llama();
+  for (uint32_t h = 0; h < 65536; ++h) {
+    INFO("half 0x" << std::hex << h);
+    REQUIRE(bits(fp16_to_fp32(uint16_t(h))) == bits(l.fp16_to_fp32(uint16_t(h))));
+    REQUIRE(bits(bf16_to_fp32(uint16_t(h))) == bits(l.bf16_to_fp32(Bf16{uint16_t(h)})));
+  }
+  Rng rng(21);
+  for (int i = 0; i < 4000000; ++i) {
+    // Random bit patterns (every exponent, NaNs included) and values near the fp16 range.
+    uint32_t u = uint32_t(rng.next());
+    if (i & 1) u = (u & 0x8FFFFFFF) | 0x30000000;  // exponents around 2^-31 .. 2^32
+    float f;
+    std::memcpy(&f, &u, 4);
+    INFO("float bits 0x" << std::hex << u);
+    REQUIRE(fp32_to_fp16(f) == l.fp32_to_fp16(f));
+    REQUIRE(fp32_to_bf16(f) == l.fp32_to_bf16(f).bits);
+  }
+}
+
+TEST_CASE("dequantization is bit-identical to llama.cpp's on random and edge blocks", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(22);
+  check_dequant_identical("Q4_K random", random_q4_K(rng, 4096), QK_K, dequantize_row_q4_K_ref,
+                          l.dequantize_q4_K);
+  check_dequant_identical("Q4_K edge", edge_q4_K(), QK_K, dequantize_row_q4_K_ref, l.dequantize_q4_K);
+  check_dequant_identical("Q6_K random", random_q6_K(rng, 4096), QK_K, dequantize_row_q6_K_ref,
+                          l.dequantize_q6_K);
+  check_dequant_identical("Q6_K edge", edge_q6_K(), QK_K, dequantize_row_q6_K_ref, l.dequantize_q6_K);
+  check_dequant_identical("Q8_0 random", random_q8_0(rng, 32768), QK8_0, dequantize_row_q8_0_ref,
+                          l.dequantize_q8_0);
+  check_dequant_identical("Q8_0 edge", edge_q8_0(), QK8_0, dequantize_row_q8_0_ref, l.dequantize_q8_0);
+  check_dequant_identical("Q4_0 random", random_q4_0(rng, 32768), QK4_0, dequantize_row_q4_0_ref,
+                          l.dequantize_q4_0);
+  check_dequant_identical("Q4_0 edge", edge_q4_0(), QK4_0, dequantize_row_q4_0_ref, l.dequantize_q4_0);
+  // Q8_K: random bytes with a finite float d.
+  auto q8k = random_blocks<block_q8_K>(rng, 1024, [&](block_q8_K& b) {
+    b.d = fp16_to_fp32(random_finite_fp16(rng)) * 1e-3f;
+  });
+  check_dequant_identical("Q8_K random", q8k, QK_K, dequantize_row_q8_K_ref, l.dequantize_q8_K);
+}
+
+TEST_CASE("Q8_K, Q8_0 and Q4_0 quantization is bit-identical to llama.cpp's", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(23);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 1e-3f, 30.0f, 1e4f}) {
+    rows.emplace_back("N(0, " + std::to_string(sigma) + "^2)", gaussian(rng, 256 * 64, sigma));
+  }
+  std::vector<float> heavy(256 * 64);  // heavy tails: occasional outliers, as in activations
+  for (float& v : heavy) v = rng.normal() * (rng.uniform() < 0.01f ? 50.0f : 1.0f);
+  rows.emplace_back("outliers", heavy);
+  int k = 0;
+  for (auto& r : edge_rows(512)) rows.emplace_back("edge row " + std::to_string(k++), r);
+
+  for (const auto& [name, x] : rows) {
+    INFO(name);
+    const int64_t n = int64_t(x.size());
+    // llama.cpp leaves bsums of an all-zero block unwritten: start both from zeros.
+    std::vector<block_q8_K> a(x.size() / QK_K), b(x.size() / QK_K);
+    std::memset(a.data(), 0, a.size() * sizeof(block_q8_K));
+    std::memset(b.data(), 0, b.size() * sizeof(block_q8_K));
+    quantize_row_q8_K_ref(x.data(), a.data(), n);
+    l.quantize_q8_K(x.data(), b.data(), n);
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("Q8_K block " << i << " d ours " << a[i].d << " theirs " << b[i].d);
+      REQUIRE(std::memcmp(&a[i], &b[i], sizeof(block_q8_K)) == 0);
+    }
+    std::vector<block_q8_0> c(x.size() / QK8_0), d(x.size() / QK8_0);
+    quantize_row_q8_0_ref(x.data(), c.data(), n);
+    l.quantize_q8_0(x.data(), d.data(), n);
+    for (size_t i = 0; i < c.size(); ++i) {
+      INFO("Q8_0 block " << i);
+      REQUIRE(std::memcmp(&c[i], &d[i], sizeof(block_q8_0)) == 0);
+    }
+    std::vector<block_q4_0> e(x.size() / QK4_0), f(x.size() / QK4_0);
+    quantize_row_q4_0_ref(x.data(), e.data(), n);
+    l.quantize_q4_0(x.data(), f.data(), n);
+    for (size_t i = 0; i < e.size(); ++i) {
+      INFO("Q4_0 block " << i);
+      REQUIRE(std::memcmp(&e[i], &f[i], sizeof(block_q4_0)) == 0);
+    }
+  }
+}
+
+TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories260K)", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(24);
+  for (float sigma : {1.0f, 0.02f}) {
+    const std::vector<float> x = gaussian(rng, 256 * 1024, sigma);
+    const std::string name = "N(0, " + std::to_string(sigma) + "^2)";
+    report_and_check("Q4_K " + name,
+                     score_quantizer<block_q4_K>(x, quantize_row_q4_K_ref, dequantize_row_q4_K_ref, l.quantize_q4_K),
+                     x.size());
+    report_and_check("Q6_K " + name,
+                     score_quantizer<block_q6_K>(x, quantize_row_q6_K_ref, dequantize_row_q6_K_ref, l.quantize_q6_K),
+                     x.size());
+  }
+  const auto weights = stories_weights(l);
+  REQUIRE(weights.size() >= 10);  // token_embd, output and 5 layers x 7 matrices
+  QuantizerScore all4, all6;
+  size_t n_all = 0;
+  for (const auto& [name, x] : weights) {
+    const auto s4 = score_quantizer<block_q4_K>(x, quantize_row_q4_K_ref, dequantize_row_q4_K_ref, l.quantize_q4_K);
+    const auto s6 = score_quantizer<block_q6_K>(x, quantize_row_q6_K_ref, dequantize_row_q6_K_ref, l.quantize_q6_K);
+    report_and_check("Q4_K stories260K " + name, s4, x.size(), false);  // each tensor, quietly
+    report_and_check("Q6_K stories260K " + name, s6, x.size(), false);
+    for (auto* p : {&all4, &all6}) {
+      const auto& s = p == &all4 ? s4 : s6;
+      p->ours += s.ours;
+      p->theirs += s.theirs;
+      p->blocks += s.blocks;
+      p->identical += s.identical;
+    }
+    n_all += x.size();
+  }
+  std::printf("stories260K: %zu F32 tensors of >= 256 elements, %zu values\n", weights.size(), n_all);
+  report_and_check("Q4_K stories260K, all those tensors", all4, n_all);
+  report_and_check("Q6_K stories260K, all those tensors", all6, n_all);
+}
+
+// Dot products. Our refs are (nearly) exact: integer block sums, double scaling and accumulation.
+// llama.cpp's AVX2 kernels scale and accumulate in float (with FMA), so the two may differ by
+//   |ours - theirs| <= (n_blocks + 8) * 2^-24 * M,
+//   M = sum_i (|w_i| + |dmin m_i|) |a_i|   (w, a: the dequantized weights and activations;
+//                                           the dmin term only for Q4_K)
+// i.e. a float rounding per block and a few per element group, relative to the magnitude sum.
+TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bound", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(25);
+  double worst[4] = {0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
+  const char* names[4] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0"};
+
+  auto compare = [&](int which, int64_t n, float ours, float theirs, double mag, int64_t blocks) {
+    const double err = std::fabs(double(ours) - double(theirs));
+    const double unit = 0x1p-24 * mag + 1e-30;
+    worst[which] = std::max(worst[which], err / unit);
+    INFO(names[which] << " n " << n << " ours " << ours << " theirs " << theirs << " M " << mag);
+    REQUIRE(err <= double(blocks + 8) * unit);
+  };
+
+  for (int64_t n : {256, 512, 2048, 5632, 256 * 64}) {
+    for (int kind = 0; kind < 3; ++kind) {  // 0: quantized Gaussian, 1: random blocks, 2: edge blocks
+      const std::vector<float> act = gaussian(rng, size_t(n), kind == 0 ? 1.0f : 3.0f);
+      std::vector<block_q8_K> y8k(static_cast<size_t>(n / QK_K));
+      std::vector<block_q8_0> y80(static_cast<size_t>(n / QK8_0));
+      quantize_row_q8_K_ref(act.data(), y8k.data(), n);
+      quantize_row_q8_0_ref(act.data(), y80.data(), n);
+      const size_t un = static_cast<size_t>(n);
+      std::vector<float> a8k(un), a80(un), w(un);
+      dequantize_row_q8_K_ref(y8k.data(), a8k.data(), n);
+      dequantize_row_q8_0_ref(y80.data(), a80.data(), n);
+
+      std::vector<block_q4_K> x4k;
+      std::vector<block_q6_K> x6k;
+      std::vector<block_q8_0> x80;
+      std::vector<block_q4_0> x40;
+      if (kind == 0) {
+        const std::vector<float> wt = gaussian(rng, size_t(n), 0.05f);
+        x4k.resize(size_t(n / QK_K));
+        x6k.resize(size_t(n / QK_K));
+        x80.resize(size_t(n / QK8_0));
+        x40.resize(size_t(n / QK4_0));
+        quantize_row_q4_K_ref(wt.data(), x4k.data(), n);
+        quantize_row_q6_K_ref(wt.data(), x6k.data(), n);
+        quantize_row_q8_0_ref(wt.data(), x80.data(), n);
+        quantize_row_q4_0_ref(wt.data(), x40.data(), n);
+      } else if (kind == 1) {
+        x4k = random_q4_K(rng, size_t(n / QK_K));
+        x6k = random_q6_K(rng, size_t(n / QK_K));
+        x80 = random_q8_0(rng, size_t(n / QK8_0));
+        x40 = random_q4_0(rng, size_t(n / QK4_0));
+      } else {
+        const auto e4 = edge_q4_K();
+        const auto e6 = edge_q6_K();
+        const auto e80 = edge_q8_0();
+        const auto e40 = edge_q4_0();
+        for (int64_t i = 0; i < n / QK_K; ++i) x4k.push_back(e4[size_t(i * 131) % e4.size()]);
+        for (int64_t i = 0; i < n / QK_K; ++i) x6k.push_back(e6[size_t(i * 131) % e6.size()]);
+        for (int64_t i = 0; i < n / QK8_0; ++i) x80.push_back(e80[size_t(i * 13) % e80.size()]);
+        for (int64_t i = 0; i < n / QK4_0; ++i) x40.push_back(e40[size_t(i * 13) % e40.size()]);
+      }
+
+      float theirs = 0;
+      // Q4_K . Q8_K
+      dequantize_row_q4_K_ref(x4k.data(), w.data(), n);
+      double mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        uint8_t sc, m;
+        q4_K_scale_min(x4k[size_t(i / QK_K)].scales, int(i % QK_K) / 32, &sc, &m);
+        const double dm = std::fabs(double(fp16_to_fp32(x4k[size_t(i / QK_K)].dmin)) * m);
+        mag += (std::fabs(double(w[size_t(i)])) + dm) * std::fabs(double(a8k[size_t(i)]));
+      }
+      l.dot_q4_K(int(n), &theirs, 0, x4k.data(), 0, y8k.data(), 0, 1);
+      compare(0, n, vec_dot_q4_K_q8_K_ref(n, x4k.data(), y8k.data()), theirs, mag, n / QK_K);
+
+      auto plain_mag = [&](const std::vector<float>& a) {
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += std::fabs(double(w[size_t(i)]) * a[size_t(i)]);
+        return s;
+      };
+      dequantize_row_q6_K_ref(x6k.data(), w.data(), n);
+      l.dot_q6_K(int(n), &theirs, 0, x6k.data(), 0, y8k.data(), 0, 1);
+      compare(1, n, vec_dot_q6_K_q8_K_ref(n, x6k.data(), y8k.data()), theirs, plain_mag(a8k), n / QK_K);
+
+      dequantize_row_q8_0_ref(x80.data(), w.data(), n);
+      l.dot_q8_0(int(n), &theirs, 0, x80.data(), 0, y80.data(), 0, 1);
+      compare(2, n, vec_dot_q8_0_q8_0_ref(n, x80.data(), y80.data()), theirs, plain_mag(a80), n / QK8_0);
+
+      dequantize_row_q4_0_ref(x40.data(), w.data(), n);
+      l.dot_q4_0(int(n), &theirs, 0, x40.data(), 0, y80.data(), 0, 1);
+      compare(3, n, vec_dot_q4_0_q8_0_ref(n, x40.data(), y80.data()), theirs, plain_mag(a80), n / QK4_0);
+    }
+  }
+  for (int t = 0; t < 4; ++t) {
+    std::printf("vec_dot %s: max |ours - llama.cpp| = %.3f x 2^-24 M (allowed (n_blocks + 8) x 2^-24 M)\n",
+                names[t], worst[t]);
+  }
+}
