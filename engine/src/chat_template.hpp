@@ -1,0 +1,59 @@
+// Chat templates: a list of {role, content} messages -> the prompt text a chat model was trained on.
+//
+// We do not run Jinja. A model's `tokenizer.chat_template` (Jinja text) is recognized by
+// distinctive substrings, as llama.cpp's llm_chat_detect_template does, and mapped to one of the
+// formats below, each written out in C++. Text we do not recognize is a ChatTemplateError unless
+// the caller names a fallback format.
+//
+//   chatml            <|im_start|>{role}\n{content}<|im_end|>\n ...   [<|im_start|>assistant\n]
+//   llama2            [INST] {system}\n{user} [/INST]{assistant}</s>[INST] {user} [/INST]
+//   llama2-sys        as llama2 with the system text in <<SYS>>\n...\n<</SYS>>\n\n
+//   llama2-sys-bos    as llama2-sys with <s> before each [INST] after the first
+//   llama2-sys-strip  as llama2-sys with each content trimmed (Meta's Llama-2-chat template)
+//   zephyr            <|{role}|>\n{content}<|endoftext|>\n ...        [<|assistant|>\n]
+//   tinyllama         <|{role}|>\n{content}{eos}\n ...                [<|assistant|>\n]
+//
+// chatml, llama2* and zephyr give exactly llama.cpp's llama_chat_apply_template output. tinyllama
+// is the Zephyr template written with `eos_token` (TinyLlama-1.1B-Chat, zephyr-7b-beta): rendered
+// by Jinja it gives `<|user|>\n...</s>\n`. llama.cpp's substring detection files that Jinja text
+// under "glmedge" (which drops the </s>), so for it we follow the Jinja rendering, not llama.cpp.
+// The llama2 formats, like llama.cpp's, ignore add_generation_prompt (the prompt already ends with
+// [/INST]) and leave out the first <s>, which the tokenizer adds as BOS.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace edgellm {
+
+class ChatTemplateError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class ChatFormat { ChatML, Llama2, Llama2Sys, Llama2SysBos, Llama2SysStrip, Zephyr, TinyLlama };
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant" (chatml/zephyr/tinyllama accept any role)
+  std::string content;
+};
+
+std::string_view chat_format_name(ChatFormat f);               // "chatml", "llama2", ...
+std::optional<ChatFormat> chat_format_from_name(std::string_view name);
+// Recognizes a template's Jinja text; nullopt when it is none of ours.
+std::optional<ChatFormat> detect_chat_format(std::string_view jinja);
+
+// `tmpl`: a format name or a template's Jinja text. When it is neither and `fallback` names a
+// format, that format; else ChatTemplateError (which says what was seen and what is supported).
+ChatFormat resolve_chat_format(std::string_view tmpl, std::string_view fallback = {});
+
+// Formats the messages. add_generation_prompt: end with the start of the assistant's turn.
+// eos_text: the model's EOS token text, used by tinyllama (the `eos_token` of the Jinja).
+std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
+                                bool add_generation_prompt, std::string_view eos_text = "</s>");
+
+}  // namespace edgellm

@@ -1,0 +1,169 @@
+// Chat templates: detection of real templates and the exact text of each format.
+//
+// Expected strings are derived by hand from the formats' definitions and written out below with
+// their derivation. The conversation is the one llama.cpp's tests/test-chat-template uses (its
+// 5th message has spaces at both ends, which shows whether a format trims).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "chat_template.hpp"
+
+using namespace edgellm;
+
+namespace {
+
+const std::vector<ChatMessage> kChat = {
+    {"system", "You are a helpful assistant"},
+    {"user", "Hello"},
+    {"assistant", "Hi there"},
+    {"user", "Who are you"},
+    {"assistant", "   I am an assistant   "},
+    {"user", "Another question"},
+};
+
+std::string read_template(const std::string& name) {
+  const std::string path = std::string(EDGELLM_ORACLE_DIR) + "/llama.cpp/models/templates/" + name;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) FAIL("missing template file " << path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Meta's Llama-2-chat template (tokenizer_config.json of meta-llama/Llama-2-7b-chat-hf).
+const std::string kLlama2Chat =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
+    "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set "
+    "system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] "
+    "== 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != "
+    "false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
+    "message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if "
+    "message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif "
+    "message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% "
+    "endfor %}";
+
+// TinyLlama-1.1B-Chat-v1.0's template (tokenizer_config.json), newlines included.
+const std::string kTinyLlama =
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+    "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' "
+    "+ message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ "
+    "'<|assistant|>\\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and "
+    "add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+
+// A plain ChatML template (teknium/OpenHermes-2.5-Mistral-7B).
+const std::string kChatML =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] "
+    "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
+    "}}{% endif %}";
+
+}  // namespace
+
+TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
+  CHECK(detect_chat_format(kChatML) == ChatFormat::ChatML);
+  CHECK(detect_chat_format(kLlama2Chat) == ChatFormat::Llama2SysStrip);
+  CHECK(detect_chat_format(kTinyLlama) == ChatFormat::TinyLlama);
+  // Real templates shipped with llama.cpp: ChatML models...
+  CHECK(detect_chat_format(read_template("Qwen-Qwen2.5-7B-Instruct.jinja")) == ChatFormat::ChatML);
+  CHECK(detect_chat_format(read_template("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja")) ==
+        ChatFormat::ChatML);
+  // ... and look-alikes that are not ours: Mistral's [INST] variants, Phi-3, GLM, Llama-3.
+  CHECK_FALSE(detect_chat_format(read_template("mistralai-Mistral-Nemo-Instruct-2407.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("Mistral-Small-3.2-24B-Instruct-2506.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("microsoft-Phi-3.5-mini-instruct.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("GLM-4.6.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("meta-llama-Llama-3.1-8B-Instruct.jinja")));
+  CHECK_FALSE(detect_chat_format(""));
+}
+
+TEST_CASE("names, fallback and errors", "[chat]") {
+  for (auto f : {ChatFormat::ChatML, ChatFormat::Llama2, ChatFormat::Llama2Sys,
+                 ChatFormat::Llama2SysBos, ChatFormat::Llama2SysStrip, ChatFormat::Zephyr,
+                 ChatFormat::TinyLlama}) {
+    CHECK(chat_format_from_name(chat_format_name(f)) == f);
+    CHECK(resolve_chat_format(chat_format_name(f)) == f);
+  }
+  CHECK(resolve_chat_format(kLlama2Chat) == ChatFormat::Llama2SysStrip);
+  const std::string llama3 = read_template("meta-llama-Llama-3.1-8B-Instruct.jinja");
+  CHECK_THROWS_AS(resolve_chat_format(llama3), ChatTemplateError);
+  CHECK_THROWS_AS(resolve_chat_format(""), ChatTemplateError);
+  CHECK(resolve_chat_format(llama3, "chatml") == ChatFormat::ChatML);
+  CHECK_THROWS_AS(resolve_chat_format(llama3, "no-such-format"), ChatTemplateError);
+  try {
+    resolve_chat_format(llama3);
+  } catch (const ChatTemplateError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("unsupported chat template") != std::string::npos);
+    CHECK(what.find("chatml") != std::string::npos);  // says what is supported
+  }
+}
+
+TEST_CASE("chatml text", "[chat]") {
+  // Per message: '<|im_start|>' + role + '\n' + content + '<|im_end|>' + '\n'; the generation
+  // prompt is '<|im_start|>assistant\n'. Nothing is trimmed.
+  const std::string expected =
+      "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n"
+      "<|im_start|>user\nHello<|im_end|>\n"
+      "<|im_start|>assistant\nHi there<|im_end|>\n"
+      "<|im_start|>user\nWho are you<|im_end|>\n"
+      "<|im_start|>assistant\n   I am an assistant   <|im_end|>\n"
+      "<|im_start|>user\nAnother question<|im_end|>\n";
+  CHECK(apply_chat_template(ChatFormat::ChatML, kChat, false) == expected);
+  CHECK(apply_chat_template(ChatFormat::ChatML, kChat, true) ==
+        expected + "<|im_start|>assistant\n");
+  CHECK(apply_chat_template(ChatFormat::ChatML, {}, true) == "<|im_start|>assistant\n");
+}
+
+TEST_CASE("tinyllama text (the Jinja rendering)", "[chat]") {
+  // Jinja as HF renders chat templates (trim_blocks): the newline after each {% ... %} tag goes,
+  // the newline after each {{ ... }} stays. So a message is '<|role|>\n' + content + eos_token
+  // + '\n', and the generation prompt is '<|assistant|>' + '\n'. eos_token is "</s>".
+  const std::string expected =
+      "<|system|>\nYou are a helpful assistant</s>\n"
+      "<|user|>\nHello</s>\n"
+      "<|assistant|>\nHi there</s>\n"
+      "<|user|>\nWho are you</s>\n"
+      "<|assistant|>\n   I am an assistant   </s>\n"
+      "<|user|>\nAnother question</s>\n";
+  CHECK(apply_chat_template(ChatFormat::TinyLlama, kChat, false) == expected);
+  CHECK(apply_chat_template(ChatFormat::TinyLlama, kChat, true) == expected + "<|assistant|>\n");
+  const std::vector<ChatMessage> one = {{"system", "S"}, {"user", "U"}};
+  CHECK(apply_chat_template(resolve_chat_format(kTinyLlama), one, true) ==
+        "<|system|>\nS</s>\n<|user|>\nU</s>\n<|assistant|>\n");
+  CHECK(apply_chat_template(ChatFormat::TinyLlama, one, true, "<|endoftext|>") ==
+        "<|system|>\nS<|endoftext|>\n<|user|>\nU<|endoftext|>\n<|assistant|>\n");
+  // zephyr: llama.cpp's name for the same layout with a literal <|endoftext|>.
+  CHECK(apply_chat_template(ChatFormat::Zephyr, one, true) ==
+        "<|system|>\nS<|endoftext|>\n<|user|>\nU<|endoftext|>\n<|assistant|>\n");
+}
+
+TEST_CASE("llama2 texts", "[chat]") {
+  // llama.cpp's rendering: the text starts with '[INST] ' (the first <s> is the tokenizer's BOS);
+  // a user turn is content + ' [/INST]'; an assistant turn is content + '</s>' and closes the
+  // turn, so the next message opens one with '[INST] ' ('<s>[INST] ' for llama2-sys-bos). The
+  // system text goes into '<<SYS>>\n' + content + '\n<</SYS>>\n\n', or, for plain llama2, is
+  // content + '\n' in front of the first user text. llama2-sys-strip trims every content.
+  // add_generation_prompt changes nothing: the text already ends with '[/INST]'.
+  CHECK(apply_chat_template(ChatFormat::Llama2, kChat, true) ==
+        "[INST] You are a helpful assistant\nHello [/INST]Hi there</s>"
+        "[INST] Who are you [/INST]   I am an assistant   </s>[INST] Another question [/INST]");
+  CHECK(apply_chat_template(ChatFormat::Llama2Sys, kChat, true) ==
+        "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>"
+        "[INST] Who are you [/INST]   I am an assistant   </s>[INST] Another question [/INST]");
+  CHECK(apply_chat_template(ChatFormat::Llama2SysBos, kChat, true) ==
+        "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>"
+        "<s>[INST] Who are you [/INST]   I am an assistant   </s><s>[INST] Another question [/INST]");
+  CHECK(apply_chat_template(ChatFormat::Llama2SysStrip, kChat, true) ==
+        "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>"
+        "[INST] Who are you [/INST]I am an assistant</s>[INST] Another question [/INST]");
+  CHECK(apply_chat_template(ChatFormat::Llama2SysStrip, kChat, false) ==
+        apply_chat_template(ChatFormat::Llama2SysStrip, kChat, true));
+  // The usual single-turn prompt of Meta's template.
+  const std::vector<ChatMessage> one = {{"system", "Be brief."}, {"user", " Hi "}};
+  CHECK(apply_chat_template(resolve_chat_format(kLlama2Chat), one, true) ==
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]");
+}
