@@ -1,13 +1,334 @@
-// The avx512 kernel table: the scalar set with this ISA's own kernels in place.
+// The AVX-512 kernel table (F/BW/VL/DQ + VNNI): the scalar set with these kernels in place.
+//
+// Integer dot products use vpdpbusd (u8 x s8 -> s32): K-quant weights are unsigned (Q4_K 0..15,
+// Q6_K 0..63 with the -32 applied through the activation block sums), Q8_K activations signed.
+// Per-sub-block scales are applied with vpdpwssd on the 32-bit lane sums (each lane sums four
+// products, |lane| <= 4 * 63 * 128 < 2^15, so its low 16 bits are the whole value and a scale in
+// the low 16 bits of a lane with a zero high half multiplies it exactly).
+//
+// Two matrix kernels per weight type:
+//   decode (few activation rows): four weight rows per pass share each activation load; the
+//     rows are read once from memory and stay in L1 for the other activation rows.
+//   prefill (many activation rows): a tile of 16 weight rows is unpacked once into 8-bit quants
+//     interleaved 16 rows x 4 consecutive k per 64-byte vector, plus per-sub-block float scales;
+//     then each activation row broadcasts 4 bytes per vpdpbusd into 16 row lanes.
+// GCC 12 warns about the deliberately undefined source operands inside its own AVX-512 intrinsic
+// headers (a known false positive at -O3); the pragma must come before the header.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "edgellm/kernels/quants.hpp"
 #include "kernel_sets.hpp"
 
 namespace edgellm::kernels {
+
+namespace {
+
+inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
+
+// Eight 6-bit scales and eight 6-bit mins of a Q4_K block, as bytes in two 64-bit words.
+inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3f;
+  const uint32_t mn_lo = u1 & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+  sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+}
+
+// 64 activation bytes: 32 from p and 32 from p + 64 (the elements that share the low or the high
+// nibbles of one 64-byte run of Q4_K quants).
+inline __m512i load_pair(const int8_t* p) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)), 1);
+}
+
+// vpshufb controls that spread scale byte pairs (j0 in lanes 0-7, j1 in lanes 8-15) of a
+// broadcast 64-bit word into 32-bit lanes with a zero high half.
+inline __m512i spread_control(int j0, int j1) {
+  alignas(64) int8_t c[64];
+  for (int lane = 0; lane < 16; ++lane) {
+    c[4 * lane] = static_cast<int8_t>(lane < 8 ? j0 : j1);
+    c[4 * lane + 1] = c[4 * lane + 2] = c[4 * lane + 3] = -128;  // zero byte
+  }
+  return _mm512_load_si512(c);
+}
+
+// Rows are streamed a few at a time, so the hardware prefetcher sees short streams; fetch the
+// same block of the rows one pass ahead (contiguous in memory) while this pass computes.
+constexpr int kPrefetchRows = 8;
+inline void prefetch_block(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---- decode: R weight rows . one activation row ----
+
+// Q4_K: per block, w = d sc_j q - dmin m_j, so
+//   dot = d d8 sum_j sc_j (q . a)_j - dmin d8 sum_j m_j bsum_j.
+// Quants qs[64 c .. 64 c + 63] hold sub-blocks 2c' (low nibbles) and 2c'+1 (high) for the two
+// 32-byte groups c' = 2c, 2c + 1, so low nibbles of one 64-byte run pair sub-blocks (4c, 4c + 2)
+// and high nibbles (4c + 1, 4c + 3).
+template <int R>
+void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a,
+                   float* out) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i ctl0 = spread_control(0, 2), ctl1 = spread_control(1, 3),
+                ctl2 = spread_control(4, 6), ctl3 = spread_control(5, 7);
+  __m512 acc[R];
+  __m256 acc_min[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), acc_min[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K& ab = a[b];
+    const __m512i a0 = load_pair(ab.qs), a1 = load_pair(ab.qs + 32), a2 = load_pair(ab.qs + 128),
+                  a3 = load_pair(ab.qs + 160);
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
+    for (int r = 0; r < R; ++r) {
+      const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
+      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q4_K));
+      const __m512i q0 = _mm512_loadu_si512(x->qs), q1 = _mm512_loadu_si512(x->qs + 64);
+      const __m512i z = _mm512_setzero_si512();
+      const __m512i p0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q0, low4), a0);
+      const __m512i p1 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4), a1);
+      const __m512i p2 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q1, low4), a2);
+      const __m512i p3 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4), a3);
+      uint64_t sc, mn;
+      q4_K_scales_mins(x->scales, sc, mn);
+      const __m512i scv = _mm512_set1_epi64(static_cast<int64_t>(sc));
+      __m512i s01 = _mm512_dpwssd_epi32(z, p0, _mm512_shuffle_epi8(scv, ctl0));
+      s01 = _mm512_dpwssd_epi32(s01, p1, _mm512_shuffle_epi8(scv, ctl1));
+      __m512i s23 = _mm512_dpwssd_epi32(z, p2, _mm512_shuffle_epi8(scv, ctl2));
+      s23 = _mm512_dpwssd_epi32(s23, p3, _mm512_shuffle_epi8(scv, ctl3));
+      const float dd = fp16(x->d) * ab.d;
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s01, s23)), _mm512_set1_ps(dd), acc[r]);
+      // mins: m_j (bsums[2j] + bsums[2j+1]) with m_j in both 16-bit halves of lane j
+      const __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(mn)));
+      const __m256i mins = _mm256_madd_epi16(bsums, _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
+      acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(fp16(x->dmin) * ab.d), acc_min[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) - hsum(acc_min[r]);
+}
+
+// Q6_K: w = d s_j (q - 32), q = 0..63 unsigned, so dot = d d8 (sum_j s_j (q . a)_j - 32 sum_j s_j bsum_j).
+// Each half of 128 elements: low nibbles of ql[0..63] are elements 0..63 in order, high nibbles
+// 64..127; qh[0..31] gives their top bits, 2 bits per 32-element quarter.
+template <int R>
+void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a,
+                   float* out) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+  __m512i spread[4];  // lane l of vector v takes scale 4 v + l / 4
+  for (int v = 0; v < 4; ++v) {
+    alignas(64) int32_t idx[16];
+    for (int l = 0; l < 16; ++l) idx[l] = 4 * v + l / 4;
+    spread[v] = _mm512_load_si512(idx);
+  }
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K& ab = a[b];
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
+    for (int r = 0; r < R; ++r) {
+      const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes) + b;
+      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q6_K));
+      const __m512i scales = _mm512_and_si512(
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales))), lo16);
+      const __m512i z = _mm512_setzero_si512();
+      __m512i sum = z;
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qh + 32 * h));
+        const __m512i qh02 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        const __m512i qh46 = _mm512_srli_epi16(qh02, 4);
+        const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                           _mm512_slli_epi16(_mm512_and_si512(qh02, low2), 4));
+        const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                           _mm512_slli_epi16(_mm512_and_si512(qh46, low2), 4));
+        const __m512i pa = _mm512_dpbusd_epi32(z, qa, _mm512_loadu_si512(ab.qs + 128 * h));
+        const __m512i pb = _mm512_dpbusd_epi32(z, qb, _mm512_loadu_si512(ab.qs + 128 * h + 64));
+        sum = _mm512_dpwssd_epi32(sum, pa, _mm512_permutexvar_epi32(spread[2 * h], scales));
+        sum = _mm512_dpwssd_epi32(sum, pb, _mm512_permutexvar_epi32(spread[2 * h + 1], scales));
+      }
+      // - 32 sum_j s_j bsum_j
+      const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
+      const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bsums, s16), 5);
+      sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(corr));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(fp16(x->d) * ab.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+using DotRows = void (*)(int64_t, const uint8_t*, size_t, const block_q8_K*, float*);
+
+// Decode: four weight rows at a time, each group used by every activation row while in L1.
+template <DotRows Dot4, DotRows Dot1>
+void gemv_q8_K(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+               size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  const int64_t nb = n / QK_K;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(a);
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4) {
+    for (int64_t i = 0; i < n_act; ++i) {
+      float out[4];
+      Dot4(nb, wb + r * w_row_bytes, w_row_bytes,
+           reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes), out);
+      std::memcpy(y + i * ldy + r, out, sizeof out);
+    }
+  }
+  for (; r < n_rows; ++r) {
+    for (int64_t i = 0; i < n_act; ++i) {
+      Dot1(nb, wb + r * w_row_bytes, w_row_bytes,
+           reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes), y + i * ldy + r);
+    }
+  }
+}
+
+float vec_dot_q4_K_q8_K_avx512(int64_t n, const block_q4_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q4_K<1>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+float vec_dot_q6_K_q8_K_avx512(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q6_K<1>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+// ---- activation quantization (bit-exact with quantize_row_q8_K_ref) ----
+
+void quantize_row_q8_K_avx512(const float* x, block_q8_K* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+    // max |x| ignoring NaN (max_ps returns its second operand when either is NaN)
+    __m512 vmax = _mm512_setzero_ps();
+    for (int j = 0; j < QK_K; j += 16) vmax = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + j), abs_mask), vmax);
+    const float amax = _mm512_reduce_max_ps(vmax);
+    if (amax == 0.0f) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float max = 0.0f;  // the first element of largest magnitude, with its sign
+    for (int j = 0; j < QK_K; j += 16) {
+      const __mmask16 m = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_loadu_ps(x + j), abs_mask),
+                                             _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (m) {
+        max = x[j + __builtin_ctz(m)];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    if (std::isinf(iscale)) {  // |max| < 127 / FLT_MAX: d rounds to -+0, every q is 0
+      std::memset(&y[i], 0, sizeof y[i]);
+      y[i].d = 1 / iscale;
+      continue;
+    }
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (int j = 0; j < QK_K; j += 16) {
+      __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + j), vs);
+      v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);  // NaN -> 0
+      v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.f)), _mm512_set1_ps(127.f));
+      const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + j), _mm512_cvtepi32_epi8(q));
+      y[i].bsums[j / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+// ---- dequantization (bit-exact: the reference's products, no fused multiply-add) ----
+
+inline __m512 u8_to_ps(const uint8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+void dequantize_row_q4_K_avx512(const block_q4_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  for (int64_t i = 0; i < nb; ++i, y += QK_K) {
+    const float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
+    alignas(64) uint8_t q[QK_K];
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int g = 0; g < 2; ++g) {  // 64 bytes = groups 2g, 2g+1 of 32
+      const __m512i v = _mm512_loadu_si512(x[i].qs + 64 * g);
+      const __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      // element order: group c: 32 low nibbles then 32 high nibbles
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g), _mm512_castsi512_si256(lo));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 32), _mm512_castsi512_si256(hi));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 64), _mm512_extracti64x4_epi64(lo, 1));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 96), _mm512_extracti64x4_epi64(hi, 1));
+    }
+    for (int j = 0; j < QK_K / 32; ++j) {
+      uint8_t sc, m;
+      q4_K_scale_min(x[i].scales, j, &sc, &m);
+      const __m512 dj = _mm512_set1_ps(d * sc), mj = _mm512_set1_ps(dmin * m);
+      _mm512_storeu_ps(y + 32 * j, _mm512_sub_ps(_mm512_mul_ps(dj, u8_to_ps(q + 32 * j)), mj));
+      _mm512_storeu_ps(y + 32 * j + 16, _mm512_sub_ps(_mm512_mul_ps(dj, u8_to_ps(q + 32 * j + 16)), mj));
+    }
+  }
+}
+
+void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  const __m512 m32 = _mm512_set1_ps(32.0f);
+  for (int64_t i = 0; i < nb; ++i, y += QK_K) {
+    const float d = fp16(x[i].d);
+    alignas(64) uint8_t q[QK_K];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * h));
+      const __m512i qh02 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      const __m512i qh46 = _mm512_srli_epi16(qh02, 4);
+      _mm512_store_si512(q + 128 * h, _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                                      _mm512_slli_epi16(_mm512_and_si512(qh02, low2), 4)));
+      _mm512_store_si512(q + 128 * h + 64,
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                         _mm512_slli_epi16(_mm512_and_si512(qh46, low2), 4)));
+    }
+    for (int j = 0; j < QK_K / 16; ++j) {
+      const __m512 ds = _mm512_set1_ps(d * x[i].scales[j]);
+      // q - 32 is exact in float, as the reference's int (q - 32) converted is
+      _mm512_storeu_ps(y + 16 * j, _mm512_mul_ps(ds, _mm512_sub_ps(u8_to_ps(q + 16 * j), m32)));
+    }
+  }
+}
+
+}  // namespace
 
 const KernelSet* avx512_kernels() {
   static const KernelSet ks = [] {
     KernelSet k = scalar_kernel_set();
     k.isa = Isa::avx512;
     k.name = "avx512";
+    k.dequantize_row_q4_K = dequantize_row_q4_K_avx512;
+    k.dequantize_row_q6_K = dequantize_row_q6_K_avx512;
+    k.quantize_row_q8_K = quantize_row_q8_K_avx512;
+    k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
+    k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
+    k.matmul_q4_K_q8_K = gemv_q8_K<dot_rows_q4_K<4>, dot_rows_q4_K<1>>;
+    k.matmul_q6_K_q8_K = gemv_q8_K<dot_rows_q6_K<4>, dot_rows_q6_K<1>>;
     return k;
   }();
   return &ks;

@@ -1,0 +1,277 @@
+// Kernel microbenchmarks (Google Benchmark), one row per ISA path:
+//   dequantize/<type>/<isa>                 quantized bytes/s, in cache
+//   gemv/<type>/<isa>/<rows>x<cols>/threads:T      decode shapes, weights rotated over > 1 GiB
+//   gemv/<type>/<isa>/<rows>x<cols>/threads:T/cached   the same matrix every time (cache speed)
+//   gemv/<type>/llama.cpp-<lib>/...          llama.cpp's exported ggml_vec_dot_*_q8_K, same
+//                                            threads and row split, side by side
+//   gemm/<type>/<isa>/<rows>x<cols>x512/threads:T   prefill of 512 prompt rows (GFLOP/s)
+//   read_bandwidth/threads:T                 streaming sum over 1 GiB (the memory roofline)
+// Counters: bytes_per_second is weight bytes read per second; "pct_of_read_bw" compares with the
+// read bandwidth measured in the same run (threads-matched).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) && defined(EDGELLM_GGML_BINS)
+#include <dlfcn.h>
+#endif
+
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/matmul.hpp"
+#include "edgellm/kernels/thread_pool.hpp"
+
+using namespace edgellm;
+using namespace edgellm::kernels;
+
+namespace {
+
+constexpr size_t kRotateBytes = size_t{1} << 30;  // > last-level cache by far
+
+ThreadPool& pool(int threads) {
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return *p;
+}
+
+// One big buffer of random bytes, shared by every benchmark: random quants and scales (valid
+// blocks; the values do not matter for speed).
+const uint8_t* weight_bytes(size_t bytes) {
+  static std::vector<uint8_t> buf;
+  if (buf.size() < bytes) {
+    buf.resize(bytes);
+    std::mt19937_64 g(7);
+    for (size_t i = 0; i + 8 <= buf.size(); i += 8) {
+      uint64_t v = g() & 0x3F3F3F3F3F3F3F3Full;  // fp16 scales stay finite and moderate
+      std::memcpy(&buf[i], &v, 8);
+    }
+  }
+  return buf.data();
+}
+
+std::vector<float> random_floats(int64_t n) {
+  std::vector<float> v(n);
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& x : v) x = nd(g);
+  return v;
+}
+
+size_t row_bytes(DType t, int64_t cols) { return *dtype_row_bytes(t, static_cast<uint64_t>(cols)); }
+
+// Read bandwidth per thread count, filled by read_bandwidth benchmarks (they run first).
+std::map<int, double> g_read_bw;
+
+void read_bandwidth(benchmark::State& state, int threads) {
+  const size_t n = kRotateBytes / sizeof(uint64_t);
+  const auto* p = reinterpret_cast<const uint64_t*>(weight_bytes(kRotateBytes));
+  std::vector<uint64_t> sums(threads);
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    pool(threads).run([&](int ith, int nth) {
+      int64_t b, e;
+      ThreadPool::split(static_cast<int64_t>(n), ith, nth, b, e);
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int64_t i = b;
+      for (; i + 4 <= e; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+      for (; i < e; ++i) s0 += p[i];
+      sums[ith] = s0 + s1 + s2 + s3;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (seconds > 0) g_read_bw[threads] = static_cast<double>(kRotateBytes) * state.iterations() / seconds;
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kRotateBytes));
+  state.counters["GBps"] = benchmark::Counter(static_cast<double>(kRotateBytes) * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+struct Shape {
+  int64_t rows, cols;
+};
+const Shape kDecodeShapes[] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
+const Shape kPrefillShapes[] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}};
+
+// The per-row dot product both sides run: ours through matmul, llama.cpp's through its
+// exported vec_dot with the same row split over the same pool.
+using GgmlVecDot = void (*)(int n, float* s, size_t bs, const void* vx, size_t bx, const void* vy,
+                            size_t by, int nrc);
+
+void gemv(benchmark::State& state, DType type, const KernelSet* ks, GgmlVecDot ggml, Shape s,
+          int threads, bool cached) {
+  const size_t rb = row_bytes(type, s.cols), mat = rb * s.rows;
+  const size_t n_mats = cached ? 1 : std::max<size_t>(2, (kRotateBytes + mat - 1) / mat);
+  const uint8_t* base = weight_bytes(n_mats * mat);
+  const auto x = random_floats(s.cols);
+  Activations act;
+  act.reset(x.data(), 1, s.cols);
+  const KernelSet& qks = ks ? *ks : active_kernels();
+  const void* xq = act.quantized_for(type, qks, pool(threads));
+  const size_t xq_bytes = (s.cols / QK_K) * sizeof(block_q8_K);
+  std::vector<float> y(s.rows);
+  size_t m = 0;
+  for (auto _ : state) {
+    const uint8_t* wdata = base + m * mat;
+    if (ks) {
+      const WeightMatrix w{type, wdata, s.rows, s.cols, rb};
+      matmul(*ks, pool(threads), w, act, y.data(), s.rows);
+    } else {
+      pool(threads).run([&](int ith, int nth) {
+        int64_t g0, g1;  // the row split matmul uses: 16-row grains
+        const int64_t grains = (s.rows + 15) / 16;
+        ThreadPool::split(grains, ith, nth, g0, g1);
+        for (int64_t r = g0 * 16; r < std::min(g1 * 16, s.rows); ++r) {
+          ggml(static_cast<int>(s.cols), &y[r], 0, wdata + r * rb, 0, xq, xq_bytes, 1);
+        }
+      });
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    m = (m + 1) % n_mats;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * mat));
+  const auto bw = g_read_bw.find(threads);
+  if (!cached && bw != g_read_bw.end() && bw->second > 0) {
+    state.counters["pct_of_read_bw"] = benchmark::Counter(
+        100.0 * static_cast<double>(mat) * state.iterations() / bw->second, benchmark::Counter::kIsRate);
+  }
+}
+
+void gemm(benchmark::State& state, DType type, const KernelSet& ks, Shape s, int64_t m, int threads) {
+  const size_t rb = row_bytes(type, s.cols);
+  const uint8_t* wdata = weight_bytes(rb * s.rows);
+  const auto x = random_floats(m * s.cols);
+  std::vector<float> y(m * s.rows);
+  const WeightMatrix w{type, wdata, s.rows, s.cols, rb};
+  Activations act;
+  act.reset(x.data(), m, s.cols);
+  act.quantized_for(type, ks, pool(threads));  // once, as the engine does for Q, K and V
+  for (auto _ : state) {
+    matmul(ks, pool(threads), w, act, y.data(), s.rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(2.0 * s.rows * s.cols * m * state.iterations() / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
+void dequantize(benchmark::State& state, DType type, const KernelSet& ks) {
+  const int64_t n = 256 * 1024;  // 1 MiB of floats out: in L2
+  const size_t bytes = row_bytes(type, n);
+  const uint8_t* src = weight_bytes(bytes);
+  std::vector<float> y(n);
+  for (auto _ : state) {
+    if (type == DType::Q4_K) ks.dequantize_row_q4_K(reinterpret_cast<const block_q4_K*>(src), y.data(), n);
+    else ks.dequantize_row_q6_K(reinterpret_cast<const block_q6_K*>(src), y.data(), n);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+
+std::string type_name(DType t) { return dtype_name(static_cast<uint32_t>(t)); }
+std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+
+// llama.cpp's CPU library for this machine, if installed (AVX-512 VNNI: zen4 first, which has no
+// AMX repacking, then sapphirerapids).
+struct Ggml {
+  std::string lib;
+  GgmlVecDot q4_K = nullptr, q6_K = nullptr;
+};
+
+Ggml load_ggml() {
+  Ggml g;
+#if defined(__x86_64__) && defined(EDGELLM_GGML_BINS)
+  for (const char* name : {"libggml-cpu-zen4.so", "libggml-cpu-sapphirerapids.so"}) {
+    const std::string path = std::string(EDGELLM_GGML_BINS) + "/" + name;
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    if (auto init = reinterpret_cast<void (*)()>(dlsym(h, "ggml_cpu_init"))) init();
+    g.q4_K = reinterpret_cast<GgmlVecDot>(dlsym(h, "ggml_vec_dot_q4_K_q8_K"));
+    g.q6_K = reinterpret_cast<GgmlVecDot>(dlsym(h, "ggml_vec_dot_q6_K_q8_K"));
+    if (g.q4_K && g.q6_K) {
+      g.lib = std::string(name).substr(std::strlen("libggml-cpu-"));
+      g.lib = g.lib.substr(0, g.lib.size() - 3);
+      return g;
+    }
+  }
+#endif
+  return g;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  const int max_threads = std::max(2, physical_core_count());
+  std::vector<int> thread_counts = {1, 2};
+  if (max_threads > 2) thread_counts.push_back(max_threads);
+
+  for (int t : thread_counts) {
+    benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(t)).c_str(),
+                                 [t](benchmark::State& st) {
+                                   read_bandwidth(st, t);
+                                 })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(1.0);
+  }
+  const Ggml ggml = load_ggml();
+  for (Isa isa : available_isas()) {
+    const KernelSet& ks = *kernels_for(isa);
+    const std::string in = std::string(isa_name(isa));
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+      benchmark::RegisterBenchmark(("dequantize/" + type_name(type) + "/" + in).c_str(),
+                                   [type, &ks](benchmark::State& st) { dequantize(st, type, ks); });
+    }
+  }
+  for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    for (Shape s : kDecodeShapes) {
+      for (int t : {1, 2}) {
+        for (bool cached : {false, true}) {
+          const std::string tail = "/" + shape_name(s) + "/threads:" + std::to_string(t) + (cached ? "/cached" : "");
+          for (Isa isa : available_isas()) {
+            const KernelSet* ks = kernels_for(isa);
+            if (isa == Isa::scalar && !cached && s.rows > 2048) continue;  // minutes per run
+            benchmark::RegisterBenchmark(("gemv/" + type_name(type) + "/" + std::string(isa_name(isa)) + tail).c_str(),
+                                         [=](benchmark::State& st) { gemv(st, type, ks, nullptr, s, t, cached); })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+          if (ggml.q4_K) {
+            const GgmlVecDot f = type == DType::Q4_K ? ggml.q4_K : ggml.q6_K;
+            benchmark::RegisterBenchmark(("gemv/" + type_name(type) + "/llama.cpp-" + ggml.lib + tail).c_str(),
+                                         [=](benchmark::State& st) { gemv(st, type, nullptr, f, s, t, cached); })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+        }
+      }
+    }
+  }
+  for (Isa isa : available_isas()) {
+    if (isa == Isa::scalar) continue;  // far too slow to be worth a row
+    const KernelSet& ks = *kernels_for(isa);
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+      for (Shape s : kPrefillShapes) {
+        const int t = 2;
+        benchmark::RegisterBenchmark(("gemm/" + type_name(type) + "/" + std::string(isa_name(isa)) + "/" +
+                                      shape_name(s) + "x512/threads:" + std::to_string(t)).c_str(),
+                                     [type, &ks, s, t](benchmark::State& st) { gemm(st, type, ks, s, 512, t); })
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
