@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "edgellm/kernels/quants.hpp"
@@ -264,21 +265,41 @@ inline __m512 u8_to_ps(const uint8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
 
+// The 256 quants of a block in element order (Q4_K 0..15, Q6_K 0..63).
+inline void unpack_q4_K(const block_q4_K& x, uint8_t* q) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int g = 0; g < 2; ++g) {  // 64 bytes: 32-byte groups 2g and 2g + 1
+    const __m512i v = _mm512_loadu_si512(x.qs + 64 * g);
+    const __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+    // a group's 32 low nibbles are 32 elements, its high nibbles the next 32
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g), _mm512_castsi512_si256(lo));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 32), _mm512_castsi512_si256(hi));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 64), _mm512_extracti64x4_epi64(lo, 1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 96), _mm512_extracti64x4_epi64(hi, 1));
+  }
+}
+
+inline void unpack_q6_K(const block_q6_K& x, uint8_t* q) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+    const __m512i qh02 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+    const __m512i qh46 = _mm512_srli_epi16(qh02, 4);
+    _mm512_storeu_si512(q + 128 * h, _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                                     _mm512_slli_epi16(_mm512_and_si512(qh02, low2), 4)));
+    _mm512_storeu_si512(q + 128 * h + 64,
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                        _mm512_slli_epi16(_mm512_and_si512(qh46, low2), 4)));
+  }
+}
+
 void dequantize_row_q4_K_avx512(const block_q4_K* x, float* y, int64_t k) {
   const int64_t nb = k / QK_K;
   for (int64_t i = 0; i < nb; ++i, y += QK_K) {
     const float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
     alignas(64) uint8_t q[QK_K];
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    for (int g = 0; g < 2; ++g) {  // 64 bytes = groups 2g, 2g+1 of 32
-      const __m512i v = _mm512_loadu_si512(x[i].qs + 64 * g);
-      const __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      // element order: group c: 32 low nibbles then 32 high nibbles
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g), _mm512_castsi512_si256(lo));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 32), _mm512_castsi512_si256(hi));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 64), _mm512_extracti64x4_epi64(lo, 1));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * g + 96), _mm512_extracti64x4_epi64(hi, 1));
-    }
+    unpack_q4_K(x[i], q);
     for (int j = 0; j < QK_K / 32; ++j) {
       uint8_t sc, m;
       q4_K_scale_min(x[i].scales, j, &sc, &m);
@@ -291,28 +312,242 @@ void dequantize_row_q4_K_avx512(const block_q4_K* x, float* y, int64_t k) {
 
 void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
   const int64_t nb = k / QK_K;
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
   const __m512 m32 = _mm512_set1_ps(32.0f);
   for (int64_t i = 0; i < nb; ++i, y += QK_K) {
     const float d = fp16(x[i].d);
     alignas(64) uint8_t q[QK_K];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * h));
-      const __m512i qh02 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-      const __m512i qh46 = _mm512_srli_epi16(qh02, 4);
-      _mm512_store_si512(q + 128 * h, _mm512_or_si512(_mm512_and_si512(ql, low4),
-                                                      _mm512_slli_epi16(_mm512_and_si512(qh02, low2), 4)));
-      _mm512_store_si512(q + 128 * h + 64,
-                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                         _mm512_slli_epi16(_mm512_and_si512(qh46, low2), 4)));
-    }
+    unpack_q6_K(x[i], q);
     for (int j = 0; j < QK_K / 16; ++j) {
       const __m512 ds = _mm512_set1_ps(d * x[i].scales[j]);
       // q - 32 is exact in float, as the reference's int (q - 32) converted is
       _mm512_storeu_ps(y + 16 * j, _mm512_mul_ps(ds, _mm512_sub_ps(u8_to_ps(q + 16 * j), m32)));
     }
   }
+}
+
+// ---- prefill: a tile of 16 weight rows unpacked once, times many activation rows ----
+
+constexpr int kTileRows = 16;
+constexpr int kGemmMinAct = 6;  // below this, the decode kernel (weights re-read from L1) wins
+
+// Per-thread scratch, kept between calls (pool threads are persistent).
+struct Scratch {
+  std::vector<uint8_t> bytes;
+  template <typename T>
+  T* get(size_t offset_bytes) { return reinterpret_cast<T*>(align() + offset_bytes); }
+  void reserve(size_t n) {
+    if (bytes.size() < n + 64) bytes.resize(n + 64);
+  }
+  uint8_t* align() {
+    const auto p = reinterpret_cast<uintptr_t>(bytes.data());
+    return bytes.data() + ((64 - (p & 63)) & 63);
+  }
+};
+thread_local Scratch tls_scratch;
+
+// A weight tile: for each block, 64 vectors of 16 rows x 4 consecutive quants (group g holds
+// elements 4g..4g+3 of the block), then the block's scale vectors (16 row lanes each).
+//   Q4_K: 8 vectors d*sc_j, 4 vectors of int16 pairs (m_2p, m_2p+1), 1 vector dmin.
+//   Q6_K: 16 vectors d*s_j.
+constexpr size_t kTileQuantBytes = 64 * 64;
+template <typename Block>
+constexpr size_t tile_block_bytes() {
+  return kTileQuantBytes + (std::is_same_v<Block, block_q4_K> ? (8 + 4 + 1) * 64 : 16 * 64);
+}
+
+// Scatters a row's 256 quants (element order) into lane r of the block's 64 group vectors.
+inline void scatter_row(const uint8_t* q, int r, uint8_t* tile_block) {
+  auto* t = reinterpret_cast<uint32_t*>(tile_block);
+  for (int g = 0; g < 64; ++g) {
+    uint32_t word;
+    std::memcpy(&word, q + 4 * g, 4);
+    t[g * kTileRows + r] = word;
+  }
+}
+
+void pack_tile_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  std::memset(tile, 0, nb * tile_block_bytes<block_q4_K>());  // missing rows stay zero
+  alignas(64) uint8_t q[QK_K];
+  for (int r = 0; r < rows; ++r) {
+    const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* tb = tile + b * tile_block_bytes<block_q4_K>();
+      unpack_q4_K(x[b], q);
+      scatter_row(q, r, tb);
+      float* dsc = reinterpret_cast<float*>(tb + kTileQuantBytes);
+      auto* mins = reinterpret_cast<int16_t*>(tb + kTileQuantBytes + 8 * 64);
+      float* dmin = reinterpret_cast<float*>(tb + kTileQuantBytes + 12 * 64);
+      const float d = fp16(x[b].d);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        q4_K_scale_min(x[b].scales, j, &sc, &m);
+        dsc[j * kTileRows + r] = d * sc;
+        mins[(j / 2) * 2 * kTileRows + 2 * r + (j & 1)] = m;
+      }
+      dmin[r] = fp16(x[b].dmin);
+    }
+  }
+}
+
+void pack_tile_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  std::memset(tile, 0, nb * tile_block_bytes<block_q6_K>());
+  alignas(64) uint8_t q[QK_K];
+  for (int r = 0; r < rows; ++r) {
+    const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* tb = tile + b * tile_block_bytes<block_q6_K>();
+      unpack_q6_K(x[b], q);
+      scatter_row(q, r, tb);
+      float* dsc = reinterpret_cast<float*>(tb + kTileQuantBytes);
+      const float d = fp16(x[b].d);
+      for (int j = 0; j < 16; ++j) dsc[j * kTileRows + r] = d * x[b].scales[j];
+    }
+  }
+}
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// NA activation rows times one Q4_K tile: y lane r = sum_b d8 (sum_j d sc_j (q . a)_j - dmin sum_j m_j bs_j).
+// bs: per activation row and block, the 8 sub-block sums as int16.
+template <int NA>
+void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs,
+                    __m512* out) {
+  for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + b * tile_block_bytes<block_q4_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + kTileQuantBytes);
+    __m512 sumf[NA];
+    for (int i = 0; i < NA; ++i) sumf[i] = _mm512_setzero_ps();
+    for (int j = 0; j < 8; ++j) {
+      __m512i acc[NA], acc2[NA];
+      for (int i = 0; i < NA; ++i) acc[i] = acc2[i] = _mm512_setzero_si512();
+      for (int g = 0; g < 8; g += 2) {
+        const __m512i w0 = _mm512_load_si512(tb + (8 * j + g) * 64);
+        const __m512i w1 = _mm512_load_si512(tb + (8 * j + g + 1) * 64);
+        for (int i = 0; i < NA; ++i) {
+          acc[i] = _mm512_dpbusd_epi32(acc[i], w0, bcast4(a[i][b].qs + 32 * j + 4 * g));
+          acc2[i] = _mm512_dpbusd_epi32(acc2[i], w1, bcast4(a[i][b].qs + 32 * j + 4 * g + 4));
+        }
+      }
+      const __m512 dj = _mm512_load_ps(dsc + j * kTileRows);
+      for (int i = 0; i < NA; ++i)
+        sumf[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[i], acc2[i])), dj, sumf[i]);
+    }
+    const uint8_t* mins = tb + kTileQuantBytes + 8 * 64;
+    __m512i macc[NA];
+    for (int i = 0; i < NA; ++i) macc[i] = _mm512_setzero_si512();
+    for (int p = 0; p < 4; ++p) {
+      const __m512i m = _mm512_load_si512(mins + p * 64);
+      for (int i = 0; i < NA; ++i)
+        macc[i] = _mm512_dpwssd_epi32(macc[i], m, bcast4(reinterpret_cast<const int8_t*>(bs[i] + 8 * b + 2 * p)));
+    }
+    const __m512 dmin = _mm512_load_ps(reinterpret_cast<const float*>(tb + kTileQuantBytes + 12 * 64));
+    for (int i = 0; i < NA; ++i) {
+      sumf[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc[i]), dmin, sumf[i]);
+      out[i] = _mm512_fmadd_ps(sumf[i], _mm512_set1_ps(a[i][b].d), out[i]);
+    }
+  }
+}
+
+// NA activation rows times one Q6_K tile: y lane r = sum_b d8 sum_j d s_j ((q . a)_j - 32 bsum_j).
+template <int NA>
+void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const*,
+                    __m512* out) {
+  for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + b * tile_block_bytes<block_q6_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + kTileQuantBytes);
+    __m512 sumf[NA];
+    for (int i = 0; i < NA; ++i) sumf[i] = _mm512_setzero_ps();
+    for (int j = 0; j < 16; ++j) {
+      __m512i acc[NA];
+      for (int i = 0; i < NA; ++i) acc[i] = _mm512_set1_epi32(-32 * a[i][b].bsums[j]);
+      for (int g = 0; g < 4; ++g) {
+        const __m512i w = _mm512_load_si512(tb + (4 * j + g) * 64);
+        for (int i = 0; i < NA; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], w, bcast4(a[i][b].qs + 16 * j + 4 * g));
+      }
+      const __m512 dj = _mm512_load_ps(dsc + j * kTileRows);
+      for (int i = 0; i < NA; ++i) sumf[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), dj, sumf[i]);
+    }
+    for (int i = 0; i < NA; ++i) out[i] = _mm512_fmadd_ps(sumf[i], _mm512_set1_ps(a[i][b].d), out[i]);
+  }
+}
+
+using PackTile = void (*)(const uint8_t*, size_t, int, int64_t, uint8_t*);
+
+template <typename Block, PackTile Pack, template <int> class Rows>
+void gemm_q8_K(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+               size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  const int64_t nb = n / QK_K;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(a);
+  const size_t tile_bytes = nb * tile_block_bytes<Block>();
+  const size_t bs_bytes = n_act * nb * 8 * sizeof(int16_t);
+  Scratch& scratch = tls_scratch;
+  scratch.reserve(tile_bytes + bs_bytes);
+  uint8_t* tile = scratch.get<uint8_t>(0);
+  auto* bs_all = scratch.get<int16_t>(tile_bytes);
+  const auto act = [&](int64_t i) { return reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes); };
+  if constexpr (std::is_same_v<Block, block_q4_K>) {  // 32-element sub-block sums
+    for (int64_t i = 0; i < n_act; ++i)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int j = 0; j < 8; ++j)
+          bs_all[(i * nb + b) * 8 + j] = static_cast<int16_t>(act(i)[b].bsums[2 * j] + act(i)[b].bsums[2 * j + 1]);
+  }
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kTileRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n_rows - r0));
+    Pack(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    const __mmask16 valid = static_cast<__mmask16>((1u << rows) - 1);
+    int64_t i = 0;
+    const block_q8_K* ap[4];
+    const int16_t* bp[4];
+    __m512 out[4];
+    for (; i < n_act; i += 4) {
+      const int na = static_cast<int>(std::min<int64_t>(4, n_act - i));
+      for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
+      switch (na) {
+        case 4: Rows<4>::run(tile, nb, ap, bp, out); break;
+        case 3: Rows<3>::run(tile, nb, ap, bp, out); break;
+        case 2: Rows<2>::run(tile, nb, ap, bp, out); break;
+        default: Rows<1>::run(tile, nb, ap, bp, out); break;
+      }
+      for (int k = 0; k < na; ++k) _mm512_mask_storeu_ps(y + (i + k) * ldy + r0, valid, out[k]);
+    }
+  }
+}
+
+template <int NA>
+struct RowsQ4K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, __m512* o) {
+    tile_rows_q4_K<NA>(t, nb, a, bs, o);
+  }
+};
+template <int NA>
+struct RowsQ6K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, __m512* o) {
+    tile_rows_q6_K<NA>(t, nb, a, bs, o);
+  }
+};
+
+// The matmul tiles: decode kernel for a few activation rows, prefill kernel for many.
+void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                        size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm_q8_K<block_q4_K, pack_tile_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    gemv_q8_K<dot_rows_q4_K<4>, dot_rows_q4_K<1>>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+}
+
+void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                        size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm_q8_K<block_q6_K, pack_tile_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    gemv_q8_K<dot_rows_q6_K<4>, dot_rows_q6_K<1>>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 }  // namespace
@@ -327,8 +562,8 @@ const KernelSet* avx512_kernels() {
     k.quantize_row_q8_K = quantize_row_q8_K_avx512;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
-    k.matmul_q4_K_q8_K = gemv_q8_K<dot_rows_q4_K<4>, dot_rows_q4_K<1>>;
-    k.matmul_q6_K_q8_K = gemv_q8_K<dot_rows_q6_K<4>, dot_rows_q6_K<1>>;
+    k.matmul_q4_K_q8_K = matmul_q4_K_avx512;
+    k.matmul_q6_K_q8_K = matmul_q6_K_avx512;
     return k;
   }();
   return &ks;
