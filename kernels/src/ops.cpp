@@ -27,8 +27,8 @@ float silu(float g) { return g / (1.0f + std::exp(-g)); }
 // ---- rms_norm ----
 
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  double sum = 0.0;  // of the float squares, as ggml sums them
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float mean = n > 0 ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
   const float s = 1.0f / std::sqrt(mean + eps);
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * s) * weight[i];
@@ -42,7 +42,7 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
     acc += v * v;
   }
   double sum = xsimd::hadd(acc);
-  for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float mean = n > 0 ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
   const float s = 1.0f / std::sqrt(mean + eps);
   const batch sb(s);

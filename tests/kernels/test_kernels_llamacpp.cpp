@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "block_samples.hpp"
+#include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "edgellm/kernels/rng.hpp"
 
@@ -38,6 +39,13 @@ struct GgufInitParams {
   bool no_alloc;
   void** ctx;
 };
+struct GgmlInitParams {
+  size_t mem_size;
+  void* mem_buffer;
+  bool no_alloc;
+};
+using Tensor = void*;  // struct ggml_tensor*, only passed around (data via ggml_get_data)
+constexpr int kGgmlF32 = 0, kGgmlI32 = 26;
 
 // llama.cpp's functions, loaded once. Missing libraries are a failure, not a skip.
 struct Llama {
@@ -63,6 +71,22 @@ struct Llama {
   size_t (*gguf_get_tensor_offset)(const void*, int64_t) = nullptr;
   size_t (*gguf_get_tensor_size)(const void*, int64_t) = nullptr;
   size_t (*gguf_get_data_offset)(const void*) = nullptr;
+  // A few graph operations, to run ggml's own element-wise ops.
+  void* (*ggml_init)(GgmlInitParams) = nullptr;
+  void (*ggml_free)(void*) = nullptr;
+  Tensor (*ggml_new_tensor_1d)(void*, int, int64_t) = nullptr;
+  Tensor (*ggml_new_tensor_2d)(void*, int, int64_t, int64_t) = nullptr;
+  Tensor (*ggml_new_tensor_3d)(void*, int, int64_t, int64_t, int64_t) = nullptr;
+  void* (*ggml_get_data)(Tensor) = nullptr;
+  Tensor (*ggml_rope_ext)(void*, Tensor, Tensor, Tensor, int, int, int, float, float, float, float,
+                          float, float) = nullptr;
+  Tensor (*ggml_rms_norm)(void*, Tensor, float) = nullptr;
+  Tensor (*ggml_soft_max)(void*, Tensor) = nullptr;
+  Tensor (*ggml_silu)(void*, Tensor) = nullptr;
+  Tensor (*ggml_mul)(void*, Tensor, Tensor) = nullptr;
+  void* (*ggml_new_graph)(void*) = nullptr;
+  void (*ggml_build_forward_expand)(void*, Tensor) = nullptr;
+  int (*ggml_graph_compute_with_ctx)(void*, void*, int) = nullptr;
 
   template <typename F>
   void load(void* lib, F& fn, const char* name) {
@@ -109,6 +133,20 @@ struct Llama {
     load(base, gguf_get_tensor_offset, "gguf_get_tensor_offset");
     load(base, gguf_get_tensor_size, "gguf_get_tensor_size");
     load(base, gguf_get_data_offset, "gguf_get_data_offset");
+    load(base, ggml_init, "ggml_init");
+    load(base, ggml_free, "ggml_free");
+    load(base, ggml_new_tensor_1d, "ggml_new_tensor_1d");
+    load(base, ggml_new_tensor_2d, "ggml_new_tensor_2d");
+    load(base, ggml_new_tensor_3d, "ggml_new_tensor_3d");
+    load(base, ggml_get_data, "ggml_get_data");
+    load(base, ggml_rope_ext, "ggml_rope_ext");
+    load(base, ggml_rms_norm, "ggml_rms_norm");
+    load(base, ggml_soft_max, "ggml_soft_max");
+    load(base, ggml_silu, "ggml_silu");
+    load(base, ggml_mul, "ggml_mul");
+    load(base, ggml_new_graph, "ggml_new_graph");
+    load(base, ggml_build_forward_expand, "ggml_build_forward_expand");
+    load(cpu, ggml_graph_compute_with_ctx, "ggml_graph_compute_with_ctx");
     load(cpu, dot_q4_K, "ggml_vec_dot_q4_K_q8_K");
     load(cpu, dot_q6_K, "ggml_vec_dot_q6_K_q8_K");
     load(cpu, dot_q8_0, "ggml_vec_dot_q8_0_q8_0");
@@ -451,5 +489,157 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
   for (int t = 0; t < 4; ++t) {
     std::printf("vec_dot %s: max |ours - llama.cpp| = %.3f x 2^-24 M (allowed (n_blocks + 8) x 2^-24 M)\n",
                 names[t], worst[t]);
+  }
+}
+
+// ---- element-wise ops against ggml's (run as one-node graphs on ggml's CPU backend) ----
+
+namespace {
+
+// A ggml context with its own memory; frees it at scope exit.
+struct GgmlContext {
+  const Llama& l;
+  void* ctx;
+  explicit GgmlContext(const Llama& ll) : l(ll), ctx(ll.ggml_init(GgmlInitParams{64 << 20, nullptr, false})) {
+    REQUIRE(ctx != nullptr);
+  }
+  ~GgmlContext() { l.ggml_free(ctx); }
+  Tensor f32(const std::vector<float>& v, int64_t ne0, int64_t ne1 = 1, int64_t ne2 = 1) {
+    Tensor t = l.ggml_new_tensor_3d(ctx, kGgmlF32, ne0, ne1, ne2);
+    std::memcpy(l.ggml_get_data(t), v.data(), v.size() * 4);
+    return t;
+  }
+  std::vector<float> compute(Tensor out, size_t n) {
+    void* graph = l.ggml_new_graph(ctx);
+    l.ggml_build_forward_expand(graph, out);
+    REQUIRE(l.ggml_graph_compute_with_ctx(ctx, graph, 1) == 0);
+    std::vector<float> v(n);
+    std::memcpy(v.data(), l.ggml_get_data(out), n * 4);
+    return v;
+  }
+};
+
+// Largest |a - b| / (rel |b| + abs), and how many elements are bit-identical.
+struct Agreement {
+  double worst = 0;
+  size_t identical = 0, n = 0;
+  void add(float a, float b, double rel, double abs) {
+    worst = std::max(worst, std::fabs(double(a) - b) / (rel * std::fabs(double(b)) + abs));
+    identical += bits(a) == bits(b);
+    ++n;
+  }
+};
+
+}  // namespace
+
+// Bounds (each |ours - ggml| <= bound):
+//   rope_norm     the angles are bit-identical: ggml's result is exactly ours or what ours gives
+//                 with x0 c - x1 s (and x0 s + x1 c) fused into one FMA, as ggml's AVX2 build does;
+//                 so |ours - ggml| <= 2^-23 (|x0| + |x1|)
+//   rms_norm_ref  bit-identical (same sum of float squares in double, same roundings);
+//   rms_norm      1e-6 |y| (float partial sums in the xsimd version)
+//   softmax       1e-6 |y| + 1e-12 (ggml uses its own vectorized expf)
+//   silu_mul      1e-6 |y| + 1e-12 (same)
+TEST_CASE("element-wise ops agree with ggml's within stated bounds", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(26);
+
+  SECTION("rope_norm (llama's NORM mode, freq_base 10000 and 500000, freq_scale 1 and 0.25)") {
+    Agreement agree;
+    for (int64_t head_dim : {64, 128}) {
+      for (int64_t n_rot : {head_dim, head_dim / 2}) {
+        for (float base : {10000.0f, 500000.0f}) {
+          for (float fscale : {1.0f, 0.25f}) {
+            const int64_t n_heads = 4, n_tok = 6;
+            const int32_t positions[n_tok] = {0, 1, 2, 17, 511, 4095};
+            const std::vector<float> x = gaussian(rng, size_t(head_dim * n_heads * n_tok));
+            GgmlContext g(l);
+            Tensor tx = g.f32(x, head_dim, n_heads, n_tok);
+            Tensor tp = l.ggml_new_tensor_1d(g.ctx, kGgmlI32, n_tok);
+            std::memcpy(l.ggml_get_data(tp), positions, sizeof positions);
+            Tensor out = l.ggml_rope_ext(g.ctx, tx, tp, nullptr, int(n_rot), 0, 0, base, fscale, 0.0f,
+                                         1.0f, 32.0f, 1.0f);
+            const std::vector<float> theirs = g.compute(out, x.size());
+            std::vector<float> ours = x;
+            for (int64_t t = 0; t < n_tok; ++t) {
+              rope_norm(ours.data() + t * n_heads * head_dim, n_heads, head_dim, n_rot, positions[t],
+                        base, fscale);
+            }
+            std::vector<float> cs(static_cast<size_t>(n_rot));
+            for (int64_t t = 0; t < n_tok; ++t) {
+              rope_norm_cos_sin(positions[t], n_rot, base, fscale, cs.data());
+              for (int64_t i = 0; i < n_heads * head_dim; i += 2) {
+                const size_t k = size_t(t * n_heads * head_dim + i);
+                const float x0 = x[k], x1 = x[k + 1];
+                const double pair = std::fabs(double(x0)) + std::fabs(double(x1));
+                agree.add(ours[k], theirs[k], 0.0, 0x1p-23 * pair + 1e-30);
+                agree.add(ours[k + 1], theirs[k + 1], 0.0, 0x1p-23 * pair + 1e-30);
+                INFO("pos " << positions[t] << " dim " << i % head_dim << " ours " << ours[k] << ", "
+                     << ours[k + 1] << " ggml " << theirs[k] << ", " << theirs[k + 1]);
+                if (i % head_dim >= n_rot) {
+                  REQUIRE(bits(theirs[k]) == bits(ours[k]));
+                  REQUIRE(bits(theirs[k + 1]) == bits(ours[k + 1]));
+                  continue;
+                }
+                const float c = cs[size_t(i % head_dim)], sn = cs[size_t(i % head_dim) + 1];
+                const uint32_t first[3] = {bits(ours[k]), bits(std::fma(x0, c, -(x1 * sn))),
+                                           bits(std::fma(-x1, sn, x0 * c))};
+                const uint32_t second[3] = {bits(ours[k + 1]), bits(std::fma(x0, sn, x1 * c)),
+                                            bits(std::fma(x1, c, x0 * sn))};
+                REQUIRE((bits(theirs[k]) == first[0] || bits(theirs[k]) == first[1] ||
+                         bits(theirs[k]) == first[2]));
+                REQUIRE((bits(theirs[k + 1]) == second[0] || bits(theirs[k + 1]) == second[1] ||
+                         bits(theirs[k + 1]) == second[2]));
+              }
+            }
+          }
+        }
+      }
+    }
+    std::printf("rope_norm vs ggml: %zu/%zu bit-identical, max error %.3f x bound\n", agree.identical,
+                agree.n, agree.worst);
+  }
+
+  SECTION("rms_norm * weight, softmax, silu(gate) * up") {
+    Agreement a_rms, a_rms_ref, a_soft, a_silu;
+    for (int64_t n : {64, 100, 2048, 5632}) {
+      const std::vector<float> x = gaussian(rng, size_t(n), 2.0f);
+      const std::vector<float> w = gaussian(rng, size_t(n), 1.0f);
+      std::vector<float> ours(static_cast<size_t>(n));
+      {
+        GgmlContext g(l);
+        Tensor out = l.ggml_mul(g.ctx, l.ggml_rms_norm(g.ctx, g.f32(x, n), 1e-5f), g.f32(w, n));
+        const std::vector<float> theirs = g.compute(out, size_t(n));
+        rms_norm(x.data(), w.data(), ours.data(), n, 1e-5f);
+        for (int64_t i = 0; i < n; ++i) a_rms.add(ours[size_t(i)], theirs[size_t(i)], 1e-6, 1e-30);
+        rms_norm_ref(x.data(), w.data(), ours.data(), n, 1e-5f);
+        for (int64_t i = 0; i < n; ++i) a_rms_ref.add(ours[size_t(i)], theirs[size_t(i)], 1e-6, 1e-30);
+      }
+      {
+        GgmlContext g(l);
+        const std::vector<float> theirs = g.compute(l.ggml_soft_max(g.ctx, g.f32(x, n)), size_t(n));
+        ours = x;
+        softmax(ours.data(), n);
+        for (int64_t i = 0; i < n; ++i) a_soft.add(ours[size_t(i)], theirs[size_t(i)], 1e-6, 1e-12);
+      }
+      {
+        GgmlContext g(l);
+        Tensor out = l.ggml_mul(g.ctx, l.ggml_silu(g.ctx, g.f32(x, n)), g.f32(w, n));
+        const std::vector<float> theirs = g.compute(out, size_t(n));
+        silu_mul(x.data(), w.data(), ours.data(), n);
+        for (int64_t i = 0; i < n; ++i) a_silu.add(ours[size_t(i)], theirs[size_t(i)], 1e-6, 1e-12);
+      }
+    }
+    std::printf("rms_norm_ref vs ggml: %zu/%zu bit-identical\n", a_rms_ref.identical, a_rms_ref.n);
+    std::printf("rms_norm vs ggml: %zu/%zu bit-identical, max error %.3f x bound\n", a_rms.identical,
+                a_rms.n, a_rms.worst);
+    std::printf("softmax  vs ggml: %zu/%zu bit-identical, max error %.3f x bound\n", a_soft.identical,
+                a_soft.n, a_soft.worst);
+    std::printf("silu_mul vs ggml: %zu/%zu bit-identical, max error %.3f x bound\n", a_silu.identical,
+                a_silu.n, a_silu.worst);
+    CHECK(a_rms_ref.identical == a_rms_ref.n);  // same sums, same roundings
+    CHECK(a_rms.worst <= 1.0);
+    CHECK(a_soft.worst <= 1.0);
+    CHECK(a_silu.worst <= 1.0);
   }
 }

@@ -12,7 +12,7 @@
 
 namespace edgellm::kernels {
 
-// y = x / sqrt(mean(x^2) + eps) * weight. The ref takes the sum of squares in double and then
+// y = x / sqrt(mean(x^2) + eps) * weight. The ref sums the float squares in double and then
 // y = (x * scale) * weight with scale = 1 / sqrtf(float(sum / n) + eps), as ggml's rms_norm
 // followed by its multiplication by the norm weight does.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
