@@ -1,13 +1,314 @@
-// The avx2 kernel table: the scalar set with this ISA's own kernels in place.
+// The AVX2 kernel table (AVX2 + FMA + F16C, no VNNI: runs on Haswell and later): the scalar set
+// with these kernels in place.
+//
+// Integer dot products use vpmaddubsw (u8 x s8 -> pairs summed to s16; K-quant weights are
+// unsigned, at most 63 * 128 * 2 < 2^15, so no saturation) and vpmaddwd with the sub-block scales
+// (s16 x s16 -> pairs summed to s32). Weight rows are taken two at a time so they share the
+// activation loads; for several activation rows the rows stay in L1 between them.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "edgellm/kernels/quants.hpp"
 #include "kernel_sets.hpp"
 
 namespace edgellm::kernels {
+
+namespace {
+
+inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+constexpr int kPrefetchRows = 4;
+inline void prefetch_block(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+// The 12 scale bytes of a Q4_K block as two 64-bit words of 8 scales and 8 mins.
+inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3f;
+  const uint32_t mn_lo = u1 & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+  sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+}
+
+// pshufb control that broadcasts 16-bit element j of each 128-bit lane to the whole lane.
+inline __m256i bcast16_control(int j) {
+  const int lo = 2 * j, hi = 2 * j + 1;
+  return _mm256_setr_epi8(lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+                          lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi);
+}
+
+// ---- decode: R weight rows . one activation row ----
+
+// Q4_K: 32-byte group c of qs holds sub-block 2c (low nibbles) and 2c + 1 (high nibbles), whose
+// activations are the contiguous a[64c ..] and a[64c + 32 ..].
+template <int R>
+void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a, float* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[R], acc_min[R];
+  for (int r = 0; r < R; ++r) acc[r] = acc_min[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K& ab = a[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int r = 0; r < R; ++r) {
+      const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
+      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q4_K));
+      uint64_t sc, mn;
+      q4_K_scales_mins(x->scales, sc, mn);
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
+      __m256i sum = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = load256(x->qs + 32 * c);
+        const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        const __m256i plo = _mm256_maddubs_epi16(lo, load256(ab.qs + 64 * c));
+        const __m256i phi = _mm256_maddubs_epi16(hi, load256(ab.qs + 64 * c + 32));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc16, bcast16_control(2 * c))));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc16, bcast16_control(2 * c + 1))));
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(x->d) * ab.d), acc[r]);
+      const __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(mn)));
+      const __m256i mins = _mm256_madd_epi16(bsums, _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
+      acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(fp16(x->dmin) * ab.d), acc_min[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) - hsum(acc_min[r]);
+}
+
+// Q6_K: elements 128h + 32k + l (k = 0..3) take low bits from ql[64h + l + 32 (k & 1)] (low
+// nibble for k < 2, high for k >= 2) and top bits 2k..2k+1 of qh[32h + l]; dot = d d8 (sum_j s_j
+// (q . a)_j - 32 sum_j s_j bsum_j).
+template <int R>
+void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a, float* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  // lane 0 takes 16-bit element 0 of the broadcast pair, lane 1 element 1
+  const __m256i pair_ctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K& ab = a[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int r = 0; r < R; ++r) {
+      const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes) + b;
+      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q6_K));
+      alignas(32) int16_t s16[16];
+      const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(s16), scales);
+      __m256i sum = _mm256_setzero_si256();
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = load256(x->ql + 64 * h), ql1 = load256(x->ql + 64 * h + 32);
+        const __m256i qh = load256(x->qh + 32 * h);
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4))};
+        for (int k = 0; k < 4; ++k) {
+          const int j = 8 * h + 2 * k;  // sub-blocks j, j + 1
+          int32_t pair;
+          std::memcpy(&pair, s16 + j, 4);
+          const __m256i sc = _mm256_shuffle_epi8(_mm256_set1_epi32(pair), pair_ctl);
+          const __m256i p = _mm256_maddubs_epi16(q[k], load256(ab.qs + 128 * h + 32 * k));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
+        }
+      }
+      sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales), 5));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(x->d) * ab.d), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+using DotRows = void (*)(int64_t, const uint8_t*, size_t, const block_q8_K*, float*);
+
+// Two weight rows at a time, used by every activation row while in L1.
+template <DotRows Dot2, DotRows Dot1>
+void matmul_q8_K(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                 size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  const int64_t nb = n / QK_K;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(a);
+  int64_t r = 0;
+  for (; r + 2 <= n_rows; r += 2) {
+    for (int64_t i = 0; i < n_act; ++i) {
+      float out[2];
+      Dot2(nb, wb + r * w_row_bytes, w_row_bytes, reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes), out);
+      y[i * ldy + r] = out[0];
+      y[i * ldy + r + 1] = out[1];
+    }
+  }
+  for (; r < n_rows; ++r) {
+    for (int64_t i = 0; i < n_act; ++i) {
+      Dot1(nb, wb + r * w_row_bytes, w_row_bytes, reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes),
+           y + i * ldy + r);
+    }
+  }
+}
+
+float vec_dot_q4_K_q8_K_avx2(int64_t n, const block_q4_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q4_K<1>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+float vec_dot_q6_K_q8_K_avx2(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q6_K<1>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+// ---- activation quantization (bit-exact with quantize_row_q8_K_ref) ----
+
+void quantize_row_q8_K_avx2(const float* x, block_q8_K* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+    // max |x| ignoring NaN (max_ps returns its second operand when either is NaN)
+    __m256 vmax = _mm256_setzero_ps();
+    for (int j = 0; j < QK_K; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.0f) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float max = 0.0f;  // the first element of largest magnitude, with its sign
+    for (int j = 0; j < QK_K; j += 8) {
+      const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask),
+                                                     _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (m) {
+        max = x[j + __builtin_ctz(m)];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    if (std::isinf(iscale)) {  // |max| < 127 / FLT_MAX: d rounds to -+0, every q is 0
+      std::memset(&y[i], 0, sizeof y[i]);
+      y[i].d = 1 / iscale;
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int j = 0; j < QK_K; j += 16) {
+      __m256i q[2];
+      for (int h = 0; h < 2; ++h) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * h), vs);
+        v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));  // NaN -> 0
+        v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-128.f)), _mm256_set1_ps(127.f));
+        q[h] = _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+      // 16 int32 -> 16 int8 in order (packs work per 128-bit lane, so fix the order after)
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+      const __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + j), b8);
+      y[i].bsums[j / 16] = static_cast<int16_t>(hsum(_mm256_add_epi32(q[0], q[1])));
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+// ---- dequantization (bit-exact: the reference's products, no fused multiply-add) ----
+
+inline __m256 u8_to_ps(const uint8_t* p) {
+  int64_t v;
+  std::memcpy(&v, p, 8);
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v)));
+}
+
+void dequantize_row_q4_K_avx2(const block_q4_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t i = 0; i < nb; ++i, y += QK_K) {
+    const float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
+    alignas(32) uint8_t q[QK_K];
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = load256(x[i].qs + 32 * c);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64 * c), _mm256_and_si256(v, low4));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    }
+    for (int j = 0; j < QK_K / 32; ++j) {
+      uint8_t sc, m;
+      q4_K_scale_min(x[i].scales, j, &sc, &m);
+      const __m256 dj = _mm256_set1_ps(d * sc), mj = _mm256_set1_ps(dmin * m);
+      for (int l = 0; l < 32; l += 8)
+        _mm256_storeu_ps(y + 32 * j + l, _mm256_sub_ps(_mm256_mul_ps(dj, u8_to_ps(q + 32 * j + l)), mj));
+    }
+  }
+}
+
+void dequantize_row_q6_K_avx2(const block_q6_K* x, float* y, int64_t k) {
+  const int64_t nb = k / QK_K;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  const __m256 m32 = _mm256_set1_ps(32.0f);
+  for (int64_t i = 0; i < nb; ++i, y += QK_K) {
+    const float d = fp16(x[i].d);
+    alignas(32) uint8_t q[QK_K];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+      const __m256i qh = load256(x[i].qh + 32 * h);
+      uint8_t* o = q + 128 * h;
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o),
+                         _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32),
+                         _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 96),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)));
+    }
+    for (int j = 0; j < QK_K / 16; ++j) {
+      const __m256 ds = _mm256_set1_ps(d * x[i].scales[j]);
+      for (int l = 0; l < 16; l += 8)
+        _mm256_storeu_ps(y + 16 * j + l, _mm256_mul_ps(ds, _mm256_sub_ps(u8_to_ps(q + 16 * j + l), m32)));
+    }
+  }
+}
+
+}  // namespace
 
 const KernelSet* avx2_kernels() {
   static const KernelSet ks = [] {
     KernelSet k = scalar_kernel_set();
     k.isa = Isa::avx2;
     k.name = "avx2";
+    k.dequantize_row_q4_K = dequantize_row_q4_K_avx2;
+    k.dequantize_row_q6_K = dequantize_row_q6_K_avx2;
+    k.quantize_row_q8_K = quantize_row_q8_K_avx2;
+    k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
+    k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
+    k.matmul_q4_K_q8_K = matmul_q8_K<dot_rows_q4_K<2>, dot_rows_q4_K<1>>;
+    k.matmul_q6_K_q8_K = matmul_q8_K<dot_rows_q6_K<2>, dot_rows_q6_K<1>>;
     return k;
   }();
   return &ks;
