@@ -126,8 +126,8 @@ void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k) {
 // ---- Q4_0: w = d * (q - 8) ----
 
 // d = -(the value of largest magnitude) / 8, so that value maps to q = 0 exactly; the others are
-// truncate(x / d + 8.5) capped at 15, as ggml does. NaN elements give q = 8 (zero); a block whose
-// largest magnitude is Inf gets d = -Inf/8 and q = 8 except at the Inf itself (q = 0).
+// truncate(x / d + 8.5) capped to 0..15, as ggml does. NaN elements give q = 8 (zero); a block
+// whose largest magnitude is Inf gets d = -+Inf and q = 8 throughout (1/d = 0, Inf * 0 is NaN).
 void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k) {
   const int64_t nb = k / QK4_0;
   for (int64_t i = 0; i < nb; ++i, x += QK4_0) {

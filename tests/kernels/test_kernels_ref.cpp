@@ -390,6 +390,8 @@ TEST_CASE("quantizers survive NaN and Inf input as documented", "[kernels]") {
     if (std::isnan(bad)) CHECK(fp16_to_fp32(q80[0].d) == Approx(0.5f / 127).epsilon(1e-3));
     std::vector<block_q4_0> q40(QK_K / QK4_0);
     quantize_row_q4_0_ref(x.data(), q40.data(), QK_K);
+    CHECK((q40[0].qs[1] >> 4) == 8);  // element 17: NaN -> 8; Inf -> 8 (and d = -+Inf)
+    if (!std::isnan(bad)) CHECK(std::isinf(fp16_to_fp32(q40[0].d)));
     // Q4_K / Q6_K: no crash and no undefined behaviour (UBSan); the numbers are unspecified.
     block_q4_K q4k;
     quantize_row_q4_K_ref(x.data(), &q4k, QK_K);
