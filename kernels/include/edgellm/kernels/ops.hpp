@@ -19,6 +19,7 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);
 
 // x = softmax(x), numerically stable (max subtracted; the ref sums the exponentials in double).
+// -Inf entries (masked positions) give 0; a row that is all -Inf gives NaN.
 void softmax(float* x, int64_t n);
 void softmax_ref(float* x, int64_t n);
 
