@@ -1,7 +1,8 @@
 // Sampling chain; facts (order, penalty rule, top-p/min-p definitions) from llama.cpp's
 // src/llama-sampler.cpp, code our own. Speed on a 32000-token vocabulary comes from never sorting
-// the whole list when a partial sort will do: top-k sorts only its k, top-p first sorts the best
-// 256 and only sorts the rest if their mass is not enough.
+// more than the result: greedy is one pass over the logits, top-k selects its k straight from the
+// logits with a k-element heap, top-p on an unsorted list finds its boundary by a quickselect on
+// probability mass and sorts only what it keeps.
 #include "sampler.hpp"
 
 #include <algorithm>
@@ -22,6 +23,13 @@ float max_logit(const Candidates& c) {
   float m = -INFINITY;
   for (const Candidate& x : c.data) m = std::max(m, x.logit);
   return m;
+}
+
+// llama.cpp's repetition rule: dividing a negative logit would make the token more likely, so
+// negative logits are multiplied instead.
+float penalize(float logit, int32_t count, float repeat, float frequency, float presence) {
+  logit = logit <= 0 ? logit * repeat : logit / repeat;
+  return logit - (float(count) * frequency + presence);
 }
 
 void require(bool ok, const std::string& what) {
@@ -85,18 +93,18 @@ void TokenWindow::clear() {
 
 void apply_penalties(Candidates& c, const TokenWindow& window, float repeat, float frequency,
                      float presence) {
-  auto penalize = [&](Candidate& x, int32_t count) {
-    // Dividing a negative logit would make the token more likely: multiply it instead.
-    x.logit = x.logit <= 0 ? x.logit * repeat : x.logit / repeat;
-    x.logit -= float(count) * frequency + presence;
-  };
   if (c.by_id) {
     for (int32_t id : window.distinct()) {
-      if (size_t(id) < c.data.size()) penalize(c.data[size_t(id)], window.count(id));
+      if (size_t(id) < c.data.size()) {
+        float& l = c.data[size_t(id)].logit;
+        l = penalize(l, window.count(id), repeat, frequency, presence);
+      }
     }
   } else {
     for (Candidate& x : c.data) {
-      if (const int32_t n = window.count(x.id); n > 0) penalize(x, n);
+      if (const int32_t n = window.count(x.id); n > 0) {
+        x.logit = penalize(x.logit, n, repeat, frequency, presence);
+      }
     }
   }
   c.sorted = false;
@@ -116,30 +124,41 @@ void apply_top_k(Candidates& c, int32_t k) {
 void apply_top_p(Candidates& c, float p) {
   if (p >= 1 || c.data.size() <= 1) return;
   const float m = max_logit(c);
+  auto weight = [m](const Candidate& x) { return double(std::exp(x.logit - m)); };
   double total = 0;
-  for (const Candidate& x : c.data) total += std::exp(double(x.logit) - m);
-
-  // Sort only as far as needed: the best 256 first, everything only if they are not enough.
-  size_t n_sorted = c.data.size();
-  if (!c.sorted) {
-    n_sorted = std::min<size_t>(256, c.data.size());
-    std::partial_sort(c.data.begin(), c.data.begin() + ptrdiff_t(n_sorted), c.data.end(), higher);
-  }
+  for (const Candidate& x : c.data) total += weight(x);
   const double target = double(p) * total;
-  double cum = 0;
-  size_t keep = c.data.size();
-  for (size_t i = 0; i < c.data.size(); ++i) {
-    if (i == n_sorted) {
-      std::sort(c.data.begin() + ptrdiff_t(i), c.data.end(), higher);  // all of [i, end) <= [i-1]
-      n_sorted = c.data.size();
+
+  auto first = c.data.begin();
+  size_t lo = 0, hi = c.data.size();  // the last kept candidate lies in [lo, hi)
+  double above = 0;                   // mass of [0, lo), all better than the rest
+  if (!c.sorted) {
+    // Quickselect on mass: halve [lo, hi) around its median until it is small, keeping the
+    // invariant that [0, lo) is better than [lo, hi), which is better than [hi, end).
+    while (hi - lo > 64) {
+      const size_t mid = lo + (hi - lo) / 2;
+      std::nth_element(first + ptrdiff_t(lo), first + ptrdiff_t(mid), first + ptrdiff_t(hi), higher);
+      double mass = 0;
+      for (size_t i = lo; i <= mid; ++i) mass += weight(c.data[i]);
+      if (above + mass >= target) {
+        hi = mid + 1;
+      } else {
+        above += mass;
+        lo = mid + 1;
+      }
     }
-    cum += std::exp(double(c.data[i].logit) - m);
-    if (cum >= target) {
+    std::sort(first + ptrdiff_t(lo), first + ptrdiff_t(hi), higher);
+  }
+  size_t keep = hi;
+  for (size_t i = lo; i < hi; ++i) {
+    above += weight(c.data[i]);
+    if (above >= target) {
       keep = i + 1;
       break;
     }
   }
-  c.data.resize(std::min(keep, n_sorted));
+  if (!c.sorted) std::sort(first, first + ptrdiff_t(lo), higher);  // one defined order
+  c.data.resize(keep);
   c.sorted = true;
   c.by_id = false;
 }
@@ -183,12 +202,12 @@ std::vector<float> probabilities(const Candidates& c) {
 size_t pick(const Candidates& c, double u) {
   const float m = max_logit(c);
   double total = 0;
-  for (const Candidate& x : c.data) total += std::exp(double(x.logit) - m);
+  for (const Candidate& x : c.data) total += std::exp(x.logit - m);
   const double target = u * total;
   double cum = 0;
   size_t last_nonzero = 0;
   for (size_t i = 0; i < c.data.size(); ++i) {
-    const double w = std::exp(double(c.data[i].logit) - m);
+    const double w = std::exp(c.data[i].logit - m);
     if (w <= 0) continue;  // never pick a token of probability 0
     cum += w;
     last_nonzero = i;
@@ -213,15 +232,53 @@ int32_t Sampler::sample(std::span<const float> logits) {
                        std::to_string(n_vocab_));
   }
   const SamplerParams& p = params_;
-  cand_.assign(logits);
-  const bool penalties = p.penalty_last_n != 0 &&
+  const bool penalties = p.penalty_last_n != 0 && window_.size() > 0 &&
                          (p.repeat_penalty != 1 || p.frequency_penalty != 0 || p.presence_penalty != 0);
-  if (penalties && window_.size() > 0) {
-    apply_penalties(cand_, window_, p.repeat_penalty, p.frequency_penalty, p.presence_penalty);
-  }
-  if (p.temperature == 0) return cand_.data[argmax(cand_)].id;
+  // The logit of token i after the penalties (a window count is an array look-up).
+  auto value = [&](size_t i) {
+    const int32_t n = penalties ? window_.count(int32_t(i)) : 0;
+    return n > 0 ? penalize(logits[i], n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+                 : logits[i];
+  };
 
-  apply_top_k(cand_, p.top_k);
+  if (p.temperature == 0) {  // greedy: one pass, first of equal maxima
+    size_t best = 0;
+    float best_value = value(0);
+    for (size_t i = 1; i < logits.size(); ++i) {
+      if (const float v = value(i); v > best_value) {
+        best = i;
+        best_value = v;
+      }
+    }
+    return int32_t(best);
+  }
+
+  if (p.top_k > 0 && size_t(p.top_k) < logits.size()) {
+    // Top-k straight from the logits: a heap of the k best so far, whose front is the worst of
+    // them; most tokens cost one comparison with it.
+    std::vector<Candidate>& heap = cand_.data;
+    heap.clear();
+    const size_t k = size_t(p.top_k);
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const Candidate x{int32_t(i), value(i)};
+      if (heap.size() < k) {
+        heap.push_back(x);
+        std::push_heap(heap.begin(), heap.end(), higher);
+      } else if (higher(x, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), higher);
+        heap.back() = x;
+        std::push_heap(heap.begin(), heap.end(), higher);
+      }
+    }
+    std::sort_heap(heap.begin(), heap.end(), higher);
+    cand_.sorted = true;
+    cand_.by_id = false;
+  } else {
+    cand_.assign(logits);
+    if (penalties) {
+      apply_penalties(cand_, window_, p.repeat_penalty, p.frequency_penalty, p.presence_penalty);
+    }
+  }
   apply_top_p(cand_, p.top_p);
   apply_min_p(cand_, p.min_p);
   apply_temperature(cand_, p.temperature);

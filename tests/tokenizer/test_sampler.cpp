@@ -280,3 +280,39 @@ TEST_CASE("invalid parameters are clear errors", "[sampler]") {
   std::vector<float> short_row(9, 0.0f);
   CHECK_THROWS_AS(ok.sample(short_row), SamplerError);
 }
+
+TEST_CASE("the sampler equals the chain of free functions", "[sampler]") {
+  // Sampler takes shortcuts (greedy in one pass, top-k straight from the logits); the result must
+  // be what the plain chain gives, draw for draw.
+  for (int32_t top_k : {0, 1, 40, 31999, 32000}) {
+    SamplerParams p;
+    p.temperature = 0.9f;
+    p.top_k = top_k;
+    p.top_p = 0.9f;
+    p.min_p = 0.02f;
+    p.repeat_penalty = 1.3f;
+    p.frequency_penalty = 0.1f;
+    p.presence_penalty = 0.2f;
+    p.penalty_last_n = 16;
+    p.seed = 77 + uint64_t(top_k);
+    Sampler s(32000, p);
+    kernels::Rng rng(p.seed);
+    TokenWindow window(32000, p.penalty_last_n);
+    for (int step = 0; step < 60; ++step) {
+      const auto logits = random_logits(32000, 1000 + uint64_t(step % 7));
+      Candidates c;
+      c.assign(logits);
+      apply_penalties(c, window, p.repeat_penalty, p.frequency_penalty, p.presence_penalty);
+      apply_top_k(c, p.top_k);
+      apply_top_p(c, p.top_p);
+      apply_min_p(c, p.min_p);
+      apply_temperature(c, p.temperature);
+      const int32_t expected = c.data[pick(c, double(rng.next() >> 11) * 0x1p-53)].id;
+      const int32_t got = s.sample(logits);
+      INFO("top_k " << top_k << " step " << step);
+      REQUIRE(got == expected);
+      s.accept(got);
+      window.push(got);
+    }
+  }
+}
