@@ -95,6 +95,15 @@ void read_bandwidth(benchmark::State& state, int threads) {
                                               benchmark::Counter::kIsRate);
 }
 
+// Cost of handing one (empty) job to the pool and waiting for it: a decoded token issues ~150.
+void pool_handoff(benchmark::State& state, int threads) {
+  std::vector<int> touched(threads * 16);
+  for (auto _ : state) {
+    pool(threads).run([&](int ith, int) { touched[ith * 16]++; });
+  }
+  benchmark::DoNotOptimize(touched.data());
+}
+
 struct Shape {
   int64_t rows, cols;
 };
@@ -223,6 +232,11 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond)
         ->MinTime(1.0);
+  }
+  for (int t : thread_counts) {
+    benchmark::RegisterBenchmark(("thread_pool_handoff/threads:" + std::to_string(t)).c_str(),
+                                 [t](benchmark::State& st) { pool_handoff(st, t); })
+        ->UseRealTime();
   }
   const Ggml ggml = load_ggml();
   for (Isa isa : available_isas()) {

@@ -3,8 +3,8 @@
 //
 // Integer dot products use vpmaddubsw (u8 x s8 -> pairs summed to s16; K-quant weights are
 // unsigned, at most 63 * 128 * 2 < 2^15, so no saturation) and vpmaddwd with the sub-block scales
-// (s16 x s16 -> pairs summed to s32). Weight rows are taken two at a time so they share the
-// activation loads; for several activation rows the rows stay in L1 between them.
+// (s16 x s16 -> pairs summed to s32). dot_rows<R> can take R rows per pass sharing the
+// activation loads; matmul uses one row at a time, which streams best from memory.
 #include <immintrin.h>
 
 #include <cmath>
@@ -34,12 +34,6 @@ inline int hsum(__m256i v) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-constexpr int kPrefetchRows = 4;
-inline void prefetch_block(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
 
 // The 12 scale bytes of a Q4_K block as two 64-bit words of 8 scales and 8 mins.
 inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
@@ -76,7 +70,6 @@ void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = load256(ab.bsums);
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
-      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q4_K));
       uint64_t sc, mn;
       q4_K_scales_mins(x->scales, sc, mn);
       const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
@@ -114,7 +107,6 @@ void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = load256(ab.bsums);
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes) + b;
-      prefetch_block(reinterpret_cast<const uint8_t*>(x) + kPrefetchRows * w_row_bytes, sizeof(block_q6_K));
       alignas(32) int16_t s16[16];
       const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(s16), scales);
@@ -144,32 +136,6 @@ void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     }
   }
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
-}
-
-using DotRows = void (*)(int64_t, const uint8_t*, size_t, const block_q8_K*, float*);
-
-// Two weight rows at a time, used by every activation row while in L1.
-template <DotRows Dot2, DotRows Dot1>
-void matmul_q8_K(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                 size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  const int64_t nb = n / QK_K;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  int64_t r = 0;
-  for (; r + 2 <= n_rows; r += 2) {
-    for (int64_t i = 0; i < n_act; ++i) {
-      float out[2];
-      Dot2(nb, wb + r * w_row_bytes, w_row_bytes, reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes), out);
-      y[i * ldy + r] = out[0];
-      y[i * ldy + r + 1] = out[1];
-    }
-  }
-  for (; r < n_rows; ++r) {
-    for (int64_t i = 0; i < n_act; ++i) {
-      Dot1(nb, wb + r * w_row_bytes, w_row_bytes, reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes),
-           y + i * ldy + r);
-    }
-  }
 }
 
 float vec_dot_q4_K_q8_K_avx2(int64_t n, const block_q4_K* x, const block_q8_K* y) {
@@ -307,8 +273,9 @@ const KernelSet* avx2_kernels() {
     k.quantize_row_q8_K = quantize_row_q8_K_avx2;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
-    k.matmul_q4_K_q8_K = matmul_q8_K<dot_rows_q4_K<2>, dot_rows_q4_K<1>>;
-    k.matmul_q6_K_q8_K = matmul_q8_K<dot_rows_q6_K<2>, dot_rows_q6_K<1>>;
+    // One weight row after the other streams best from memory (see kernels_avx512.cpp).
+    k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>;
+    k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>;
     return k;
   }();
   return &ks;

@@ -38,6 +38,8 @@ inline void cpu_relax() {
 
 // Spin iterations before a worker goes to sleep (a pause is ~10-140 cycles: well under 1 ms).
 constexpr int kSpinBeforeSleep = 1 << 14;
+// Spin iterations of the caller waiting for the workers before it starts yielding its core.
+constexpr int kSpinBeforeYield = 1 << 12;
 
 }  // namespace
 
@@ -113,7 +115,12 @@ void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
     p.wake.notify_all();
   }
   fn(0, p.n_threads);
-  while (p.pending.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Wait for the workers. If one was preempted (more runnable threads than cores), spinning here
+  // only delays it: after a short spin, give the core away between checks.
+  for (int spins = 0; p.pending.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinBeforeYield) cpu_relax();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::split(int64_t n, int ith, int nth, int64_t& begin, int64_t& end) {
