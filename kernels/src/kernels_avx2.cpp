@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "edgellm/kernels/quants.hpp"
+#include "gemm_tile.hpp"
 #include "kernel_sets.hpp"
 
 namespace edgellm::kernels {
@@ -150,6 +151,126 @@ float vec_dot_q6_K_q8_K_avx2(int64_t n, const block_q6_K* x, const block_q8_K* y
   return out;
 }
 
+// ---- prefill: a tile of 8 weight rows unpacked once (gemm_tile.hpp), times many activation rows ----
+
+constexpr int kTileRows = 8;
+constexpr int kGemmMinAct = 6;  // below this, the decode kernel (rows re-read from L1) wins
+using Tile = gemm::Tile<kTileRows>;
+
+inline __m256i bcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// NA activation rows times one Q4_K tile. vpmaddubsw gives per row lane two 16-bit sums of two
+// products each (|sum| <= 2 * 15 * 128); the 8 groups of a sub-block add up to at most 30720, so
+// they are summed in 16 bits and widened once per sub-block.
+template <int NA>
+void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs,
+                    float* y) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 out[NA];
+  for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
+    __m256 sumf[NA];
+    for (int i = 0; i < NA; ++i) sumf[i] = _mm256_setzero_ps();
+    for (int j = 0; j < 8; ++j) {
+      __m256i p16[NA];
+      for (int i = 0; i < NA; ++i) p16[i] = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (8 * j + g) * Tile::group_bytes));
+        for (int i = 0; i < NA; ++i)
+          p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(w, bcast4(a[i][b].qs + 32 * j + 4 * g)));
+      }
+      const __m256 dj = _mm256_load_ps(dsc + j * kTileRows);
+      for (int i = 0; i < NA; ++i)
+        sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16[i], ones)), dj, sumf[i]);
+    }
+    const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
+    __m256i macc[NA];
+    for (int i = 0; i < NA; ++i) macc[i] = _mm256_setzero_si256();
+    for (int p = 0; p < 4; ++p) {
+      const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(mins + p * Tile::vec_bytes));
+      for (int i = 0; i < NA; ++i) macc[i] = _mm256_add_epi32(macc[i], _mm256_madd_epi16(m, bcast4(bs[i] + 8 * b + 2 * p)));
+    }
+    const __m256 dmin = _mm256_load_ps(reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes));
+    for (int i = 0; i < NA; ++i) {
+      sumf[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(macc[i]), dmin, sumf[i]);
+      out[i] = _mm256_fmadd_ps(sumf[i], _mm256_set1_ps(a[i][b].d), out[i]);
+    }
+  }
+  for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
+}
+
+// NA activation rows times one Q6_K tile. Q6_K quants reach 63, so only two groups' 16-bit sums
+// (at most 2 * 2 * 63 * 128 = 32256) are added before widening.
+template <int NA>
+void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const*,
+                    float* y) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 out[NA];
+  for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + b * Tile::block_bytes<block_q6_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
+    __m256 sumf[NA];
+    for (int i = 0; i < NA; ++i) sumf[i] = _mm256_setzero_ps();
+    for (int j = 0; j < 16; ++j) {
+      __m256i acc[NA];
+      for (int i = 0; i < NA; ++i) acc[i] = _mm256_set1_epi32(-32 * a[i][b].bsums[j]);
+      for (int g = 0; g < 4; g += 2) {
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (4 * j + g) * Tile::group_bytes));
+        const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (4 * j + g + 1) * Tile::group_bytes));
+        for (int i = 0; i < NA; ++i) {
+          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(a[i][b].qs + 16 * j + 4 * g)),
+                                             _mm256_maddubs_epi16(w1, bcast4(a[i][b].qs + 16 * j + 4 * g + 4)));
+          acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(p, ones));
+        }
+      }
+      const __m256 dj = _mm256_load_ps(dsc + j * kTileRows);
+      for (int i = 0; i < NA; ++i) sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), dj, sumf[i]);
+    }
+    for (int i = 0; i < NA; ++i) out[i] = _mm256_fmadd_ps(sumf[i], _mm256_set1_ps(a[i][b].d), out[i]);
+  }
+  for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
+}
+
+template <int NA>
+struct RowsQ4K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    tile_rows_q4_K<NA>(t, nb, a, bs, o);
+  }
+};
+template <int NA>
+struct RowsQ6K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    tile_rows_q6_K<NA>(t, nb, a, bs, o);
+  }
+};
+
+// The matmul tiles: decode kernel (one weight row after the other, which streams best from
+// memory) for a few activation rows, prefill kernel for many.
+void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                      n_act, y, ldy);
+}
+
+void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                      n_act, y, ldy);
+}
+
 // ---- activation quantization (bit-exact with quantize_row_q8_K_ref) ----
 
 void quantize_row_q8_K_avx2(const float* x, block_q8_K* y, int64_t k) {
@@ -273,9 +394,8 @@ const KernelSet* avx2_kernels() {
     k.quantize_row_q8_K = quantize_row_q8_K_avx2;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
-    // One weight row after the other streams best from memory (see kernels_avx512.cpp).
-    k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>;
-    k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>;
+    k.matmul_q4_K_q8_K = matmul_q4_K_avx2;
+    k.matmul_q6_K_q8_K = matmul_q6_K_avx2;
     return k;
   }();
   return &ks;

@@ -23,10 +23,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
-#include <vector>
 
 #include "edgellm/kernels/quants.hpp"
+#include "gemm_tile.hpp"
 #include "kernel_sets.hpp"
 
 namespace edgellm::kernels {
@@ -295,81 +294,7 @@ void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
 
 constexpr int kTileRows = 16;
 constexpr int kGemmMinAct = 6;  // below this, the decode kernel (rows re-read from L1) wins
-
-// Per-thread scratch, kept between calls (pool threads are persistent).
-struct Scratch {
-  std::vector<uint8_t> bytes;
-  template <typename T>
-  T* get(size_t offset_bytes) { return reinterpret_cast<T*>(align() + offset_bytes); }
-  void reserve(size_t n) {
-    if (bytes.size() < n + 64) bytes.resize(n + 64);
-  }
-  uint8_t* align() {
-    const auto p = reinterpret_cast<uintptr_t>(bytes.data());
-    return bytes.data() + ((64 - (p & 63)) & 63);
-  }
-};
-thread_local Scratch tls_scratch;
-
-// A weight tile: for each block, 64 vectors of 16 rows x 4 consecutive quants (group g holds
-// elements 4g..4g+3 of the block), then the block's scale vectors (16 row lanes each).
-//   Q4_K: 8 vectors d*sc_j, 4 vectors of int16 pairs (m_2p, m_2p+1), 1 vector dmin.
-//   Q6_K: 16 vectors d*s_j.
-constexpr size_t kTileQuantBytes = 64 * 64;
-template <typename Block>
-constexpr size_t tile_block_bytes() {
-  return kTileQuantBytes + (std::is_same_v<Block, block_q4_K> ? (8 + 4 + 1) * 64 : 16 * 64);
-}
-
-// Scatters a row's 256 quants (element order) into lane r of the block's 64 group vectors.
-inline void scatter_row(const uint8_t* q, int r, uint8_t* tile_block) {
-  auto* t = reinterpret_cast<uint32_t*>(tile_block);
-  for (int g = 0; g < 64; ++g) {
-    uint32_t word;
-    std::memcpy(&word, q + 4 * g, 4);
-    t[g * kTileRows + r] = word;
-  }
-}
-
-void pack_tile_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
-  std::memset(tile, 0, nb * tile_block_bytes<block_q4_K>());  // missing rows stay zero
-  alignas(64) uint8_t q[QK_K];
-  for (int r = 0; r < rows; ++r) {
-    const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* tb = tile + b * tile_block_bytes<block_q4_K>();
-      unpack_q4_K(x[b], q);
-      scatter_row(q, r, tb);
-      float* dsc = reinterpret_cast<float*>(tb + kTileQuantBytes);
-      auto* mins = reinterpret_cast<int16_t*>(tb + kTileQuantBytes + 8 * 64);
-      float* dmin = reinterpret_cast<float*>(tb + kTileQuantBytes + 12 * 64);
-      const float d = fp16(x[b].d);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        q4_K_scale_min(x[b].scales, j, &sc, &m);
-        dsc[j * kTileRows + r] = d * sc;
-        mins[(j / 2) * 2 * kTileRows + 2 * r + (j & 1)] = m;
-      }
-      dmin[r] = fp16(x[b].dmin);
-    }
-  }
-}
-
-void pack_tile_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
-  std::memset(tile, 0, nb * tile_block_bytes<block_q6_K>());
-  alignas(64) uint8_t q[QK_K];
-  for (int r = 0; r < rows; ++r) {
-    const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* tb = tile + b * tile_block_bytes<block_q6_K>();
-      unpack_q6_K(x[b], q);
-      scatter_row(q, r, tb);
-      float* dsc = reinterpret_cast<float*>(tb + kTileQuantBytes);
-      const float d = fp16(x[b].d);
-      for (int j = 0; j < 16; ++j) dsc[j * kTileRows + r] = d * x[b].scales[j];
-    }
-  }
-}
+using Tile = gemm::Tile<kTileRows>;
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
@@ -381,19 +306,20 @@ inline __m512i bcast4(const int8_t* p) {
 // bs: per activation row and block, the 8 sub-block sums as int16.
 template <int NA>
 void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs,
-                    __m512* out) {
+                    float* y) {
+  __m512 out[NA];
   for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* tb = tile + b * tile_block_bytes<block_q4_K>();
-    const auto* dsc = reinterpret_cast<const float*>(tb + kTileQuantBytes);
+    const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m512 sumf[NA];
     for (int i = 0; i < NA; ++i) sumf[i] = _mm512_setzero_ps();
     for (int j = 0; j < 8; ++j) {
       __m512i acc[NA], acc2[NA];
       for (int i = 0; i < NA; ++i) acc[i] = acc2[i] = _mm512_setzero_si512();
       for (int g = 0; g < 8; g += 2) {
-        const __m512i w0 = _mm512_load_si512(tb + (8 * j + g) * 64);
-        const __m512i w1 = _mm512_load_si512(tb + (8 * j + g + 1) * 64);
+        const __m512i w0 = _mm512_load_si512(tb + (8 * j + g) * Tile::group_bytes);
+        const __m512i w1 = _mm512_load_si512(tb + (8 * j + g + 1) * Tile::group_bytes);
         for (int i = 0; i < NA; ++i) {
           acc[i] = _mm512_dpbusd_epi32(acc[i], w0, bcast4(a[i][b].qs + 32 * j + 4 * g));
           acc2[i] = _mm512_dpbusd_epi32(acc2[i], w1, bcast4(a[i][b].qs + 32 * j + 4 * g + 4));
@@ -403,37 +329,39 @@ void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
       for (int i = 0; i < NA; ++i)
         sumf[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[i], acc2[i])), dj, sumf[i]);
     }
-    const uint8_t* mins = tb + kTileQuantBytes + 8 * 64;
+    const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
     __m512i macc[NA];
     for (int i = 0; i < NA; ++i) macc[i] = _mm512_setzero_si512();
     for (int p = 0; p < 4; ++p) {
-      const __m512i m = _mm512_load_si512(mins + p * 64);
+      const __m512i m = _mm512_load_si512(mins + p * Tile::vec_bytes);
       for (int i = 0; i < NA; ++i)
         macc[i] = _mm512_dpwssd_epi32(macc[i], m, bcast4(reinterpret_cast<const int8_t*>(bs[i] + 8 * b + 2 * p)));
     }
-    const __m512 dmin = _mm512_load_ps(reinterpret_cast<const float*>(tb + kTileQuantBytes + 12 * 64));
+    const __m512 dmin = _mm512_load_ps(reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes));
     for (int i = 0; i < NA; ++i) {
       sumf[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc[i]), dmin, sumf[i]);
       out[i] = _mm512_fmadd_ps(sumf[i], _mm512_set1_ps(a[i][b].d), out[i]);
     }
   }
+  for (int i = 0; i < NA; ++i) _mm512_store_ps(y + i * kTileRows, out[i]);
 }
 
 // NA activation rows times one Q6_K tile: y lane r = sum_b d8 sum_j d s_j ((q . a)_j - 32 bsum_j).
 template <int NA>
 void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const*,
-                    __m512* out) {
+                    float* y) {
+  __m512 out[NA];
   for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* tb = tile + b * tile_block_bytes<block_q6_K>();
-    const auto* dsc = reinterpret_cast<const float*>(tb + kTileQuantBytes);
+    const uint8_t* tb = tile + b * Tile::block_bytes<block_q6_K>();
+    const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m512 sumf[NA];
     for (int i = 0; i < NA; ++i) sumf[i] = _mm512_setzero_ps();
     for (int j = 0; j < 16; ++j) {
       __m512i acc[NA];
       for (int i = 0; i < NA; ++i) acc[i] = _mm512_set1_epi32(-32 * a[i][b].bsums[j]);
       for (int g = 0; g < 4; ++g) {
-        const __m512i w = _mm512_load_si512(tb + (4 * j + g) * 64);
+        const __m512i w = _mm512_load_si512(tb + (4 * j + g) * Tile::group_bytes);
         for (int i = 0; i < NA; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], w, bcast4(a[i][b].qs + 16 * j + 4 * g));
       }
       const __m512 dj = _mm512_load_ps(dsc + j * kTileRows);
@@ -441,60 +369,18 @@ void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
     }
     for (int i = 0; i < NA; ++i) out[i] = _mm512_fmadd_ps(sumf[i], _mm512_set1_ps(a[i][b].d), out[i]);
   }
-}
-
-using PackTile = void (*)(const uint8_t*, size_t, int, int64_t, uint8_t*);
-
-template <typename Block, PackTile Pack, template <int> class Rows>
-void gemm_q8_K(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-               size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  const int64_t nb = n / QK_K;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  const size_t tile_bytes = nb * tile_block_bytes<Block>();
-  const size_t bs_bytes = n_act * nb * 8 * sizeof(int16_t);
-  Scratch& scratch = tls_scratch;
-  scratch.reserve(tile_bytes + bs_bytes);
-  uint8_t* tile = scratch.get<uint8_t>(0);
-  auto* bs_all = scratch.get<int16_t>(tile_bytes);
-  const auto act = [&](int64_t i) { return reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes); };
-  if constexpr (std::is_same_v<Block, block_q4_K>) {  // 32-element sub-block sums
-    for (int64_t i = 0; i < n_act; ++i)
-      for (int64_t b = 0; b < nb; ++b)
-        for (int j = 0; j < 8; ++j)
-          bs_all[(i * nb + b) * 8 + j] = static_cast<int16_t>(act(i)[b].bsums[2 * j] + act(i)[b].bsums[2 * j + 1]);
-  }
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kTileRows) {
-    const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n_rows - r0));
-    Pack(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
-    const __mmask16 valid = static_cast<__mmask16>((1u << rows) - 1);
-    int64_t i = 0;
-    const block_q8_K* ap[4];
-    const int16_t* bp[4];
-    __m512 out[4];
-    for (; i < n_act; i += 4) {
-      const int na = static_cast<int>(std::min<int64_t>(4, n_act - i));
-      for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
-      switch (na) {
-        case 4: Rows<4>::run(tile, nb, ap, bp, out); break;
-        case 3: Rows<3>::run(tile, nb, ap, bp, out); break;
-        case 2: Rows<2>::run(tile, nb, ap, bp, out); break;
-        default: Rows<1>::run(tile, nb, ap, bp, out); break;
-      }
-      for (int k = 0; k < na; ++k) _mm512_mask_storeu_ps(y + (i + k) * ldy + r0, valid, out[k]);
-    }
-  }
+  for (int i = 0; i < NA; ++i) _mm512_store_ps(y + i * kTileRows, out[i]);
 }
 
 template <int NA>
 struct RowsQ4K {
-  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, __m512* o) {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
     tile_rows_q4_K<NA>(t, nb, a, bs, o);
   }
 };
 template <int NA>
 struct RowsQ6K {
-  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, __m512* o) {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
     tile_rows_q6_K<NA>(t, nb, a, bs, o);
   }
 };
@@ -503,7 +389,7 @@ struct RowsQ6K {
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm_q8_K<block_q4_K, pack_tile_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
   else
     tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);
@@ -512,7 +398,7 @@ void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_
 void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm_q8_K<block_q6_K, pack_tile_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
   else
     tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);

@@ -1,0 +1,141 @@
+// Internal: the weight tiles of the prefill GEMM kernels (kernels_avx2.cpp: 8 rows per tile,
+// kernels_avx512.cpp: 16) and the loop that drives them. ISA-neutral; included by the ISA files,
+// so it compiles with their instruction set.
+//
+// A tile holds TR weight rows over the whole K range, unpacked once and then used for every
+// activation row. Per 256-element block:
+//   64 group vectors: group g = elements 4g..4g+3 of the block, TR rows x 4 quant bytes (row r
+//     at bytes 4r..4r+3), so one broadcast 32-bit activation word and one 8-bit dot-product
+//     instruction serve TR rows at once;
+//   then per-row float scale vectors (TR lanes each):
+//     Q4_K: 8 x d*sc_j, 4 x int16 pairs (m_2p, m_2p+1) (the mins, for a 16-bit dot with the
+//           activations' sub-block sums), 1 x dmin;
+//     Q6_K: 16 x d*s_j.
+// Rows past the end of the matrix are zero.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "edgellm/kernels/blocks.hpp"
+#include "edgellm/kernels/quants.hpp"
+#include "quants_ref_util.hpp"
+
+namespace edgellm::kernels::gemm {
+
+template <int TR>
+struct Tile {
+  static constexpr size_t group_bytes = 4 * TR;
+  static constexpr size_t quant_bytes = 64 * group_bytes;
+  static constexpr size_t vec_bytes = 4 * TR;  // TR floats or TR int16 pairs
+  template <typename Block>
+  static constexpr size_t block_bytes() {
+    return quant_bytes + (std::is_same_v<Block, block_q4_K> ? 8 + 4 + 1 : 16) * vec_bytes;
+  }
+  // Scale vectors of a block start right after its quants.
+  static float* dsc(uint8_t* tb, int j) { return reinterpret_cast<float*>(tb + quant_bytes + j * vec_bytes); }
+  static int16_t* mins(uint8_t* tb, int p) { return reinterpret_cast<int16_t*>(tb + quant_bytes + (8 + p) * vec_bytes); }
+  static float* dmin(uint8_t* tb) { return reinterpret_cast<float*>(tb + quant_bytes + 12 * vec_bytes); }
+};
+
+// Puts one row's 256 quants (element order) into lane r of the block's group vectors.
+template <int TR>
+inline void scatter_row(const uint8_t* q, int r, uint8_t* tb) {
+  for (int g = 0; g < 64; ++g) std::memcpy(tb + g * Tile<TR>::group_bytes + 4 * r, q + 4 * g, 4);
+}
+
+template <int TR>
+void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  using T = Tile<TR>;
+  std::memset(tile, 0, nb * T::template block_bytes<block_q4_K>());
+  uint8_t q[QK_K];
+  for (int r = 0; r < rows; ++r) {
+    const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* tb = tile + b * T::template block_bytes<block_q4_K>();
+      detail::unpack_q4_K(x[b], q);
+      scatter_row<TR>(q, r, tb);
+      const float d = fp16_to_fp32(x[b].d);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        q4_K_scale_min(x[b].scales, j, &sc, &m);
+        T::dsc(tb, j)[r] = d * sc;
+        T::mins(tb, j / 2)[2 * r + (j & 1)] = m;
+      }
+      T::dmin(tb)[r] = fp16_to_fp32(x[b].dmin);
+    }
+  }
+}
+
+template <int TR>
+void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  using T = Tile<TR>;
+  std::memset(tile, 0, nb * T::template block_bytes<block_q6_K>());
+  uint8_t q[QK_K];
+  for (int r = 0; r < rows; ++r) {
+    const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* tb = tile + b * T::template block_bytes<block_q6_K>();
+      detail::unpack_q6_K(x[b], q);
+      scatter_row<TR>(q, r, tb);
+      const float d = fp16_to_fp32(x[b].d);
+      for (int j = 0; j < 16; ++j) T::dsc(tb, j)[r] = d * x[b].scales[j];
+    }
+  }
+}
+
+// Per-thread scratch (tile + activation sums), kept between calls: pool threads are persistent.
+inline uint8_t* scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+  const auto p = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - (p & 63)) & 63);
+}
+
+// The prefill matmul tile: for each TR-row weight tile, pack it, then run Rows<NA>::run over the
+// activation rows, four at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR]) computes
+// the TR dot products of each of NA activation rows; bs[i] are row i's 32-element sub-block sums
+// (8 int16 per block, for the Q4_K mins).
+template <int TR, typename Block, template <int> class Rows>
+void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                  size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  using T = Tile<TR>;
+  const int64_t nb = n / QK_K;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(a);
+  const size_t tile_bytes = nb * T::template block_bytes<Block>();
+  uint8_t* tile = scratch(tile_bytes + n_act * nb * 8 * sizeof(int16_t));
+  auto* bs_all = reinterpret_cast<int16_t*>(tile + tile_bytes);
+  const auto act = [&](int64_t i) { return reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes); };
+  if constexpr (std::is_same_v<Block, block_q4_K>) {
+    for (int64_t i = 0; i < n_act; ++i)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int j = 0; j < 8; ++j)
+          bs_all[(i * nb + b) * 8 + j] = static_cast<int16_t>(act(i)[b].bsums[2 * j] + act(i)[b].bsums[2 * j + 1]);
+  }
+  for (int64_t r0 = 0; r0 < n_rows; r0 += TR) {
+    const int rows = static_cast<int>(std::min<int64_t>(TR, n_rows - r0));
+    if constexpr (std::is_same_v<Block, block_q4_K>) pack_q4_K<TR>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    else pack_q6_K<TR>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    for (int64_t i = 0; i < n_act; i += 4) {
+      const int na = static_cast<int>(std::min<int64_t>(4, n_act - i));
+      const block_q8_K* ap[4];
+      const int16_t* bp[4];
+      alignas(64) float out[4 * TR];
+      for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
+      switch (na) {
+        case 4: Rows<4>::run(tile, nb, ap, bp, out); break;
+        case 3: Rows<3>::run(tile, nb, ap, bp, out); break;
+        case 2: Rows<2>::run(tile, nb, ap, bp, out); break;
+        default: Rows<1>::run(tile, nb, ap, bp, out); break;
+      }
+      for (int k = 0; k < na; ++k) std::memcpy(y + (i + k) * ldy + r0, out + k * TR, rows * sizeof(float));
+    }
+  }
+}
+
+}  // namespace edgellm::kernels::gemm
