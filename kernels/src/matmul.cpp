@@ -80,7 +80,7 @@ const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, T
   const float* x = x_;
   const int64_t n_cols = n_cols_, n_rows = n_rows_;
   uint8_t* out = buf.data();
-  pool.run([&](int ith, int nth) {
+  const auto quantize_rows = [&](int ith, int nth) {
     int64_t begin, end;
     ThreadPool::split(n_rows, ith, nth, begin, end);
     for (int64_t i = begin; i < end; ++i) {
@@ -92,7 +92,10 @@ const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, T
                              n_cols);
       }
     }
-  });
+  };
+  // A decode step's single row is quicker to quantize here than to hand to the pool.
+  if (n_rows < 4 * pool.size()) quantize_rows(0, 1);
+  else pool.run(quantize_rows);
   have = true;
   return buf.data();
 }
