@@ -1,0 +1,45 @@
+// UTF-8 and Unicode helpers for the tokenizers: code point decoding with llama.cpp's treatment of
+// invalid input, the letter/number classes and whitespace set of the BPE pre-tokenizer regexes,
+// GPT-2's byte <-> character mapping, and the Llama-3 pre-tokenizer split.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace edgellm::unicode {
+
+// Number of bytes of the UTF-8 sequence a lead byte starts, judged by its top 4 bits only
+// (a stray continuation byte counts as 1). How the SPM tokenizer splits text into characters.
+size_t sequence_length(uint8_t lead);
+
+// Code points of `s`. A byte that does not start a well-formed sequence becomes U+FFFD and the
+// decoder moves on by one byte (llama.cpp does the same; overlong forms are accepted as it does).
+std::vector<uint32_t> decode_utf8(std::string_view s);
+void append_utf8(std::string& out, uint32_t cp);  // cp > 0x10FFFF is written as U+FFFD
+
+enum class Category : uint8_t { Other, Letter, Number };
+struct CategoryRange {
+  uint32_t start;  // the range ends where the next one starts
+  Category category;
+};
+extern const CategoryRange kCategoryRanges[];  // generated: unicode_data.cpp
+extern const size_t kCategoryRangeCount;
+
+Category category(uint32_t cp);  // \p{L} -> Letter, \p{N} -> Number
+bool is_whitespace(uint32_t cp); // regex \s, the set llama.cpp uses
+
+// GPT-2 byte-level BPE writes each byte as a printable character: bytes that are printable
+// Latin-1 stand for themselves, the other 68 are moved to U+0100.. in order.
+const std::string& byte_to_gpt2(uint8_t byte);  // UTF-8 of the stand-in character
+int gpt2_to_byte(uint32_t cp);                  // the byte a stand-in character means, or -1
+
+// Splits code points into words as the Llama-3 pre-tokenizer regex does:
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//   \s*[\r\n]+|\s+(?!\S)|\s+
+// Returns the length of each word in code points (they add up to cpts.size()).
+std::vector<size_t> split_llama3(const std::vector<uint32_t>& cpts);
+
+}  // namespace edgellm::unicode
