@@ -271,6 +271,58 @@ void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_ro
                                                                       n_act, y, ldy);
 }
 
+// ---- float rows (attention over an f16/f32 KV cache, float weights) ----
+// Four accumulators of 8 lanes (each lane sums n / 32 products); the tail goes through the
+// scalar conversions.
+
+// Loaders of 8 values as floats, with the scalar conversion for the tail. (fp16_t and bf16_t are
+// both uint16_t, hence the structs.)
+struct F32 {
+  using T = float;
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+  static float one(float v) { return v; }
+};
+struct F16 {
+  using T = fp16_t;
+  static __m256 load(const fp16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static float one(fp16_t v) { return fp16_to_fp32(v); }
+};
+struct BF16 {
+  using T = bf16_t;
+  static __m256 load(const bf16_t* p) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  static float one(bf16_t v) { return bf16_to_fp32(v); }
+};
+
+template <typename L>
+float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(L::load(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), acc[k]);
+  }
+  for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(L::load(x + i), _mm256_loadu_ps(y + i), acc[0]);
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; i < n; ++i) sum += L::one(x[i]) * y[i];
+  return sum;
+}
+
+float vec_dot_f32_f32_avx2(int64_t n, const float* x, const float* y) { return vec_dot_to_f32<F32>(n, x, y); }
+float vec_dot_f16_f32_avx2(int64_t n, const fp16_t* x, const float* y) { return vec_dot_to_f32<F16>(n, x, y); }
+float vec_dot_bf16_f32_avx2(int64_t n, const bf16_t* x, const float* y) { return vec_dot_to_f32<BF16>(n, x, y); }
+
+// Exact conversions (vcvtph2ps keeps NaN payloads and quiets them, as the reference does).
+template <typename L>
+void to_f32(const typename L::T* x, float* y, int64_t k) {
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) _mm256_storeu_ps(y + i, L::load(x + i));
+  for (; i < k; ++i) y[i] = L::one(x[i]);
+}
+void dequantize_row_f16_avx2(const fp16_t* x, float* y, int64_t k) { to_f32<F16>(x, y, k); }
+void dequantize_row_bf16_avx2(const bf16_t* x, float* y, int64_t k) { to_f32<BF16>(x, y, k); }
+
 // ---- activation quantization (bit-exact with quantize_row_q8_K_ref) ----
 
 void quantize_row_q8_K_avx2(const float* x, block_q8_K* y, int64_t k) {
@@ -391,9 +443,17 @@ const KernelSet* avx2_kernels() {
     k.name = "avx2";
     k.dequantize_row_q4_K = dequantize_row_q4_K_avx2;
     k.dequantize_row_q6_K = dequantize_row_q6_K_avx2;
+    k.dequantize_row_f16 = dequantize_row_f16_avx2;
+    k.dequantize_row_bf16 = dequantize_row_bf16_avx2;
     k.quantize_row_q8_K = quantize_row_q8_K_avx2;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
+    k.vec_dot_f16_f32 = vec_dot_f16_f32_avx2;
+    k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx2;
+    k.vec_dot_f32_f32 = vec_dot_f32_f32_avx2;
+    k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx2>;
+    k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx2>;
+    k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx2>;
     k.matmul_q4_K_q8_K = matmul_q4_K_avx2;
     k.matmul_q6_K_q8_K = matmul_q6_K_avx2;
     return k;

@@ -182,6 +182,61 @@ float vec_dot_q6_K_q8_K_avx512(int64_t n, const block_q6_K* x, const block_q8_K*
   return out;
 }
 
+// ---- float rows (attention over an f16/f32 KV cache, float weights) ----
+// Four accumulators of 16 lanes, so each lane sums n / 64 products: well inside the bound the
+// tests state for every dot product.
+
+// Loaders of 16 values as floats; a tail of fewer than 16 through a mask (the rest read as zero).
+// (fp16_t and bf16_t are both uint16_t, hence the structs.)
+struct F32 {
+  using T = float;
+  static __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct F16 {
+  using T = fp16_t;
+  static __m512 load(const fp16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct BF16 {
+  using T = bf16_t;
+  static __m512 load(const bf16_t* p, __mmask16 m) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  }
+};
+
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+template <typename L>
+float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    for (int k = 0; k < 4; ++k)
+      acc[k] = _mm512_fmadd_ps(L::load(x + i + 16 * k, 0xFFFF), _mm512_loadu_ps(y + i + 16 * k), acc[k]);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    acc[0] = _mm512_fmadd_ps(L::load(x + i, m), _mm512_maskz_loadu_ps(m, y + i), acc[0]);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+float vec_dot_f32_f32_avx512(int64_t n, const float* x, const float* y) { return vec_dot_to_f32<F32>(n, x, y); }
+float vec_dot_f16_f32_avx512(int64_t n, const fp16_t* x, const float* y) { return vec_dot_to_f32<F16>(n, x, y); }
+float vec_dot_bf16_f32_avx512(int64_t n, const bf16_t* x, const float* y) { return vec_dot_to_f32<BF16>(n, x, y); }
+
+// Exact conversions (vcvtph2ps keeps NaN payloads and quiets them, as the reference does).
+template <typename L>
+void to_f32(const typename L::T* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k; i += 16) {
+    const __mmask16 m = tail_mask(k - i);
+    _mm512_mask_storeu_ps(y + i, m, L::load(x + i, m));
+  }
+}
+void dequantize_row_f16_avx512(const fp16_t* x, float* y, int64_t k) { to_f32<F16>(x, y, k); }
+void dequantize_row_bf16_avx512(const bf16_t* x, float* y, int64_t k) { to_f32<BF16>(x, y, k); }
+
 // ---- activation quantization (bit-exact with quantize_row_q8_K_ref) ----
 
 void quantize_row_q8_K_avx512(const float* x, block_q8_K* y, int64_t k) {
@@ -413,9 +468,17 @@ const KernelSet* avx512_kernels() {
     k.name = "avx512";
     k.dequantize_row_q4_K = dequantize_row_q4_K_avx512;
     k.dequantize_row_q6_K = dequantize_row_q6_K_avx512;
+    k.dequantize_row_f16 = dequantize_row_f16_avx512;
+    k.dequantize_row_bf16 = dequantize_row_bf16_avx512;
     k.quantize_row_q8_K = quantize_row_q8_K_avx512;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
+    k.vec_dot_f16_f32 = vec_dot_f16_f32_avx512;
+    k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx512;
+    k.vec_dot_f32_f32 = vec_dot_f32_f32_avx512;
+    k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx512>;
+    k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx512>;
+    k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx512>;
     k.matmul_q4_K_q8_K = matmul_q4_K_avx512;
     k.matmul_q6_K_q8_K = matmul_q6_K_avx512;
     return k;
