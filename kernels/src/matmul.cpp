@@ -115,6 +115,9 @@ void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activa
                                 ", ldy " + std::to_string(ldy) + ")");
   }
   if (w.rows == 0 || x.n_rows() == 0) return;
+  if (w.data == nullptr || x.f32() == nullptr || y == nullptr) {
+    throw std::invalid_argument("matmul: null weight, activation or output pointer");
+  }
 
   const ActivationFormat f = activation_format(w.type);
   const void* a = x.quantized_for(w.type, ks, pool);

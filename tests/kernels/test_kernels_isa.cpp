@@ -533,6 +533,9 @@ TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
   act.reset(x.data(), 1, 256);
   w.cols = 256;
   CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 0), std::invalid_argument);  // ldy < rows
+  w.data = nullptr;
+  CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
+  w.data = bytes.data();
   w.type = DType::Q5_K;
   CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
   CHECK(!matmul_supports(DType::Q5_K));
