@@ -271,6 +271,43 @@ void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_ro
                                                                       n_act, y, ldy);
 }
 
+// ---- 32-element formats: Q8_0 and Q4_0 weights times Q8_0 activations ----
+// Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
+// integer block sums are exact and scaled once per block in float.
+
+inline __m256i dot_s8_32(const int8_t* a, const int8_t* b) {  // 8 lanes of int32 partial sums
+  const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
+  const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16));
+  const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+  const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16));
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(a0), _mm256_cvtepi8_epi16(b0)),
+                          _mm256_madd_epi16(_mm256_cvtepi8_epi16(a1), _mm256_cvtepi8_epi16(b1)));
+}
+
+float vec_dot_q8_0_q8_0_avx2(int64_t n, const block_q8_0* x, const block_q8_0* y) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK8_0; ++i) {
+    const __m256i dot = dot_s8_32(x[i].qs, y[i].qs);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// Q4_0: w = d (q - 8); q - 8 is in -8..7, so the signed 16-bit path above serves.
+float vec_dot_q4_0_q8_0_avx2(int64_t n, const block_q4_0* x, const block_q8_0* y) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), eights = _mm_set1_epi8(8);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK4_0; ++i) {
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
+    alignas(16) int8_t w[32];
+    _mm_store_si128(reinterpret_cast<__m128i*>(w), _mm_sub_epi8(_mm_and_si128(qs, low4), eights));
+    _mm_store_si128(reinterpret_cast<__m128i*>(w + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), eights));
+    const __m256i dot = dot_s8_32(w, y[i].qs);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
 // ---- float rows (attention over an f16/f32 KV cache, float weights) ----
 // Four accumulators of 8 lanes (each lane sums n / 32 products); the tail goes through the
 // scalar conversions.
@@ -448,6 +485,10 @@ const KernelSet* avx2_kernels() {
     k.quantize_row_q8_K = quantize_row_q8_K_avx2;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
+    k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx2;
+    k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_avx2;
+    k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_avx2>;
+    k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_avx2>;
     k.vec_dot_f16_f32 = vec_dot_f16_f32_avx2;
     k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx2;
     k.vec_dot_f32_f32 = vec_dot_f32_f32_avx2;

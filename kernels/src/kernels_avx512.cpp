@@ -182,6 +182,40 @@ float vec_dot_q6_K_q8_K_avx512(int64_t n, const block_q6_K* x, const block_q8_K*
   return out;
 }
 
+// ---- 32-element formats: Q8_0 and Q4_0 weights times Q8_0 activations ----
+// One 32-byte block per step with 256-bit VNNI; the integer block sums are exact and scaled once
+// per block in float.
+
+// Q8_0 x Q8_0: x + 128 is unsigned, so x . y = (x + 128) . y - 128 sum(y), exact for every input
+// (the sign trick, |x| . sign(x) y, fails for y = -128).
+float vec_dot_q8_0_q8_0_avx512(int64_t n, const block_q8_0* x, const block_q8_0* y) {
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK8_0; ++i) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i dot = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(xq, bias), yq),
+                                         _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, yq));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// Q4_0: w = d (q - 8), so q . y - 8 sum(y), both with vpdpbusd on the unsigned q.
+float vec_dot_q4_0_q8_0_avx512(int64_t n, const block_q4_0* x, const block_q8_0* y) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), eights = _mm256_set1_epi8(8);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK4_0; ++i) {
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);  // elements 0..31
+    const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i qy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, yq);
+    const __m256i dot = _mm256_sub_epi32(qy, _mm256_dpbusd_epi32(_mm256_setzero_si256(), eights, yq));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
 // ---- float rows (attention over an f16/f32 KV cache, float weights) ----
 // Four accumulators of 16 lanes, so each lane sums n / 64 products: well inside the bound the
 // tests state for every dot product.
@@ -473,6 +507,10 @@ const KernelSet* avx512_kernels() {
     k.quantize_row_q8_K = quantize_row_q8_K_avx512;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
+    k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx512;
+    k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_avx512;
+    k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_avx512>;
+    k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_avx512>;
     k.vec_dot_f16_f32 = vec_dot_f16_f32_avx512;
     k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx512;
     k.vec_dot_f32_f32 = vec_dot_f32_f32_avx512;
