@@ -13,19 +13,15 @@
 #include "edgellm/kernels/quants.hpp"
 #include "gemm_tile.hpp"
 #include "kernel_sets.hpp"
+#include "x86_common.hpp"
 
 namespace edgellm::kernels {
 
 namespace {
 
-inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using x86::fp16;
+using x86::hsum;
+using x86::q4_K_scales_mins;
 
 inline int hsum(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -35,20 +31,6 @@ inline int hsum(__m256i v) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-// The 12 scale bytes of a Q4_K block as two 64-bit words of 8 scales and 8 mins.
-inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, s, 4);
-  std::memcpy(&u1, s + 4, 4);
-  std::memcpy(&u2, s + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3f;
-  const uint32_t mn_lo = u1 & 0x3f3f3f3f;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
-  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
-  sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
-}
 
 // pshufb control that broadcasts 16-bit element j of each 128-bit lane to the whole lane.
 inline __m256i bcast16_control(int j) {

@@ -27,26 +27,15 @@
 #include "edgellm/kernels/quants.hpp"
 #include "gemm_tile.hpp"
 #include "kernel_sets.hpp"
+#include "x86_common.hpp"
 
 namespace edgellm::kernels {
 
 namespace {
 
-inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
-
-// Eight 6-bit scales and eight 6-bit mins of a Q4_K block, as bytes in two 64-bit words.
-inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, s, 4);
-  std::memcpy(&u1, s + 4, 4);
-  std::memcpy(&u2, s + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3f;
-  const uint32_t mn_lo = u1 & 0x3f3f3f3f;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
-  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
-  sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
-}
+using x86::fp16;
+using x86::hsum;
+using x86::q4_K_scales_mins;
 
 // 64 activation bytes: 32 from p and 32 from p + 64 (the elements that share the low or the high
 // nibbles of one 64-byte run of Q4_K quants).
@@ -67,12 +56,6 @@ inline __m512i spread_control(int j0, int j1) {
 }
 
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // ---- decode: R weight rows . one activation row ----
 
