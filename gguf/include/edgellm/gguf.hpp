@@ -20,6 +20,20 @@
 
 namespace edgellm::gguf {
 
+struct Value;
+
+namespace detail {
+template <class T, class V, size_t I = 0>
+constexpr size_t variant_index() {
+  static_assert(I < std::variant_size_v<V>, "not a GGUF value type");
+  if constexpr (std::is_same_v<T, std::variant_alternative_t<I, V>>) return I;
+  else return variant_index<T, V, I + 1>();
+}
+[[noreturn]] void throw_type_mismatch(std::string_view key, const Value& found,
+                                      std::string_view expected);
+[[noreturn]] void throw_missing_key(std::string_view key);
+}  // namespace detail
+
 // Metadata value types, numbered as in the file.
 enum class ValueType : uint32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
@@ -30,7 +44,10 @@ std::string_view value_type_name(ValueType t);  // "u32", "string", "array", ...
 class GgufError : public std::runtime_error {
  public:
   // offset: byte position in the file the problem was found at (or npos when not file-related).
+  // what() is `what`, followed by " (at byte N)" when the offset is known.
   GgufError(const std::string& what, uint64_t offset = npos);
+  // The same error with `context` in front ("model.gguf: ..."), keeping its offset.
+  GgufError(const std::string& context, const GgufError& inner);
   uint64_t offset() const { return offset_; }
   static constexpr uint64_t npos = ~uint64_t{0};
 
@@ -38,7 +55,8 @@ class GgufError : public std::runtime_error {
   uint64_t offset_;
 };
 
-struct Value;
+// Deepest nesting of arrays a file may use (an array of arrays of scalars has depth 2).
+inline constexpr int kMaxArrayDepth = 8;
 
 // An array value: all elements share one type (which may itself be ARRAY: nested arrays).
 struct Array {
@@ -55,10 +73,22 @@ struct Value {
   template <class T, class = std::enable_if_t<std::is_constructible_v<Storage, T&&>>>
   Value(T&& x) : v(std::forward<T>(x)) {}  // NOLINT: implicit on purpose, Value{uint32_t{3}}
 
-  ValueType type() const;
+  ValueType type() const { return static_cast<ValueType>(v.index()); }  // Storage is in id order
   // Typed access; throws GgufError naming the expected and the actual type.
   template <class T> const T& as() const;
 };
+
+// The ValueType that stores a C++ type (value_type_of<uint32_t> == ValueType::U32).
+template <class T>
+inline constexpr ValueType value_type_of =
+    static_cast<ValueType>(detail::variant_index<T, Value::Storage>());
+
+// "u32", "string", or "array of string" / "array of array" for arrays.
+std::string describe_type(const Value& v);
+
+// Value as text for people: strings quoted and escaped, arrays as [a, b, ...]; arrays longer
+// than `max_items` show their first items, their count and element type.
+std::string to_string(const Value& v, size_t max_items = SIZE_MAX);
 
 struct KeyValue {
   std::string key;
@@ -148,5 +178,43 @@ class Writer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- Template definitions ------------------------------------------------------------------------
+
+template <class T>
+const T& Value::as() const {
+  if (const T* p = std::get_if<T>(&v)) return *p;
+  detail::throw_type_mismatch({}, *this, value_type_name(value_type_of<T>));
+}
+
+template <class T>
+const T& File::get(std::string_view key) const {
+  const Value* value = find(key);
+  if (!value) detail::throw_missing_key(key);
+  if (const T* p = std::get_if<T>(&value->v)) return *p;
+  detail::throw_type_mismatch(key, *value, value_type_name(value_type_of<T>));
+}
+
+template <class T>
+T File::get_or(std::string_view key, T fallback) const {
+  if (!find(key)) return fallback;
+  return get<T>(key);
+}
+
+template <class T>
+std::vector<T> File::get_array(std::string_view key) const {
+  const Array& array = get<Array>(key);
+  if (array.type != value_type_of<T>)
+    detail::throw_type_mismatch(key, *find(key),
+                                "array of " + std::string(value_type_name(value_type_of<T>)));
+  std::vector<T> out;
+  out.reserve(array.items.size());
+  for (const Value& item : array.items) {
+    const T* p = std::get_if<T>(&item.v);
+    if (!p) detail::throw_type_mismatch(key, item, value_type_name(value_type_of<T>));
+    out.push_back(*p);
+  }
+  return out;
+}
 
 }  // namespace edgellm::gguf
