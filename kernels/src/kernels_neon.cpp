@@ -1,17 +1,348 @@
-// The NEON kernel table. Every aarch64 CPU has NEON (armv8.0), so the table is always runnable.
-// NEON kernels plug in here by replacing entries of the scalar set; dispatch.cpp needs no change.
+// The NEON kernel tables (aarch64). Every aarch64 CPU has armv8.0 NEON, so the "neon" table
+// always runs; on CPUs with the armv8.2 dot-product extension (HWCAP_ASIMDDP, checked at run
+// time) the integer dot products come from kernels_dotprod.cpp instead ("neon+dotprod").
+//
+// Dequantization and activation quantization are bit-exact with the references: the same float
+// operations in the same order (this file is compiled without FMA contraction; fused
+// multiply-adds appear only where written, in the dot products). Dot products: see neon_dots.hpp.
+#include <arm_neon.h>
+
+#include <cmath>
+#include <cstring>
+
+#if defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
+#include "edgellm/kernels/quants.hpp"
 #include "kernel_sets.hpp"
+#include "neon_dots.hpp"
+#include "neon_kernels.hpp"
 
 namespace edgellm::kernels {
 
-const KernelSet* neon_kernels() {
-  static const KernelSet ks = [] {
-    KernelSet k = scalar_kernel_set();
-    k.isa = Isa::neon;
-    k.name = "neon";
-    return k;
-  }();
+namespace {
+
+// ---- integer dot products, armv8.0 ----
+
+// 16 int8 pairs without sdot: widening multiplies (one product per int16 lane, |p| <= 2^14, so
+// no int16 overflow even for -128 * -128) added pairwise into the int32 lanes.
+struct WideningDot {
+  static int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+    return vpadalq_s16(acc, vmull_high_s8(a, b));
+  }
+};
+
+float vec_dot_q4_K_q8_K_neon(int64_t n, const block_q4_K* x, const block_q8_K* y) {
+  return dot_q4_K_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_q6_K_q8_K_neon(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+  return dot_q6_K_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_q8_0_q8_0_neon(int64_t n, const block_q8_0* x, const block_q8_0* y) {
+  return dot_32_q8_0<WideningDot>(n, x, y);
+}
+float vec_dot_q4_0_q8_0_neon(int64_t n, const block_q4_0* x, const block_q8_0* y) {
+  return dot_32_q8_0<WideningDot>(n, x, y);
+}
+
+// ---- float rows: f32 / f16 / bf16 weights (or KV cache) times f32 ----
+
+// 16 values as four float vectors. fp16 -> f32 with fcvtl (exact, NaN payloads kept and made
+// quiet like fp16_to_fp32); bf16 -> f32 is a 16-bit left shift.
+struct F32 {
+  using T = float;
+  static float32x4x4_t load16(const float* p) { return vld1q_f32_x4(p); }
+  static float one(float v) { return v; }
+};
+struct F16 {
+  using T = fp16_t;
+  static float32x4x4_t load16(const fp16_t* p) {
+    const float16x8_t a = vreinterpretq_f16_u16(vld1q_u16(p)), b = vreinterpretq_f16_u16(vld1q_u16(p + 8));
+    return {{vcvt_f32_f16(vget_low_f16(a)), vcvt_high_f32_f16(a), vcvt_f32_f16(vget_low_f16(b)),
+             vcvt_high_f32_f16(b)}};
+  }
+  static float one(fp16_t v) { return fp16_to_fp32(v); }
+};
+struct BF16 {
+  using T = bf16_t;
+  static float32x4_t widen(uint16x4_t v) { return vreinterpretq_f32_u32(vshll_n_u16(v, 16)); }
+  static float32x4x4_t load16(const bf16_t* p) {
+    const uint16x8_t a = vld1q_u16(p), b = vld1q_u16(p + 8);
+    return {{widen(vget_low_u16(a)), widen(vget_high_u16(a)), widen(vget_low_u16(b)), widen(vget_high_u16(b))}};
+  }
+  static float one(bf16_t v) { return bf16_to_fp32(v); }
+};
+
+// Four independent accumulators (16 lanes, each summing n / 16 products with fma), one horizontal
+// add; the last n % 16 values in scalar.
+template <class L>
+float dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
+  float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const float32x4x4_t xv = L::load16(x + i);
+    const float32x4x4_t yv = vld1q_f32_x4(y + i);
+    for (int k = 0; k < 4; ++k) acc[k] = vfmaq_f32(acc[k], xv.val[k], yv.val[k]);
+  }
+  float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+  for (; i < n; ++i) sum += L::one(x[i]) * y[i];
+  return sum;
+}
+
+float vec_dot_f32_f32_neon(int64_t n, const float* x, const float* y) { return dot_to_f32<F32>(n, x, y); }
+float vec_dot_f16_f32_neon(int64_t n, const fp16_t* x, const float* y) { return dot_to_f32<F16>(n, x, y); }
+float vec_dot_bf16_f32_neon(int64_t n, const bf16_t* x, const float* y) { return dot_to_f32<BF16>(n, x, y); }
+
+template <class L>
+void to_f32(const typename L::T* x, float* y, int64_t k) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) vst1q_f32_x4(y + i, L::load16(x + i));
+  for (; i < k; ++i) y[i] = L::one(x[i]);
+}
+
+void dequantize_row_f16_neon(const fp16_t* x, float* y, int64_t k) { to_f32<F16>(x, y, k); }
+void dequantize_row_bf16_neon(const bf16_t* x, float* y, int64_t k) { to_f32<BF16>(x, y, k); }
+
+// ---- dequantization (the references' float operations, in their order) ----
+
+// 16 integer quants (exact in float) as four float vectors.
+inline float32x4x4_t u8_to_f32(uint8x16_t q) {
+  const uint16x8_t lo = vmovl_u8(vget_low_u8(q)), hi = vmovl_high_u8(q);
+  return {{vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))), vcvtq_f32_u32(vmovl_high_u16(lo)),
+           vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))), vcvtq_f32_u32(vmovl_high_u16(hi))}};
+}
+inline float32x4x4_t s8_to_f32(int8x16_t q) {
+  const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+  return {{vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), vcvtq_f32_s32(vmovl_high_s16(lo)),
+           vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), vcvtq_f32_s32(vmovl_high_s16(hi))}};
+}
+
+// y[l] = scale * q[l] for 16 values (Q8_0, Q4_0 and Q6_K: q * d or d * q, the same product).
+inline void store_scaled(float* y, int8x16_t q, float scale) {
+  const float32x4x4_t f = s8_to_f32(q);
+  const float32x4_t s = vdupq_n_f32(scale);
+  vst1q_f32_x4(y, {{vmulq_f32(f.val[0], s), vmulq_f32(f.val[1], s), vmulq_f32(f.val[2], s), vmulq_f32(f.val[3], s)}});
+}
+
+void dequantize_row_q8_0_neon(const block_q8_0* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_0; ++i, y += QK8_0) {
+    const float d = fp16_value(x[i].d);
+    store_scaled(y, vld1q_s8(x[i].qs), d);
+    store_scaled(y + 16, vld1q_s8(x[i].qs + 16), d);
+  }
+}
+
+void dequantize_row_q4_0_neon(const block_q4_0* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK4_0; ++i, y += QK4_0) {
+    const int8x16x2_t q = block_quants(x[i]);  // q - 8, elements 0..15 and 16..31
+    const float d = fp16_value(x[i].d);
+    store_scaled(y, q.val[0], d);
+    store_scaled(y + 16, q.val[1], d);
+  }
+}
+
+// Q4_K: y = (d sc_j) q - (dmin m_j), the product rounded before the subtraction.
+void dequantize_row_q4_K_neon(const block_q4_K* x, float* y, int64_t k) {
+  const uint8x16_t low4 = vdupq_n_u8(0x0F);
+  for (int64_t i = 0; i < k / QK_K; ++i, y += QK_K) {
+    const float d = fp16_value(x[i].d), dmin = fp16_value(x[i].dmin);
+    uint8x8_t sc8, mn8;
+    q4_K_scales_mins(x[i].scales, &sc8, &mn8);
+    uint8_t sc[8], mn[8];
+    vst1_u8(sc, sc8);
+    vst1_u8(mn, mn8);
+    for (int j = 0; j < QK_K / 32; ++j) {
+      // sub-block j: the low (j even) or high (j odd) nibbles of qs[32 (j / 2) ..]
+      const uint8x16x2_t qs = vld1q_u8_x2(x[i].qs + 32 * (j / 2));
+      const float32x4_t dj = vdupq_n_f32(d * sc[j]), mj = vdupq_n_f32(dmin * mn[j]);
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t q = (j & 1) ? vshrq_n_u8(qs.val[h], 4) : vandq_u8(qs.val[h], low4);
+        const float32x4x4_t f = u8_to_f32(q);
+        vst1q_f32_x4(y + 32 * j + 16 * h,
+                     {{vsubq_f32(vmulq_f32(dj, f.val[0]), mj), vsubq_f32(vmulq_f32(dj, f.val[1]), mj),
+                       vsubq_f32(vmulq_f32(dj, f.val[2]), mj), vsubq_f32(vmulq_f32(dj, f.val[3]), mj)}});
+      }
+    }
+  }
+}
+
+// Q6_K: y = (d s_j) (q - 32), one sub-block per 16 quants (layout as in dot_q6_K_q8_K).
+void dequantize_row_q6_K_neon(const block_q6_K* x, float* y, int64_t k) {
+  const uint8x16_t low4 = vdupq_n_u8(0x0F), top2 = vdupq_n_u8(0x30);
+  const int8x16_t m32 = vdupq_n_s8(32);
+  for (int64_t i = 0; i < k / QK_K; ++i, y += QK_K) {
+    const float d = fp16_value(x[i].d);
+    auto store = [&](int j, uint8x16_t q) {  // sub-block j
+      store_scaled(y + 16 * j, vsubq_s8(vreinterpretq_s8_u8(q), m32), d * x[i].scales[j]);
+    };
+    for (int h = 0; h < 2; ++h) {
+      const uint8x16x4_t ql = vld1q_u8_x4(x[i].ql + 64 * h);
+      const uint8x16x2_t qh = vld1q_u8_x2(x[i].qh + 32 * h);
+      for (int kk = 0; kk < 2; ++kk) {
+        const uint8x16_t hb = qh.val[kk];
+        const int j = 8 * h + kk;
+        store(j, vorrq_u8(vandq_u8(ql.val[kk], low4), vandq_u8(vshlq_n_u8(hb, 4), top2)));
+        store(j + 2, vorrq_u8(vandq_u8(ql.val[kk + 2], low4), vandq_u8(vshlq_n_u8(hb, 2), top2)));
+        store(j + 4, vorrq_u8(vshrq_n_u8(ql.val[kk], 4), vandq_u8(hb, top2)));
+        store(j + 6, vorrq_u8(vshrq_n_u8(ql.val[kk + 2], 4), vandq_u8(vshrq_n_u8(hb, 2), top2)));
+      }
+    }
+  }
+}
+
+// ---- activation quantization (bit-exact with quantize_row_q8_K_ref / q8_0_ref) ----
+
+// The largest |x| of n floats (n a multiple of 16), NaN left out as in the references: a lane
+// only takes a value greater than what it holds, which a NaN never is.
+inline float abs_max(const float* x, int n) {
+  float32x4_t m[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+  for (int j = 0; j < n; j += 16) {
+    const float32x4x4_t v = vld1q_f32_x4(x + j);
+    for (int k = 0; k < 4; ++k) {
+      const float32x4_t a = vabsq_f32(v.val[k]);
+      m[k] = vbslq_f32(vcgtq_f32(a, m[k]), a, m[k]);
+    }
+  }
+  return vmaxvq_f32(vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3])));
+}
+
+// Q8_K: d = -max / 127 for the first element of largest magnitude, q = round-to-even(x * -127 /
+// max) saturated to int8 (fcvtns gives 0 for NaN and saturates, as nearest_int + clamp do).
+void quantize_row_q8_K_neon(const float* x, block_q8_K* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK_K; ++i, x += QK_K) {
+    const float amax = abs_max(x, QK_K);
+    if (amax == 0.0f) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float max = 0.0f;  // the first element with |x| == amax, with its sign
+    for (int j = 0; j < QK_K; j += 4) {
+      if (vmaxvq_u32(vceqq_f32(vabsq_f32(vld1q_f32(x + j)), vdupq_n_f32(amax)))) {
+        while (std::fabs(x[j]) != amax) ++j;
+        max = x[j];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    if (std::isinf(iscale)) {  // |max| < 127 / FLT_MAX: d rounds to -+0, every q is 0
+      std::memset(&y[i], 0, sizeof y[i]);
+      y[i].d = 1 / iscale;
+      continue;
+    }
+    const float32x4_t vs = vdupq_n_f32(iscale);
+    for (int j = 0; j < QK_K; j += 16) {
+      const float32x4x4_t v = vld1q_f32_x4(x + j);
+      int32x4_t q[4];
+      for (int l = 0; l < 4; ++l) q[l] = vcvtnq_s32_f32(vmulq_f32(v.val[l], vs));
+      const int16x8_t q16a = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+      const int16x8_t q16b = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+      const int8x16_t q8 = vcombine_s8(vqmovn_s16(q16a), vqmovn_s16(q16b));
+      vst1q_s8(y[i].qs + j, q8);
+      y[i].bsums[j / 16] = vaddlvq_s8(q8);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+// Q8_0: d = amax / 127, q = round-half-away(x / d) (x times 1 / d taken before d is rounded to
+// fp16), clamped to +-127; NaN gives 0 (fcvtas of NaN).
+void quantize_row_q8_0_neon(const float* x, block_q8_0* y, int64_t k) {
+  const float32x4_t lo = vdupq_n_f32(-127.f), hi = vdupq_n_f32(127.f);
+  for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
+    const float d = abs_max(x, QK8_0) / 127;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (std::isinf(id)) id = 0.0f;  // d is a tiny subnormal that fp16 stores as 0: so are the q
+    y[i].d = fp32_to_fp16(d);
+    const float32x4_t vid = vdupq_n_f32(id);
+    int32x4_t q[8];
+    for (int l = 0; l < 8; ++l) {
+      const float32x4_t v = vmulq_f32(vld1q_f32(x + 4 * l), vid);
+      q[l] = vcvtaq_s32_f32(vminq_f32(vmaxq_f32(v, lo), hi));  // fmax/fmin keep NaN: q = 0
+    }
+    for (int h = 0; h < 2; ++h) {
+      const int16x8_t a = vcombine_s16(vmovn_s32(q[4 * h]), vmovn_s32(q[4 * h + 1]));
+      const int16x8_t b = vcombine_s16(vmovn_s32(q[4 * h + 2]), vmovn_s32(q[4 * h + 3]));
+      vst1q_s8(y[i].qs + 16 * h, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+    }
+  }
+}
+
+// ---- the tables ----
+
+KernelSet make_v8_set() {
+  KernelSet k = scalar_kernel_set();
+  k.isa = Isa::neon;
+  k.name = "neon";
+  k.dequantize_row_q4_K = dequantize_row_q4_K_neon;
+  k.dequantize_row_q6_K = dequantize_row_q6_K_neon;
+  k.dequantize_row_q8_0 = dequantize_row_q8_0_neon;
+  k.dequantize_row_q4_0 = dequantize_row_q4_0_neon;
+  k.dequantize_row_f16 = dequantize_row_f16_neon;
+  k.dequantize_row_bf16 = dequantize_row_bf16_neon;
+  k.quantize_row_q8_K = quantize_row_q8_K_neon;
+  k.quantize_row_q8_0 = quantize_row_q8_0_neon;
+  k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_neon;
+  k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_neon;
+  k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_neon;
+  k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_neon;
+  k.vec_dot_f16_f32 = vec_dot_f16_f32_neon;
+  k.vec_dot_bf16_f32 = vec_dot_bf16_f32_neon;
+  k.vec_dot_f32_f32 = vec_dot_f32_f32_neon;
+  k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_neon>;
+  k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_neon>;
+  k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_neon>;
+  k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_neon>;
+  k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_neon>;
+  k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_neon>;
+  k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_neon>;
+  return k;
+}
+
+// The armv8.0 table with the sdot dot products (and the tiles built from them). The tiles are
+// instantiated here, in armv8.0 code: only the dot products themselves need dotprod.
+KernelSet make_dotprod_set() {
+  KernelSet k = make_v8_set();
+  k.name = "neon+dotprod";
+  k.vec_dot_q4_K_q8_K = dotprod::vec_dot_q4_K_q8_K;
+  k.vec_dot_q6_K_q8_K = dotprod::vec_dot_q6_K_q8_K;
+  k.vec_dot_q8_0_q8_0 = dotprod::vec_dot_q8_0_q8_0;
+  k.vec_dot_q4_0_q8_0 = dotprod::vec_dot_q4_0_q8_0;
+  k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, dotprod::vec_dot_q4_K_q8_K>;
+  k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, dotprod::vec_dot_q6_K_q8_K>;
+  k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, dotprod::vec_dot_q8_0_q8_0>;
+  k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, dotprod::vec_dot_q4_0_q8_0>;
+  return k;
+}
+
+}  // namespace
+
+bool cpu_has_dotprod() {
+#if defined(__linux__)
+  static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return has;
+#else
+  return false;  // no run-time check on this OS yet: the armv8.0 kernels run everywhere
+#endif
+}
+
+const KernelSet* neon_v8_kernels() {
+  static const KernelSet ks = make_v8_set();
   return &ks;
+}
+
+const KernelSet* neon_dotprod_kernels() {
+  if (!cpu_has_dotprod()) return nullptr;
+  static const KernelSet ks = make_dotprod_set();
+  return &ks;
+}
+
+// dispatch.cpp's entry point: the best NEON flavour this CPU runs.
+const KernelSet* neon_kernels() {
+  const KernelSet* best = neon_dotprod_kernels();
+  return best ? best : neon_v8_kernels();
 }
 
 }  // namespace edgellm::kernels

@@ -1,0 +1,175 @@
+// Internal: the NEON integer dot products of the quantized formats, written once and compiled
+// twice, by kernels_neon.cpp (armv8.0) and kernels_dotprod.cpp (armv8.2-a+dotprod). They differ
+// only in how 16 int8 pairs are multiplied and summed into four int32 lanes, the Dot policy:
+//   static int32x4_t Dot::dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
+// which adds to acc four partial sums whose total is sum_l a[l] * b[l].
+//
+// Everything here is in an anonymous namespace: each of the two files gets its own copy, compiled
+// with its own -march, so the linker can never hand the armv8.0 path a copy built for dotprod.
+// For the same reason this header uses nothing but <arm_neon.h> and the block structs.
+//
+// Per super-block the integer sums are exact (int32 cannot overflow for any input bytes); they
+// are scaled and accumulated in float, so against the references (double, rounded once)
+//   |r - ref| <= (n / 16 + 16) * 2^-23 * sum_i |w_i a_i|
+// (for Q4_K, |w_i| counts d sc q and dmin m separately), the bound test_kernels_isa.cpp and
+// test_kernels_neon.cpp check. K-quant activations must have bsums consistent with qs, as
+// quantize_row_q8_K makes them (Q4_K takes its min terms from them, Q6_K its -32 offset).
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "edgellm/kernels/blocks.hpp"
+
+namespace edgellm::kernels {
+namespace {
+
+// fp16 bits -> float with the FPU's conversion (exact; the same value fp16_to_fp32 gives).
+inline float fp16_value(fp16_t h) {
+  __fp16 v;
+  std::memcpy(&v, &h, sizeof v);
+  return static_cast<float>(v);
+}
+
+// The totals of four int32x4 partial-sum vectors, one per lane: [sum a, sum b, sum c, sum d].
+inline int32x4_t lane_totals(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
+  return vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d));
+}
+
+// The 12 scale bytes of a Q4_K block as 8 scales and 8 mins (6 bits each; see q4_K_scale_min):
+// bytes 0..3 / 4..7 give scales / mins 0..3 in their low 6 bits, bytes 8..11 the low 4 bits of
+// scales (low nibble) and mins (high nibble) 4..7, whose top 2 bits are the top bits of 0..7.
+inline void q4_K_scales_mins(const uint8_t* s, uint8x8_t* scales, uint8x8_t* mins) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3f;
+  const uint32_t mn_lo = u1 & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+  *scales = vcreate_u8(sc_lo | (static_cast<uint64_t>(sc_hi) << 32));
+  *mins = vcreate_u8(mn_lo | (static_cast<uint64_t>(mn_hi) << 32));
+}
+
+// Q4_K . Q8_K: per super-block  d dy sum_j sc_j (q . a)_j  -  dmin dy sum_j m_j (sum of a)_j.
+// 32 bytes of qs carry two sub-blocks (low nibbles: 2c, high: 2c + 1) whose activations are the
+// 64 contiguous bytes a[64 c ..]; the eight sub-block dots stay in registers, are reduced to one
+// lane each and scaled with one multiply-add per four sub-blocks; one horizontal add per block.
+template <class Dot>
+float dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y) {
+  const uint8x16_t low4 = vdupq_n_u8(0x0F);
+  const int32x4_t zero = vdupq_n_s32(0);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8x8_t sc8, mn8;
+    q4_K_scales_mins(x[i].scales, &sc8, &mn8);
+
+    // Min terms: m_j times the activation sum of sub-block j (the two 16-element bsums).
+    const int16x8_t a_sums = vpaddq_s16(vld1q_s16(y[i].bsums), vld1q_s16(y[i].bsums + 8));
+    const int16x8_t mn = vreinterpretq_s16_u16(vmovl_u8(mn8));
+    const int32x4_t min_terms = vmlal_high_s16(vmull_s16(vget_low_s16(mn), vget_low_s16(a_sums)), mn, a_sums);
+
+    int32x4_t dots[8];
+    for (int c = 0; c < 4; ++c) {
+      const uint8x16x2_t q = vld1q_u8_x2(x[i].qs + 32 * c);
+      const int8x16x4_t a = vld1q_s8_x4(y[i].qs + 64 * c);
+      const int8x16_t lo0 = vreinterpretq_s8_u8(vandq_u8(q.val[0], low4));
+      const int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(q.val[1], low4));
+      const int8x16_t hi0 = vreinterpretq_s8_u8(vshrq_n_u8(q.val[0], 4));
+      const int8x16_t hi1 = vreinterpretq_s8_u8(vshrq_n_u8(q.val[1], 4));
+      dots[2 * c] = Dot::dot16(Dot::dot16(zero, lo0, a.val[0]), lo1, a.val[1]);
+      dots[2 * c + 1] = Dot::dot16(Dot::dot16(zero, hi0, a.val[2]), hi1, a.val[3]);
+    }
+    const uint16x8_t sc = vmovl_u8(sc8);
+    int32x4_t q_terms = vmulq_s32(lane_totals(dots[0], dots[1], dots[2], dots[3]),
+                                  vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc))));
+    q_terms = vmlaq_s32(q_terms, lane_totals(dots[4], dots[5], dots[6], dots[7]),
+                        vreinterpretq_s32_u32(vmovl_high_u16(sc)));
+
+    const float dy = y[i].d;
+    sum += dy * fp16_value(x[i].d) * static_cast<float>(vaddvq_s32(q_terms)) -
+           dy * fp16_value(x[i].dmin) * static_cast<float>(vaddvq_s32(min_terms));
+  }
+  return sum;
+}
+
+// Q6_K . Q8_K: per super-block  d dy sum_j s_j ((q . a)_j - 32 (sum of a)_j)  with q in 0..63
+// (the -32 offset taken from bsums instead of being subtracted from every quant). Each half of
+// 128 elements: 64 bytes of ql and 32 of qh give 8 vectors of 16 quants, one per sub-block.
+template <class Dot>
+float dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+  const uint8x16_t low4 = vdupq_n_u8(0x0F), top2 = vdupq_n_u8(0x30);
+  const int32x4_t zero = vdupq_n_s32(0);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const int8_t* a = y[i].qs;
+    int32x4_t dots[16];  // dots[j]: partial sums of sub-block j
+    for (int h = 0; h < 2; ++h) {
+      const uint8x16x4_t ql = vld1q_u8_x4(x[i].ql + 64 * h);
+      const uint8x16x2_t qh = vld1q_u8_x2(x[i].qh + 32 * h);
+      for (int k = 0; k < 2; ++k) {  // elements 128 h + 16 k + l (+32, +64, +96), l < 16
+        const uint8x16_t hb = qh.val[k];
+        const uint8x16_t q0 = vorrq_u8(vandq_u8(ql.val[k], low4), vandq_u8(vshlq_n_u8(hb, 4), top2));
+        const uint8x16_t q1 = vorrq_u8(vandq_u8(ql.val[k + 2], low4), vandq_u8(vshlq_n_u8(hb, 2), top2));
+        const uint8x16_t q2 = vorrq_u8(vshrq_n_u8(ql.val[k], 4), vandq_u8(hb, top2));
+        const uint8x16_t q3 = vorrq_u8(vshrq_n_u8(ql.val[k + 2], 4), vandq_u8(vshrq_n_u8(hb, 2), top2));
+        const int j = 8 * h + k;  // sub-blocks j, j + 2, j + 4, j + 6
+        dots[j] = Dot::dot16(zero, vreinterpretq_s8_u8(q0), vld1q_s8(a + 16 * j));
+        dots[j + 2] = Dot::dot16(zero, vreinterpretq_s8_u8(q1), vld1q_s8(a + 16 * (j + 2)));
+        dots[j + 4] = Dot::dot16(zero, vreinterpretq_s8_u8(q2), vld1q_s8(a + 16 * (j + 4)));
+        dots[j + 6] = Dot::dot16(zero, vreinterpretq_s8_u8(q3), vld1q_s8(a + 16 * (j + 6)));
+      }
+    }
+    const int8x16_t s8 = vld1q_s8(x[i].scales);
+    const int16x8_t s_lo = vmovl_s8(vget_low_s8(s8)), s_hi = vmovl_high_s8(s8);
+    const int16x8_t b_lo = vld1q_s16(y[i].bsums), b_hi = vld1q_s16(y[i].bsums + 8);
+    const int32x4_t scales[4] = {vmovl_s16(vget_low_s16(s_lo)), vmovl_high_s16(s_lo),
+                                 vmovl_s16(vget_low_s16(s_hi)), vmovl_high_s16(s_hi)};
+    const int32x4_t bsums[4] = {vmovl_s16(vget_low_s16(b_lo)), vmovl_high_s16(b_lo),
+                                vmovl_s16(vget_low_s16(b_hi)), vmovl_high_s16(b_hi)};
+    int32x4_t acc = zero;
+    for (int g = 0; g < 4; ++g) {  // sub-blocks 4 g .. 4 g + 3, one per lane
+      const int32x4_t t = lane_totals(dots[4 * g], dots[4 * g + 1], dots[4 * g + 2], dots[4 * g + 3]);
+      acc = vmlaq_s32(acc, vsubq_s32(t, vshlq_n_s32(bsums[g], 5)), scales[g]);
+    }
+    sum += y[i].d * fp16_value(x[i].d) * static_cast<float>(vaddvq_s32(acc));
+  }
+  return sum;
+}
+
+// The 32 quants of a Q8_0 / Q4_0 block as two int8 vectors (elements 0..15, 16..31).
+inline int8x16x2_t block_quants(const block_q8_0& b) { return vld1q_s8_x2(b.qs); }
+inline int8x16x2_t block_quants(const block_q4_0& b) {
+  const uint8x16_t q = vld1q_u8(b.qs);  // low nibbles: elements 0..15, high: 16..31
+  const int8x16_t eight = vdupq_n_s8(8);
+  return {{vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), eight),
+           vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight)}};
+}
+
+// Q8_0 / Q4_0 . Q8_0: two blocks per iteration into two float accumulators (independent
+// multiply-add chains); one horizontal add at the end. The lane sums (at most 8 * 128^2) are
+// exact in float.
+template <class Dot, class WBlock>
+float dot_32_q8_0(int64_t n, const WBlock* x, const block_q8_0* y) {
+  const int32x4_t zero = vdupq_n_s32(0);
+  auto block_dot = [&](int64_t i) {
+    const int8x16x2_t w = block_quants(x[i]);
+    const int8x16x2_t a = vld1q_s8_x2(y[i].qs);
+    return vcvtq_f32_s32(Dot::dot16(Dot::dot16(zero, w.val[0], a.val[0]), w.val[1], a.val[1]));
+  };
+  const int64_t nb = n / QK8_0;
+  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    acc0 = vfmaq_n_f32(acc0, block_dot(i), fp16_value(x[i].d) * fp16_value(y[i].d));
+    acc1 = vfmaq_n_f32(acc1, block_dot(i + 1), fp16_value(x[i + 1].d) * fp16_value(y[i + 1].d));
+  }
+  if (i < nb) acc0 = vfmaq_n_f32(acc0, block_dot(i), fp16_value(x[i].d) * fp16_value(y[i].d));
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+}  // namespace
+}  // namespace edgellm::kernels

@@ -1,0 +1,34 @@
+// Internal: the two NEON flavours behind Isa::neon.
+//   kernels_neon.cpp     armv8.0 NEON: every kernel; the integer dot products widen with
+//                        vmull_s8 and add pairs with vpadal. Runs on every aarch64 CPU.
+//   kernels_dotprod.cpp  armv8.2-a+dotprod: the four integer dot products with sdot (vdotq_s32).
+//                        Nothing in it may run unless cpu_has_dotprod() (SIGILL otherwise).
+// neon_kernels() (kernel_sets.hpp) hands dispatch the dotprod table when the CPU has it, else the
+// armv8.0 one. Tests reach both tables through this header.
+#pragma once
+
+#include <cstdint>
+
+#include "edgellm/kernels/dispatch.hpp"
+
+namespace edgellm::kernels {
+
+// Whether this CPU executes the armv8.2 dot-product instructions (Linux: HWCAP_ASIMDDP).
+bool cpu_has_dotprod();
+
+// The armv8.0 table, named "neon".
+const KernelSet* neon_v8_kernels();
+
+// The armv8.0 table with the sdot kernels in place, named "neon+dotprod"; nullptr if this CPU has
+// no dotprod.
+const KernelSet* neon_dotprod_kernels();
+
+// kernels_dotprod.cpp. Call only when cpu_has_dotprod().
+namespace dotprod {
+float vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y);
+float vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y);
+float vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const block_q8_0* y);
+float vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const block_q8_0* y);
+}  // namespace dotprod
+
+}  // namespace edgellm::kernels

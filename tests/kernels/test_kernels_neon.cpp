@@ -1,0 +1,433 @@
+// The NEON kernels (aarch64 only), both flavours: the armv8.0 table always (called directly, so it
+// is tested on dotprod CPUs too) and the armv8.2 dotprod table when the CPU has it, each against
+// the scalar references on random and edge inputs:
+//   - dequantization and Q8_K / Q8_0 quantization bit for bit;
+//   - dot products within |r - ref| <= (n / 16 + 16) * 2^-23 * sum_i |w_i a_i| (neon_dots.hpp:
+//     exact integer block sums, float scaling and accumulation; for Q4_K |w_i| counts d sc q and
+//     dmin m separately);
+//   - the dispatch choice: "neon+dotprod" exactly when HWCAP has ASIMDDP (qemu -cpu max /
+//     neoverse-n1), "neon" without (cortex-a72), where dotprod code would die with SIGILL.
+// tools/test.sh runs this under both qemu CPUs.
+#include <catch2/catch.hpp>
+
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "block_samples.hpp"
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/quants.hpp"
+#include "neon_kernels.hpp"  // kernels/src: both flavours' tables
+
+using namespace edgellm;
+using namespace edgellm::kernels;
+using namespace edgellm::test;
+
+namespace {
+
+bool hwcap_dotprod() { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+
+// The NEON tables this CPU can run: armv8.0 always, dotprod when the CPU has it.
+std::vector<const KernelSet*> flavours() {
+  std::vector<const KernelSet*> v = {neon_v8_kernels()};
+  if (hwcap_dotprod()) v.push_back(neon_dotprod_kernels());
+  return v;
+}
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+double dot_bound(int64_t n, double magnitude) {
+  return (static_cast<double>(n) / 16 + 16) * std::ldexp(1.0, -23) * magnitude;
+}
+
+double abs_dot(const std::vector<float>& w_abs, const std::vector<float>& a) {
+  double s = 0;
+  for (size_t i = 0; i < w_abs.size(); ++i) s += std::abs(static_cast<double>(w_abs[i]) * a[i]);
+  return s;
+}
+
+// Random blocks followed by edge blocks.
+template <typename Block>
+std::vector<Block> mixed(std::vector<Block> random, const std::vector<Block>& edge) {
+  random.insert(random.end(), edge.begin(), edge.end());
+  return random;
+}
+
+// The edge rows of block_samples.hpp whose values the float kernels can scale: the kernels take
+// d_w * d_a in float (the reference in double), so rows near FLT_MAX (3e38) are left out.
+std::vector<std::vector<float>> scalable_edge_rows(size_t n) {
+  std::vector<std::vector<float>> rows;
+  for (auto& r : edge_rows(n)) {
+    if (std::abs(r[0]) < 1e30f) rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+// Q8_K activation rows: quantized Gaussian and edge rows (the ways real activations look), plus
+// raw bytes with consistent bsums, among them all -128 (the extreme of every product).
+std::vector<std::vector<block_q8_K>> q8_K_rows(Rng& rng, int64_t nb) {
+  std::vector<std::vector<float>> floats = scalable_edge_rows(nb * QK_K);
+  for (int r = 0; r < 4; ++r) floats.push_back(gaussian(rng, nb * QK_K, r == 0 ? 1e-3f : 1.0f));
+  std::vector<std::vector<block_q8_K>> rows;
+  for (const auto& f : floats) {
+    std::vector<block_q8_K> q(nb);
+    quantize_row_q8_K_ref(f.data(), q.data(), nb * QK_K);
+    rows.push_back(q);
+  }
+  for (int fill : {-1, -128}) {
+    std::vector<block_q8_K> q(nb);
+    for (auto& b : q) {
+      for (auto& v : b.qs) v = fill == -1 ? static_cast<int8_t>(rng.next()) : static_cast<int8_t>(fill);
+      for (int j = 0; j < QK_K / 16; ++j) {
+        int s = 0;
+        for (int l = 0; l < 16; ++l) s += b.qs[16 * j + l];
+        b.bsums[j] = static_cast<int16_t>(s);
+      }
+      b.d = fp16_to_fp32(static_cast<fp16_t>(0x2000 + rng.next() % 0x1000)) * ((rng.next() & 1) ? 1 : -1);
+    }
+    rows.push_back(q);
+  }
+  return rows;
+}
+
+std::vector<std::vector<block_q8_0>> q8_0_rows(Rng& rng, int64_t nb) {
+  std::vector<std::vector<float>> floats = scalable_edge_rows(nb * QK8_0);
+  floats.push_back(gaussian(rng, nb * QK8_0));
+  std::vector<std::vector<block_q8_0>> rows;
+  for (const auto& f : floats) {
+    std::vector<block_q8_0> q(nb);
+    quantize_row_q8_0_ref(f.data(), q.data(), nb * QK8_0);
+    rows.push_back(q);
+  }
+  rows.push_back(random_q8_0(rng, nb));
+  std::vector<block_q8_0> all_min(nb);
+  for (auto& b : all_min) {
+    std::memset(b.qs, 0x80, sizeof b.qs);  // -128
+    b.d = 0x3C00;
+  }
+  rows.push_back(all_min);
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("NEON dispatch picks the dotprod flavour exactly when HWCAP has ASIMDDP", "[neon][dispatch]") {
+  const bool dotprod = hwcap_dotprod();
+  CHECK(cpu_has_dotprod() == dotprod);
+  // When run through cmake/qemu-aarch64.sh, the emulated CPU is known: check HWCAP agrees.
+  if (const char* cpu = std::getenv("EDGELLM_QEMU_CPU")) {
+    const std::string c = cpu;
+    if (c == "cortex-a72") CHECK(!dotprod);
+    if (c == "neoverse-n1" || c == "max") CHECK(dotprod);
+  }
+  const KernelSet* neon = kernels_for(Isa::neon);
+  REQUIRE(neon != nullptr);
+  CHECK(neon->isa == Isa::neon);
+  CHECK(std::string(neon->name) == (dotprod ? "neon+dotprod" : "neon"));
+  CHECK(neon == (dotprod ? neon_dotprod_kernels() : neon_v8_kernels()));
+  CHECK((neon_dotprod_kernels() != nullptr) == dotprod);
+  CHECK(std::string(neon_v8_kernels()->name) == "neon");
+  CHECK(available_isas().back() == Isa::neon);
+  if (std::getenv("EDGELLM_ISA") == nullptr) CHECK(&active_kernels() == neon);
+
+  // Every entry is a NEON kernel, not the scalar fallback; the dotprod table differs from the
+  // armv8.0 one exactly in the integer dot products and their tiles.
+  const KernelSet* v8 = neon_v8_kernels();
+  CHECK(v8->dequantize_row_q4_K != dequantize_row_q4_K_ref);
+  CHECK(v8->dequantize_row_q6_K != dequantize_row_q6_K_ref);
+  CHECK(v8->dequantize_row_q8_0 != dequantize_row_q8_0_ref);
+  CHECK(v8->dequantize_row_q4_0 != dequantize_row_q4_0_ref);
+  CHECK(v8->dequantize_row_f16 != dequantize_row_f16_ref);
+  CHECK(v8->dequantize_row_bf16 != dequantize_row_bf16_ref);
+  CHECK(v8->quantize_row_q8_K != quantize_row_q8_K_ref);
+  CHECK(v8->quantize_row_q8_0 != quantize_row_q8_0_ref);
+  CHECK(v8->vec_dot_q4_K_q8_K != vec_dot_q4_K_q8_K_ref);
+  CHECK(v8->vec_dot_q6_K_q8_K != vec_dot_q6_K_q8_K_ref);
+  CHECK(v8->vec_dot_q8_0_q8_0 != vec_dot_q8_0_q8_0_ref);
+  CHECK(v8->vec_dot_q4_0_q8_0 != vec_dot_q4_0_q8_0_ref);
+  CHECK(v8->vec_dot_f16_f32 != vec_dot_f16_f32_ref);
+  CHECK(v8->vec_dot_bf16_f32 != vec_dot_bf16_f32_ref);
+  CHECK(v8->vec_dot_f32_f32 != vec_dot_f32_f32_ref);
+  if (const KernelSet* dp = neon_dotprod_kernels()) {
+    CHECK(dp->vec_dot_q4_K_q8_K == dotprod::vec_dot_q4_K_q8_K);
+    CHECK(dp->vec_dot_q6_K_q8_K == dotprod::vec_dot_q6_K_q8_K);
+    CHECK(dp->vec_dot_q8_0_q8_0 == dotprod::vec_dot_q8_0_q8_0);
+    CHECK(dp->vec_dot_q4_0_q8_0 == dotprod::vec_dot_q4_0_q8_0);
+    CHECK(dp->matmul_q4_K_q8_K != v8->matmul_q4_K_q8_K);
+    CHECK(dp->dequantize_row_q4_K == v8->dequantize_row_q4_K);
+    CHECK(dp->quantize_row_q8_K == v8->quantize_row_q8_K);
+    CHECK(dp->vec_dot_f32_f32 == v8->vec_dot_f32_f32);
+  }
+}
+
+// The reason for the run-time check: the sdot kernels run on a dotprod CPU and die with SIGILL on
+// one without (under qemu -cpu cortex-a72), so a pass there shows that none of them was called.
+TEST_CASE("the sdot kernels fault exactly on CPUs without dotprod", "[neon][dispatch]") {
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // child: one dotprod kernel, then a plain exit
+    block_q8_0 b{};
+    b.d = 0x3C00;
+    b.qs[0] = 3;
+    const float r = dotprod::vec_dot_q8_0_q8_0(QK8_0, &b, &b);
+    _exit(r == 9.0f ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  if (hwcap_dotprod()) {
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  } else {
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGILL);
+  }
+}
+
+TEST_CASE("NEON dequantization is bit-exact with the reference", "[neon][dequantize]") {
+  Rng rng(7);
+  const auto q4k = mixed(random_q4_K(rng, 64), edge_q4_K());
+  const auto q6k = mixed(random_q6_K(rng, 64), edge_q6_K());
+  const auto q80 = mixed(random_q8_0(rng, 64), edge_q8_0());
+  const auto q40 = mixed(random_q4_0(rng, 64), edge_q4_0());
+  std::vector<uint16_t> all(65536 + 16);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  for (const KernelSet* ks : flavours()) {
+    INFO("flavour " << ks->name);
+    auto check = [&](const auto& blocks, int64_t block_elems, auto ref, auto got_fn) {
+      const int64_t k = static_cast<int64_t>(blocks.size()) * block_elems;
+      std::vector<float> want(k, 0.0f), got(k, 1.0f);
+      ref(blocks.data(), want.data(), k);
+      got_fn(blocks.data(), got.data(), k);
+      CHECK(same_bits(want, got));
+    };
+    check(q4k, QK_K, dequantize_row_q4_K_ref, ks->dequantize_row_q4_K);
+    check(q6k, QK_K, dequantize_row_q6_K_ref, ks->dequantize_row_q6_K);
+    check(q80, QK8_0, dequantize_row_q8_0_ref, ks->dequantize_row_q8_0);
+    check(q40, QK4_0, dequantize_row_q4_0_ref, ks->dequantize_row_q4_0);
+    // Every 16-bit pattern (subnormals, Inf, NaN with payloads), at odd offsets and lengths.
+    for (int64_t off : {0, 3}) {
+      for (int64_t n : {int64_t{65536}, int64_t{1}, int64_t{15}, int64_t{17}, int64_t{47}}) {
+        INFO("offset " << off << " length " << n);
+        std::vector<float> want(n, 0.0f), got(n, 1.0f);
+        dequantize_row_f16_ref(all.data() + off, want.data(), n);
+        ks->dequantize_row_f16(all.data() + off, got.data(), n);
+        CHECK(same_bits(want, got));
+        dequantize_row_bf16_ref(all.data() + off, want.data(), n);
+        ks->dequantize_row_bf16(all.data() + off, got.data(), n);
+        CHECK(same_bits(want, got));
+      }
+    }
+  }
+}
+
+TEST_CASE("NEON Q8_K / Q8_0 quantization is bit-exact with the reference", "[neon][quantize]") {
+  Rng rng(11);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::vector<float>> inputs = edge_rows(2 * QK_K);
+  for (float sigma : {1.0f, 1e-3f, 1e30f, 1e-38f}) inputs.push_back(gaussian(rng, 4 * QK_K, sigma));
+  {
+    auto v = gaussian(rng, 2 * QK_K);
+    v[5] = 7.0f, v[100] = -7.0f;  // equal magnitudes: the first one gives the sign
+    v[QK_K + 7] = -9.0f, v[QK_K + 200] = 9.0f;
+    inputs.push_back(v);
+    auto s = gaussian(rng, 2 * QK_K);
+    s[3] = nan, s[40] = -nan;                      // NaN elements
+    s[QK_K + 8] = inf, s[QK_K + 9] = -inf;         // Inf blocks
+    inputs.push_back(s);
+    std::vector<float> all_nan(QK_K, nan);
+    inputs.push_back(all_nan);
+    auto t = gaussian(rng, QK_K, 1e-3f);
+    t[17] = 1e-37f * 3, t[200] = -std::numeric_limits<float>::denorm_min();
+    inputs.push_back(t);
+    std::vector<float> tiny_block(QK_K, 0.0f);
+    tiny_block[31] = -std::numeric_limits<float>::denorm_min();  // -127 / max overflows
+    inputs.push_back(tiny_block);
+    std::vector<float> halves(QK_K);
+    for (int i = 0; i < QK_K; ++i) halves[i] = (i - 128) * 0.5f + (i % 3 == 0 ? 0.25f : 0.0f);
+    halves[0] = -127.0f;  // x * -127 / max lands on many exact .5 ties
+    inputs.push_back(halves);
+  }
+  for (const KernelSet* ks : flavours()) {
+    INFO("flavour " << ks->name);
+    for (size_t t = 0; t < inputs.size(); ++t) {
+      INFO("input " << t);
+      const auto& x = inputs[t];
+      const int64_t n = static_cast<int64_t>(x.size());
+      std::vector<block_q8_K> want(n / QK_K), got(n / QK_K);
+      std::memset(got.data(), 0x5A, got.size() * sizeof(block_q8_K));
+      quantize_row_q8_K_ref(x.data(), want.data(), n);
+      ks->quantize_row_q8_K(x.data(), got.data(), n);
+      CHECK(same_bits(want, got));
+      std::vector<block_q8_0> want0(n / QK8_0), got0(n / QK8_0);
+      std::memset(got0.data(), 0x5A, got0.size() * sizeof(block_q8_0));
+      quantize_row_q8_0_ref(x.data(), want0.data(), n);
+      ks->quantize_row_q8_0(x.data(), got0.data(), n);
+      CHECK(same_bits(want0, got0));
+    }
+  }
+}
+
+TEST_CASE("NEON K-quant dot products stay within the stated bound", "[neon][vec_dot]") {
+  Rng rng(13);
+  for (int64_t nb : {1, 2, 3, 8, 17}) {
+    const int64_t n = nb * QK_K;
+    const auto acts = q8_K_rows(rng, nb);
+    // Weight rows: random blocks, then every edge block in rows of nb.
+    std::vector<std::vector<block_q4_K>> w4;
+    std::vector<std::vector<block_q6_K>> w6;
+    for (int r = 0; r < 4; ++r) w4.push_back(random_q4_K(rng, nb)), w6.push_back(random_q6_K(rng, nb));
+    const auto e4 = edge_q4_K();
+    const auto e6 = edge_q6_K();
+    for (size_t s = 0; s + nb <= e4.size(); s += nb * 7) w4.emplace_back(e4.begin() + s, e4.begin() + s + nb);
+    for (size_t s = 0; s + nb <= e6.size(); s += nb * 3) w6.emplace_back(e6.begin() + s, e6.begin() + s + nb);
+    // |w| per element, once per weight row (for Q4_K: d >= 0 and dmin <= 0, exact fp16 sign flips).
+    std::vector<std::vector<float>> w4_abs, w6_abs;
+    for (auto w : w4) {
+      for (auto& b : w) b.d &= 0x7FFF, b.dmin |= 0x8000;
+      w4_abs.emplace_back(n);
+      dequantize_row_q4_K_ref(w.data(), w4_abs.back().data(), n);
+    }
+    for (const auto& w : w6) {
+      w6_abs.emplace_back(n);
+      dequantize_row_q6_K_ref(w.data(), w6_abs.back().data(), n);
+      for (float& v : w6_abs.back()) v = std::abs(v);
+    }
+    for (const auto& a : acts) {
+      std::vector<float> a_f(n);
+      dequantize_row_q8_K_ref(a.data(), a_f.data(), n);
+      for (size_t r = 0; r < w4.size(); ++r) {
+        const double ref = vec_dot_q4_K_q8_K_ref(n, w4[r].data(), a.data());
+        const double bound = dot_bound(n, abs_dot(w4_abs[r], a_f));
+        for (const KernelSet* ks : flavours()) {
+          const double got = ks->vec_dot_q4_K_q8_K(n, w4[r].data(), a.data());
+          INFO("Q4_K flavour " << ks->name << " blocks " << nb << " row " << r << " ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= bound);
+        }
+      }
+      for (size_t r = 0; r < w6.size(); ++r) {
+        const double ref = vec_dot_q6_K_q8_K_ref(n, w6[r].data(), a.data());
+        const double bound = dot_bound(n, abs_dot(w6_abs[r], a_f));
+        for (const KernelSet* ks : flavours()) {
+          const double got = ks->vec_dot_q6_K_q8_K(n, w6[r].data(), a.data());
+          INFO("Q6_K flavour " << ks->name << " blocks " << nb << " row " << r << " ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= bound);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("NEON Q8_0 / Q4_0 dot products stay within the stated bound", "[neon][vec_dot]") {
+  Rng rng(17);
+  for (int64_t nb : {1, 2, 3, 5, 8, 33}) {
+    const int64_t n = nb * QK8_0;
+    const auto acts = q8_0_rows(rng, nb);
+    std::vector<std::vector<block_q8_0>> w8;
+    std::vector<std::vector<block_q4_0>> w4;
+    for (int r = 0; r < 4; ++r) w8.push_back(random_q8_0(rng, nb)), w4.push_back(random_q4_0(rng, nb));
+    const auto e8 = edge_q8_0();
+    const auto e4 = edge_q4_0();
+    for (size_t s = 0; s + nb <= e8.size(); s += nb) w8.emplace_back(e8.begin() + s, e8.begin() + s + nb);
+    for (size_t s = 0; s + nb <= e4.size(); s += nb) w4.emplace_back(e4.begin() + s, e4.begin() + s + nb);
+    for (const auto& a : acts) {
+      std::vector<float> a_f(n), w_f(n);
+      dequantize_row_q8_0_ref(a.data(), a_f.data(), n);
+      for (const auto& w : w8) {
+        dequantize_row_q8_0_ref(w.data(), w_f.data(), n);
+        const double ref = vec_dot_q8_0_q8_0_ref(n, w.data(), a.data());
+        const double bound = dot_bound(n, abs_dot(w_f, a_f));
+        for (const KernelSet* ks : flavours()) {
+          const double got = ks->vec_dot_q8_0_q8_0(n, w.data(), a.data());
+          INFO("Q8_0 flavour " << ks->name << " blocks " << nb << " ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= bound);
+        }
+      }
+      for (const auto& w : w4) {
+        dequantize_row_q4_0_ref(w.data(), w_f.data(), n);
+        const double ref = vec_dot_q4_0_q8_0_ref(n, w.data(), a.data());
+        const double bound = dot_bound(n, abs_dot(w_f, a_f));
+        for (const KernelSet* ks : flavours()) {
+          const double got = ks->vec_dot_q4_0_q8_0(n, w.data(), a.data());
+          INFO("Q4_0 flavour " << ks->name << " blocks " << nb << " ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= bound);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("NEON float dot products stay within the stated bound", "[neon][vec_dot]") {
+  Rng rng(19);
+  for (int64_t n = 1; n <= 70; ++n) {
+    for (int64_t len : {n, n * 61}) {
+      INFO("length " << len);
+      auto x = gaussian(rng, len), y = gaussian(rng, len);
+      if (len > 8) x[len / 2] = 1e4f, y[len / 3] = -1e-4f;  // mixed magnitudes
+      std::vector<fp16_t> h(len);
+      std::vector<bf16_t> b(len);
+      quantize_row_f16_ref(x.data(), h.data(), len);
+      quantize_row_bf16_ref(x.data(), b.data(), len);
+      std::vector<float> hf(len), bf(len);
+      dequantize_row_f16_ref(h.data(), hf.data(), len);
+      dequantize_row_bf16_ref(b.data(), bf.data(), len);
+      for (const KernelSet* ks : flavours()) {
+        INFO("flavour " << ks->name);
+        CHECK(std::abs(ks->vec_dot_f32_f32(len, x.data(), y.data()) - vec_dot_f32_f32_ref(len, x.data(), y.data())) <=
+              dot_bound(len, abs_dot(x, y)));
+        CHECK(std::abs(ks->vec_dot_f16_f32(len, h.data(), y.data()) - vec_dot_f16_f32_ref(len, h.data(), y.data())) <=
+              dot_bound(len, abs_dot(hf, y)));
+        CHECK(std::abs(ks->vec_dot_bf16_f32(len, b.data(), y.data()) - vec_dot_bf16_f32_ref(len, b.data(), y.data())) <=
+              dot_bound(len, abs_dot(bf, y)));
+      }
+    }
+  }
+}
+
+TEST_CASE("NEON matmul tiles give each flavour's dot products", "[neon][matmul]") {
+  Rng rng(23);
+  const int64_t n = 2 * QK_K, rows = 5, n_act = 3;
+  const auto w4 = random_q4_K(rng, rows * n / QK_K);
+  const auto w6 = random_q6_K(rng, rows * n / QK_K);
+  const auto w8 = random_q8_0(rng, rows * n / QK8_0);
+  const auto w40 = random_q4_0(rng, rows * n / QK4_0);
+  const auto x = gaussian(rng, n_act * n), wf = gaussian(rng, rows * n);
+  std::vector<block_q8_K> a8k(n_act * n / QK_K);
+  std::vector<block_q8_0> a80(n_act * n / QK8_0);
+  quantize_row_q8_K_ref(x.data(), a8k.data(), n_act * n);
+  quantize_row_q8_0_ref(x.data(), a80.data(), n_act * n);
+  const size_t ldy = rows + 1;
+  for (const KernelSet* ks : flavours()) {
+    INFO("flavour " << ks->name);
+    auto check = [&](auto tile, auto dot, const auto& w, const auto& a) {
+      using WB = std::remove_cvref_t<decltype(w[0])>;
+      using AB = std::remove_cvref_t<decltype(a[0])>;
+      const int64_t wb = static_cast<int64_t>(w.size()) / rows, ab = static_cast<int64_t>(a.size()) / n_act;
+      std::vector<float> y(n_act * ldy, -1.0f);
+      tile(n, w.data(), wb * sizeof(WB), rows, a.data(), ab * sizeof(AB), n_act, y.data(), ldy);
+      for (int64_t i = 0; i < n_act; ++i) {
+        for (int64_t r = 0; r < rows; ++r) CHECK(y[i * ldy + r] == dot(n, w.data() + r * wb, a.data() + i * ab));
+        CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
+      }
+    };
+    check(ks->matmul_q4_K_q8_K, ks->vec_dot_q4_K_q8_K, w4, a8k);
+    check(ks->matmul_q6_K_q8_K, ks->vec_dot_q6_K_q8_K, w6, a8k);
+    check(ks->matmul_q8_0_q8_0, ks->vec_dot_q8_0_q8_0, w8, a80);
+    check(ks->matmul_q4_0_q8_0, ks->vec_dot_q4_0_q8_0, w40, a80);
+    check(ks->matmul_f32_f32, ks->vec_dot_f32_f32, wf, x);
+  }
+}
