@@ -13,9 +13,12 @@ namespace edgellm {
 
 namespace {
 
-// Descending logit; ties by ascending id so the order (and so the pick) is deterministic.
+// Descending logit; ties by ascending id so the order (and so the pick) is deterministic. NaN
+// sorts as -inf: the sorts need a strict weak order whatever the logits hold.
 bool higher(const Candidate& a, const Candidate& b) {
-  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  const float x = std::isnan(a.logit) ? -INFINITY : a.logit;
+  const float y = std::isnan(b.logit) ? -INFINITY : b.logit;
+  return x > y || (x == y && a.id < b.id);
 }
 
 float max_logit(const Candidates& c) {
@@ -183,8 +186,12 @@ void apply_temperature(Candidates& c, float t) {
 
 size_t argmax(const Candidates& c) {
   size_t best = 0;
-  for (size_t i = 1; i < c.data.size(); ++i) {
-    if (c.data[i].logit > c.data[best].logit) best = i;
+  float best_logit = -INFINITY;
+  for (size_t i = 0; i < c.data.size(); ++i) {
+    if (c.data[i].logit > best_logit) {
+      best = i;
+      best_logit = c.data[i].logit;
+    }
   }
   return best;
 }
@@ -241,10 +248,10 @@ int32_t Sampler::sample(std::span<const float> logits) {
                  : logits[i];
   };
 
-  if (p.temperature == 0) {  // greedy: one pass, first of equal maxima
+  if (p.temperature == 0) {  // greedy: one pass, first of equal maxima (NaN never wins)
     size_t best = 0;
-    float best_value = value(0);
-    for (size_t i = 1; i < logits.size(); ++i) {
+    float best_value = -INFINITY;
+    for (size_t i = 0; i < logits.size(); ++i) {
       if (const float v = value(i); v > best_value) {
         best = i;
         best_value = v;

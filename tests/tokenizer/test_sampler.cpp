@@ -316,3 +316,31 @@ TEST_CASE("the sampler equals the chain of free functions", "[sampler]") {
     }
   }
 }
+
+TEST_CASE("non-finite logits still give a valid token", "[sampler]") {
+  auto logits = random_logits(1000, 5);
+  for (size_t i = 0; i < logits.size(); i += 3) logits[i] = NAN;
+  for (size_t i = 1; i < logits.size(); i += 7) logits[i] = -INFINITY;
+  std::vector<float> all_inf(1000, -INFINITY);
+  std::vector<float> all_nan(1000, NAN);
+  for (int mode = 0; mode < 4; ++mode) {
+    SamplerParams p;
+    p.temperature = mode == 0 ? 0.0f : 1.0f;
+    p.top_k = mode == 2 ? 0 : 40;
+    p.top_p = mode == 3 ? 1.0f : 0.9f;
+    p.repeat_penalty = 1.2f;
+    Sampler s(1000, p);
+    for (const auto* row : {&logits, &all_inf, &all_nan}) {
+      for (int i = 0; i < 20; ++i) {
+        const int32_t id = s.sample(*row);
+        REQUIRE((id >= 0 && id < 1000));
+        s.accept(id);
+      }
+    }
+    // With some finite logits, a NaN or -inf token is never drawn.
+    for (int i = 0; i < 50; ++i) {
+      const int32_t id = s.sample(logits);
+      CHECK(std::isfinite(logits[size_t(id)]));
+    }
+  }
+}
