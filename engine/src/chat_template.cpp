@@ -21,6 +21,7 @@ constexpr NamedFormat kFormats[] = {
     {"llama2-sys-strip", ChatFormat::Llama2SysStrip},
     {"zephyr", ChatFormat::Zephyr},
     {"tinyllama", ChatFormat::TinyLlama},
+    {"llama3", ChatFormat::Llama3},
 };
 
 std::string supported_names() {
@@ -103,6 +104,7 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
     return std::nullopt;
   }
   if (has("<|user|>") && has("<|endoftext|>")) return ChatFormat::Zephyr;
+  if (has("<|start_header_id|>") && has("<|end_header_id|>")) return ChatFormat::Llama3;
   return std::nullopt;
 }
 
@@ -146,6 +148,13 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
       if (add_generation_prompt) out += "<|assistant|>\n";
       break;
     }
+    case ChatFormat::Llama3:
+      for (const ChatMessage& m : messages) {
+        out.append("<|start_header_id|>").append(m.role).append("<|end_header_id|>\n\n");
+        out.append(trim(m.content)).append("<|eot_id|>");
+      }
+      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      break;
   }
   return out;
 }

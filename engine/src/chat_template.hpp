@@ -12,8 +12,10 @@
 //   llama2-sys-strip  as llama2-sys with each content trimmed (Meta's Llama-2-chat template)
 //   zephyr            <|{role}|>\n{content}<|endoftext|>\n ...        [<|assistant|>\n]
 //   tinyllama         <|{role}|>\n{content}{eos}\n ...                [<|assistant|>\n]
+//   llama3            <|start_header_id|>{role}<|end_header_id|>\n\n{trimmed content}<|eot_id|>
+//                     ...                     [<|start_header_id|>assistant<|end_header_id|>\n\n]
 //
-// chatml, llama2* and zephyr give exactly llama.cpp's llama_chat_apply_template output. tinyllama
+// chatml, llama2*, zephyr and llama3 give exactly llama.cpp's llama_chat_apply_template output. tinyllama
 // is the Zephyr template written with `eos_token` (TinyLlama-1.1B-Chat, zephyr-7b-beta): rendered
 // by Jinja it gives `<|user|>\n...</s>\n`. llama.cpp's substring detection files that Jinja text
 // under "glmedge" (which drops the </s>), so for it we follow the Jinja rendering, not llama.cpp.
@@ -35,10 +37,19 @@ class ChatTemplateError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class ChatFormat { ChatML, Llama2, Llama2Sys, Llama2SysBos, Llama2SysStrip, Zephyr, TinyLlama };
+enum class ChatFormat {
+  ChatML,
+  Llama2,
+  Llama2Sys,
+  Llama2SysBos,
+  Llama2SysStrip,
+  Zephyr,
+  TinyLlama,
+  Llama3,
+};
 
 struct ChatMessage {
-  std::string role;  // "system", "user", "assistant" (chatml/zephyr/tinyllama accept any role)
+  std::string role;  // "system", "user", "assistant" (chatml/zephyr/tinyllama/llama3: any role)
   std::string content;
 };
 

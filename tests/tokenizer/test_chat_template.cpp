@@ -71,30 +71,35 @@ TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
   CHECK(detect_chat_format(read_template("Qwen-Qwen2.5-7B-Instruct.jinja")) == ChatFormat::ChatML);
   CHECK(detect_chat_format(read_template("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja")) ==
         ChatFormat::ChatML);
-  // ... and look-alikes that are not ours: Mistral's [INST] variants, Phi-3, GLM, Llama-3.
+  // ... Llama 3 ...
+  CHECK(detect_chat_format(read_template("meta-llama-Llama-3.1-8B-Instruct.jinja")) ==
+        ChatFormat::Llama3);
+  CHECK(detect_chat_format(read_template("meta-llama-Llama-3.2-3B-Instruct.jinja")) ==
+        ChatFormat::Llama3);
+  // ... and look-alikes that are not ours: Mistral's [INST] variants, Phi-3, GLM, Gemma.
   CHECK_FALSE(detect_chat_format(read_template("mistralai-Mistral-Nemo-Instruct-2407.jinja")));
   CHECK_FALSE(detect_chat_format(read_template("Mistral-Small-3.2-24B-Instruct-2506.jinja")));
   CHECK_FALSE(detect_chat_format(read_template("microsoft-Phi-3.5-mini-instruct.jinja")));
   CHECK_FALSE(detect_chat_format(read_template("GLM-4.6.jinja")));
-  CHECK_FALSE(detect_chat_format(read_template("meta-llama-Llama-3.1-8B-Instruct.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("google-gemma-2-2b-it.jinja")));
   CHECK_FALSE(detect_chat_format(""));
 }
 
 TEST_CASE("names, fallback and errors", "[chat]") {
   for (auto f : {ChatFormat::ChatML, ChatFormat::Llama2, ChatFormat::Llama2Sys,
                  ChatFormat::Llama2SysBos, ChatFormat::Llama2SysStrip, ChatFormat::Zephyr,
-                 ChatFormat::TinyLlama}) {
+                 ChatFormat::TinyLlama, ChatFormat::Llama3}) {
     CHECK(chat_format_from_name(chat_format_name(f)) == f);
     CHECK(resolve_chat_format(chat_format_name(f)) == f);
   }
   CHECK(resolve_chat_format(kLlama2Chat) == ChatFormat::Llama2SysStrip);
-  const std::string llama3 = read_template("meta-llama-Llama-3.1-8B-Instruct.jinja");
-  CHECK_THROWS_AS(resolve_chat_format(llama3), ChatTemplateError);
+  const std::string phi3 = read_template("microsoft-Phi-3.5-mini-instruct.jinja");
+  CHECK_THROWS_AS(resolve_chat_format(phi3), ChatTemplateError);
   CHECK_THROWS_AS(resolve_chat_format(""), ChatTemplateError);
-  CHECK(resolve_chat_format(llama3, "chatml") == ChatFormat::ChatML);
-  CHECK_THROWS_AS(resolve_chat_format(llama3, "no-such-format"), ChatTemplateError);
+  CHECK(resolve_chat_format(phi3, "chatml") == ChatFormat::ChatML);
+  CHECK_THROWS_AS(resolve_chat_format(phi3, "no-such-format"), ChatTemplateError);
   try {
-    resolve_chat_format(llama3);
+    resolve_chat_format(phi3);
   } catch (const ChatTemplateError& e) {
     const std::string what = e.what();
     CHECK(what.find("unsupported chat template") != std::string::npos);
@@ -166,4 +171,20 @@ TEST_CASE("llama2 texts", "[chat]") {
   const std::vector<ChatMessage> one = {{"system", "Be brief."}, {"user", " Hi "}};
   CHECK(apply_chat_template(resolve_chat_format(kLlama2Chat), one, true) ==
         "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]");
+}
+
+TEST_CASE("llama3 text", "[chat]") {
+  // llama.cpp's rendering of Meta's template: per message '<|start_header_id|>' + role +
+  // '<|end_header_id|>\n\n' + content|trim + '<|eot_id|>'; the generation prompt opens the
+  // assistant's header. The template's leading <|begin_of_text|> is the tokenizer's BOS.
+  const std::string expected =
+      "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\nHi there<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nWho are you<|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\nI am an assistant<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nAnother question<|eot_id|>";
+  CHECK(apply_chat_template(ChatFormat::Llama3, kChat, false) == expected);
+  CHECK(apply_chat_template(ChatFormat::Llama3, kChat, true) ==
+        expected + "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
