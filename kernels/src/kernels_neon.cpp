@@ -16,6 +16,7 @@
 #endif
 
 #include "edgellm/kernels/quants.hpp"
+#include "gemm_tile.hpp"
 #include "kernel_sets.hpp"
 #include "neon_dots.hpp"
 #include "neon_kernels.hpp"
@@ -301,8 +302,47 @@ KernelSet make_v8_set() {
   return k;
 }
 
-// The armv8.0 table with the sdot dot products (and the tiles built from them). The tiles are
-// instantiated here, in armv8.0 code: only the dot products themselves need dotprod.
+// ---- dotprod matmul tiles ----
+// The driver and the packing (gemm_tile.hpp) are instantiated here, in armv8.0 code; only the
+// inner kernels they call live in kernels_dotprod.cpp. A few activation rows use the decode
+// kernel (one weight row after the other); from kGemmMinAct rows on, a weight tile is unpacked
+// once and shared by all of them. (The threshold follows the x86 measurement; qemu cannot time it.)
+constexpr int kGemmMinAct = 6;
+
+template <int NA>
+struct DotprodRowsQ4K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    dotprod::tile_rows_q4_K(NA, t, nb, a, bs, o);
+  }
+};
+template <int NA>
+struct DotprodRowsQ6K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    dotprod::tile_rows_q6_K(NA, t, nb, a, bs, o);
+  }
+};
+
+void matmul_q4_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<dotprod::kTileRows, block_q4_K, DotprodRowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                        n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q4_K, block_q8_K, dotprod::vec_dot_q4_K_q8_K>(n, w, w_row_bytes, n_rows, a,
+                                                                          a_row_bytes, n_act, y, ldy);
+}
+
+void matmul_q6_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<dotprod::kTileRows, block_q6_K, DotprodRowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                        n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q6_K, block_q8_K, dotprod::vec_dot_q6_K_q8_K>(n, w, w_row_bytes, n_rows, a,
+                                                                          a_row_bytes, n_act, y, ldy);
+}
+
+// The armv8.0 table with the sdot kernels: dot products, and the matmul tiles built on them.
 KernelSet make_dotprod_set() {
   KernelSet k = make_v8_set();
   k.name = "neon+dotprod";
@@ -310,8 +350,8 @@ KernelSet make_dotprod_set() {
   k.vec_dot_q6_K_q8_K = dotprod::vec_dot_q6_K_q8_K;
   k.vec_dot_q8_0_q8_0 = dotprod::vec_dot_q8_0_q8_0;
   k.vec_dot_q4_0_q8_0 = dotprod::vec_dot_q4_0_q8_0;
-  k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, dotprod::vec_dot_q4_K_q8_K>;
-  k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, dotprod::vec_dot_q6_K_q8_K>;
+  k.matmul_q4_K_q8_K = matmul_q4_K_dotprod;
+  k.matmul_q6_K_q8_K = matmul_q6_K_dotprod;
   k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, dotprod::vec_dot_q8_0_q8_0>;
   k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, dotprod::vec_dot_q4_0_q8_0>;
   return k;
