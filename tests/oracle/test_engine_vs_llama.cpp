@@ -1,0 +1,171 @@
+// The engine against llama.cpp, run live (no stored numbers): per-position logits on synthetic
+// models of each weight type must be as close to llama.cpp's `zen4` build as llama.cpp's own
+// `haswell` build is (with floors for when the two builds agree exactly), through the prefill path
+// (one batch) and the decode path (one token at a time); greedy generations must be identical on
+// models whose next-token distributions are peaked (the peaked synthetic model, stories260K).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "edgellm/edgellm.hpp"
+#include "edgellm/kernels/rng.hpp"
+#include "edgellm/synth.hpp"
+#include "oracle.hpp"
+
+namespace {
+
+namespace synth = edgellm::synth;
+
+const std::string kTmp = EDGELLM_TEST_TMP;
+const std::string kStories = std::string(EDGELLM_SHARED_MODELS) + "/stories260K.gguf";
+constexpr int kSeqLen = 64;
+constexpr double kFloorKld = 1e-5;    // below this, two engines agree for any practical purpose
+constexpr double kFloorLogit = 1e-3;
+
+// Distance of `b` from the reference `a`, both [n_rows][n_vocab].
+struct Distance {
+  double max_abs = 0;   // largest |logit difference| anywhere
+  double mean_kld = 0;  // mean over positions of KL(softmax(a) || softmax(b))
+};
+
+Distance distance(const float* a, const float* b, int n_rows, int n_vocab) {
+  Distance d;
+  for (int r = 0; r < n_rows; ++r) {
+    const float* x = a + static_cast<size_t>(r) * n_vocab;
+    const float* y = b + static_cast<size_t>(r) * n_vocab;
+    const double mx = *std::max_element(x, x + n_vocab), my = *std::max_element(y, y + n_vocab);
+    double zx = 0, zy = 0;
+    for (int v = 0; v < n_vocab; ++v) {
+      zx += std::exp(x[v] - mx);
+      zy += std::exp(y[v] - my);
+      d.max_abs = std::max(d.max_abs, static_cast<double>(std::fabs(x[v] - y[v])));
+    }
+    double kld = 0;
+    for (int v = 0; v < n_vocab; ++v) {
+      const double lx = x[v] - mx - std::log(zx), ly = y[v] - my - std::log(zy);
+      kld += std::exp(lx) * (lx - ly);
+    }
+    d.mean_kld += kld / n_rows;
+  }
+  return d;
+}
+
+std::vector<int32_t> random_sequence(int n, int n_vocab, uint64_t seed) {
+  edgellm::kernels::Rng rng(seed);
+  std::vector<int32_t> ids = {1};  // BOS
+  while (static_cast<int>(ids.size()) < n) ids.push_back(3 + static_cast<int32_t>(rng.next() % (n_vocab - 3)));
+  return ids;
+}
+
+edgellm_context_params context_params(bool logits_all) {
+  edgellm_context_params p = edgellm_context_default_params();
+  p.n_ctx = 512;
+  p.n_threads = 1;
+  p.logits_all = logits_all;
+  return p;
+}
+
+// Our logits for every position: the whole sequence as one batch (prefill), or the first half as a
+// batch and then one token at a time (decode).
+std::vector<float> our_logits(const std::string& path, const std::vector<int32_t>& ids, bool decode,
+                              int n_vocab) {
+  edgellm::Model model(path);
+  edgellm::Context ctx(model, context_params(true));
+  std::vector<float> out;
+  auto take = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const float* l = ctx.logits(i);
+      out.insert(out.end(), l, l + n_vocab);
+    }
+  };
+  if (!decode) {
+    ctx.eval(ids);
+    take(static_cast<int>(ids.size()));
+  } else {
+    const size_t half = ids.size() / 2;
+    ctx.eval(std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<long>(half)));
+    take(static_cast<int>(half));
+    for (size_t i = half; i < ids.size(); ++i) {
+      ctx.eval({ids[i]});
+      take(1);
+    }
+  }
+  return out;
+}
+
+// Greedy: the prompt as one batch, then n tokens one at a time, each the argmax of our logits.
+std::vector<int32_t> our_greedy(const std::string& path, const std::vector<int32_t>& prompt, int n) {
+  edgellm::Model model(path);
+  const int n_vocab = model.info().n_vocab;
+  edgellm::Context ctx(model, context_params(false));
+  std::vector<int32_t> out;
+  ctx.eval(prompt);
+  for (int i = 0; i < n; ++i) {
+    const float* l = ctx.logits();
+    out.push_back(static_cast<int32_t>(std::max_element(l, l + n_vocab) - l));
+    if (i + 1 < n) ctx.eval({out.back()});
+  }
+  return out;
+}
+
+std::string synthetic(synth::WeightType type, bool peaked) {
+  synth::Options o;
+  o.shape = synth::tiny_shape();
+  o.type = type;
+  o.peaked = peaked;
+  o.seed = 7;
+  o.n_threads = 2;
+  std::filesystem::create_directories(kTmp);
+  const std::string path = kTmp + "/vs-" + std::string(synth::weight_type_name(type)) +
+                           (peaked ? "-peaked" : "") + ".gguf";
+  synth::write_model(path, o);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("synthetic models: our logits are as close to llama.cpp as its own CPU builds are") {
+  using W = synth::WeightType;
+  for (W type : {W::Q4_K_M, W::Q8_0, W::Q4_0, W::F16, W::BF16}) {
+    const std::string name(synth::weight_type_name(type));
+    const std::string path = synthetic(type, false);
+    const auto ids = random_sequence(kSeqLen, 512, 11);
+    const auto zen4 = edgellm::oracle::logits(path, ids, "zen4", true);
+    const auto haswell = edgellm::oracle::logits(path, ids, "haswell", true);
+    REQUIRE(zen4.n_rows == kSeqLen);
+    const int V = zen4.n_vocab;
+    const Distance spread = distance(zen4.values.data(), haswell.values.data(), kSeqLen, V);
+    const double bound_abs = std::max(spread.max_abs, kFloorLogit);
+    const double bound_kld = std::max(spread.mean_kld, kFloorKld);
+    for (bool decode : {false, true}) {
+      const auto ours = our_logits(path, ids, decode, V);
+      REQUIRE(ours.size() == zen4.values.size());
+      const Distance d = distance(zen4.values.data(), ours.data(), kSeqLen, V);
+      WARN(name << (decode ? " decode" : " prefill") << ": ours vs llama.cpp zen4: max|dlogit| "
+                << d.max_abs << ", mean KLD " << d.mean_kld << "; llama.cpp haswell vs zen4: "
+                << spread.max_abs << ", " << spread.mean_kld);
+      CHECK(d.max_abs <= bound_abs);
+      CHECK(d.mean_kld <= bound_kld);
+    }
+  }
+}
+
+TEST_CASE("peaked synthetic model: 64 greedy tokens identical to llama.cpp's") {
+  for (auto type : {synth::WeightType::Q4_K_M, synth::WeightType::Q8_0}) {
+    INFO("type " << synth::weight_type_name(type));
+    const std::string path = synthetic(type, true);
+    const std::vector<int32_t> prompt = {1, 300, 301};
+    CHECK(our_greedy(path, prompt, 64) == edgellm::oracle::greedy(path, prompt, 64));
+  }
+}
+
+TEST_CASE("stories260K: greedy generations identical to llama.cpp's") {
+  CHECK(our_greedy(kStories, {1}, 200) == edgellm::oracle::greedy(kStories, {1}, 200));
+  const auto prompt = edgellm::oracle::tokenize(kStories, "Once upon a time, there was a little dog", true, false);
+  REQUIRE(prompt.size() > 5);
+  CHECK(our_greedy(kStories, prompt, 64) == edgellm::oracle::greedy(kStories, prompt, 64));
+}
