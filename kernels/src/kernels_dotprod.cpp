@@ -29,11 +29,13 @@ using Tile = gemm::Tile<kTileRows>;
 constexpr size_t kQ4KBlockBytes = Tile::block_bytes<block_q4_K>();
 constexpr size_t kQ6KBlockBytes = Tile::block_bytes<block_q6_K>();
 
-// acc[h] (rows 4h..4h+3) += the 4 groups g0..g0+3 of the tile times activation bytes av.
-inline void dot_4_groups(int32x4_t acc[2], const uint8_t* tb, int g0, int8x16_t av) {
-  const uint8_t* w = tb + g0 * Tile::group_bytes;
-  const int8x16x4_t w01 = vld1q_s8_x4(reinterpret_cast<const int8_t*>(w));
-  const int8x16x4_t w23 = vld1q_s8_x4(reinterpret_cast<const int8_t*>(w) + 64);
+// The 8 weight vectors of groups g0..g0+3: per group, rows 0..3 then rows 4..7.
+inline int8x16x4_t load_groups(const uint8_t* tb, int g0, int half) {
+  return vld1q_s8_x4(reinterpret_cast<const int8_t*>(tb + g0 * Tile::group_bytes) + 64 * half);
+}
+
+// acc[h] (rows 4h..4h+3) += those 4 groups times the 16 activation bytes av (4 per group).
+inline void dot_4_groups(int32x4_t acc[2], const int8x16x4_t& w01, const int8x16x4_t& w23, int8x16_t av) {
   acc[0] = vdotq_laneq_s32(acc[0], w01.val[0], av, 0);
   acc[1] = vdotq_laneq_s32(acc[1], w01.val[1], av, 0);
   acc[0] = vdotq_laneq_s32(acc[0], w01.val[2], av, 1);
@@ -53,10 +55,11 @@ void rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, cons
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     for (int j = 0; j < 8; ++j) {  // sub-block j: groups 8j..8j+7
       int32x4_t acc[NA][2];
-      for (int i = 0; i < NA; ++i) {
-        acc[i][0] = acc[i][1] = vdupq_n_s32(0);
-        dot_4_groups(acc[i], tb, 8 * j, vld1q_s8(a[i][b].qs + 32 * j));
-        dot_4_groups(acc[i], tb, 8 * j + 4, vld1q_s8(a[i][b].qs + 32 * j + 16));
+      for (int i = 0; i < NA; ++i) acc[i][0] = acc[i][1] = vdupq_n_s32(0);
+      for (int c = 0; c < 2; ++c) {  // each weight vector is loaded once for all NA rows
+        const int g0 = 8 * j + 4 * c;
+        const int8x16x4_t w01 = load_groups(tb, g0, 0), w23 = load_groups(tb, g0, 1);
+        for (int i = 0; i < NA; ++i) dot_4_groups(acc[i], w01, w23, vld1q_s8(a[i][b].qs + 4 * g0));
       }
       const float32x4_t d0 = vld1q_f32(dsc + kTileRows * j), d1 = vld1q_f32(dsc + kTileRows * j + 4);
       for (int i = 0; i < NA; ++i) {
@@ -98,10 +101,11 @@ void rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, floa
     const uint8_t* tb = tile + b * kQ6KBlockBytes;
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     for (int j = 0; j < 16; ++j) {  // sub-block j: groups 4j..4j+3
+      const int8x16x4_t w01 = load_groups(tb, 4 * j, 0), w23 = load_groups(tb, 4 * j, 1);
       int32x4_t acc[NA][2];
       for (int i = 0; i < NA; ++i) {
         acc[i][0] = acc[i][1] = vdupq_n_s32(-32 * a[i][b].bsums[j]);
-        dot_4_groups(acc[i], tb, 4 * j, vld1q_s8(a[i][b].qs + 16 * j));
+        dot_4_groups(acc[i], w01, w23, vld1q_s8(a[i][b].qs + 16 * j));
       }
       const float32x4_t d0 = vld1q_f32(dsc + kTileRows * j), d1 = vld1q_f32(dsc + kTileRows * j + 4);
       for (int i = 0; i < NA; ++i) {

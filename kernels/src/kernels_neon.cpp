@@ -145,7 +145,8 @@ void dequantize_row_q4_0_neon(const block_q4_0* x, float* y, int64_t k) {
   }
 }
 
-// Q4_K: y = (d sc_j) q - (dmin m_j), the product rounded before the subtraction.
+// Q4_K: y = (d sc_j) q - (dmin m_j), the product rounded before the subtraction. 32 bytes of qs
+// give sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles).
 void dequantize_row_q4_K_neon(const block_q4_K* x, float* y, int64_t k) {
   const uint8x16_t low4 = vdupq_n_u8(0x0F);
   for (int64_t i = 0; i < k / QK_K; ++i, y += QK_K) {
@@ -155,16 +156,19 @@ void dequantize_row_q4_K_neon(const block_q4_K* x, float* y, int64_t k) {
     uint8_t sc[8], mn[8];
     vst1_u8(sc, sc8);
     vst1_u8(mn, mn8);
-    for (int j = 0; j < QK_K / 32; ++j) {
-      // sub-block j: the low (j even) or high (j odd) nibbles of qs[32 (j / 2) ..]
-      const uint8x16x2_t qs = vld1q_u8_x2(x[i].qs + 32 * (j / 2));
+    // 16 values of sub-block j at y[32 j + 16 h ..]
+    auto store = [&](int j, int h, uint8x16_t q) {
       const float32x4_t dj = vdupq_n_f32(d * sc[j]), mj = vdupq_n_f32(dmin * mn[j]);
+      const float32x4x4_t f = u8_to_f32(q);
+      vst1q_f32_x4(y + 32 * j + 16 * h,
+                   {{vsubq_f32(vmulq_f32(dj, f.val[0]), mj), vsubq_f32(vmulq_f32(dj, f.val[1]), mj),
+                     vsubq_f32(vmulq_f32(dj, f.val[2]), mj), vsubq_f32(vmulq_f32(dj, f.val[3]), mj)}});
+    };
+    for (int c = 0; c < 4; ++c) {
+      const uint8x16x2_t qs = vld1q_u8_x2(x[i].qs + 32 * c);
       for (int h = 0; h < 2; ++h) {
-        const uint8x16_t q = (j & 1) ? vshrq_n_u8(qs.val[h], 4) : vandq_u8(qs.val[h], low4);
-        const float32x4x4_t f = u8_to_f32(q);
-        vst1q_f32_x4(y + 32 * j + 16 * h,
-                     {{vsubq_f32(vmulq_f32(dj, f.val[0]), mj), vsubq_f32(vmulq_f32(dj, f.val[1]), mj),
-                       vsubq_f32(vmulq_f32(dj, f.val[2]), mj), vsubq_f32(vmulq_f32(dj, f.val[3]), mj)}});
+        store(2 * c, h, vandq_u8(qs.val[h], low4));
+        store(2 * c + 1, h, vshrq_n_u8(qs.val[h], 4));
       }
     }
   }
