@@ -256,14 +256,14 @@ void File::Impl::parse() {
     if (!info)
       throw GgufError(what + " has unknown tensor type id " + std::to_string(raw_type), type_at);
     t.type = static_cast<DType>(raw_type);
-    const auto row_bytes = dtype_row_bytes(t.type, t.ne[0]);
-    if (!row_bytes)
+    if (t.ne[0] % info->block_size != 0)
       throw GgufError(what + " of type " + std::string(info->name) + " has rows of " +
                           std::to_string(t.ne[0]) + " elements, not a whole number of " +
                           std::to_string(info->block_size) + "-element blocks",
                       type_at);
+    const auto row_bytes = dtype_row_bytes(t.type, t.ne[0]);
     const uint64_t rows = n_elements / t.ne[0];
-    if (*row_bytes != 0 && rows > UINT64_MAX / *row_bytes)
+    if (!row_bytes || rows > UINT64_MAX / *row_bytes)
       throw GgufError(what + " size in bytes overflows 64 bits", type_at);
     t.n_bytes = *row_bytes * rows;
 

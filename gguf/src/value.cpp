@@ -38,6 +38,9 @@ GgufError::GgufError(const std::string& what, uint64_t offset)
 GgufError::GgufError(const std::string& context, const GgufError& inner)
     : std::runtime_error(context + ": " + inner.what()), offset_(inner.offset()) {}
 
+bool operator==(const Array& a, const Array& b) { return a.type == b.type && a.items == b.items; }
+bool operator==(const Value& a, const Value& b) { return a.v == b.v; }
+
 std::string describe_type(const Value& v) {
   if (const Array* a = std::get_if<Array>(&v.v))
     return "array of " + std::string(value_type_name(a->type));

@@ -78,6 +78,10 @@ struct Value {
   template <class T> const T& as() const;
 };
 
+// Same type and same value, recursively (array element types included).
+bool operator==(const Array& a, const Array& b);
+bool operator==(const Value& a, const Value& b);
+
 // The ValueType that stores a C++ type (value_type_of<uint32_t> == ValueType::U32).
 template <class T>
 inline constexpr ValueType value_type_of =
