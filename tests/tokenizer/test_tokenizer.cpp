@@ -407,3 +407,105 @@ TEST_CASE("hand-built vocab: merge order, byte fallback, errors", "[tokenizer][s
   bad.types.clear();
   CHECK_THROWS_AS(Tokenizer(bad), TokenizerError);
 }
+
+TEST_CASE("malformed tokenizer metadata is a clear error, never a crash", "[tokenizer]") {
+  using edgellm::gguf::Array;
+  using edgellm::gguf::Value;
+  using edgellm::gguf::ValueType;
+  auto strings = [](std::vector<std::string> v) {
+    Array a;
+    a.type = ValueType::STRING;
+    for (auto& s : v) a.items.emplace_back(std::move(s));
+    return a;
+  };
+  auto floats = [](size_t n) {
+    Array a;
+    a.type = ValueType::F32;
+    for (size_t i = 0; i < n; ++i) a.items.emplace_back(float(-double(i)));
+    return a;
+  };
+  auto ints = [](std::vector<int32_t> v) {
+    Array a;
+    a.type = ValueType::I32;
+    for (int32_t x : v) a.items.emplace_back(x);
+    return a;
+  };
+  // A small valid vocabulary, then one defect at a time.
+  auto make = [&](auto&& defect) {
+    edgellm::gguf::Writer w;
+    w.set("tokenizer.ggml.model", std::string("llama"));
+    w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "<0x62>"}));
+    w.set("tokenizer.ggml.scores", floats(6));
+    w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
+    defect(w);
+    return w.to_bytes({});
+  };
+  auto load_bytes = [](const std::vector<uint8_t>& bytes) {
+    auto file = edgellm::gguf::File::parse(bytes);
+    return Tokenizer::from_gguf(file);
+  };
+  auto error_of = [&](auto&& defect) -> std::string {
+    const auto bytes = make(defect);
+    try {
+      load_bytes(bytes);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+
+  // The valid one works: "ab" -> ▁ a <0x62>.
+  CHECK(error_of([](auto&) {}) == "(no error)");
+  const auto good = make([](auto&) {});
+  CHECK(load_bytes(good).encode("ab", false, false) == std::vector<int32_t>{3, 4, 5});
+
+  CHECK_THAT(error_of([](auto& w) { w.set("tokenizer.ggml.model", std::string("rwkv")); }),
+             Catch::Contains("unsupported tokenizer model 'rwkv'"));
+  CHECK_THAT(error_of([](auto& w) { w.set("tokenizer.ggml.model", uint32_t(1)); }),
+             Catch::Contains("tokenizer.ggml.model"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.tokens", strings({})); }),
+             Catch::Contains("tokenizer.ggml.tokens is empty"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.tokens", ints({1, 2})); }),
+             Catch::Contains("tokenizer.ggml.tokens"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.scores", floats(3)); }),
+             Catch::Contains("tokenizer.ggml.scores has 3 entries for 6 tokens"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.scores", strings({"x"})); }),
+             Catch::Contains("tokenizer.ggml.scores"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.token_type", ints({1})); }),
+             Catch::Contains("tokenizer.ggml.token_type has 1 entries for 6 tokens"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.token_type", floats(6)); }),
+             Catch::Contains("tokenizer.ggml.token_type"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.bos_token_id", std::string("1")); }),
+             Catch::Contains("tokenizer.ggml.bos_token_id"));
+  CHECK_THAT(error_of([&](auto& w) {
+               w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
+               w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "b"}));
+             }),
+             Catch::Contains("has type BYTE but its text 'b'"));
+  CHECK_THAT(error_of([&](auto& w) { w.set("tokenizer.ggml.model", std::string("gpt2")); }),
+             Catch::Contains("unsupported BPE pre-tokenizer ''"));
+  CHECK_THAT(error_of([&](auto& w) {
+               w.set("tokenizer.ggml.model", std::string("gpt2"));
+               w.set("tokenizer.ggml.pre", std::string("llama-bpe"));
+             }),
+             Catch::Contains("tokenizer.ggml.merges missing"));
+  // An out-of-range special id keeps the default, as in llama.cpp; an absent BOS with add_bos
+  // is an error.
+  {
+    const auto bytes = make([](auto& w) { w.set("tokenizer.ggml.eos_token_id", uint32_t(99)); });
+    CHECK(load_bytes(bytes).eos_id() == 2);
+  }
+  {
+    Vocab v;
+    v.tokens = {"a"};
+    v.bos_id = -1;
+    CHECK_THROWS_WITH(Tokenizer(v), Catch::Contains("asks for BOS but has none"));
+  }
+  // No tokenizer at all.
+  {
+    edgellm::gguf::Writer w;
+    w.set("general.architecture", std::string("llama"));
+    auto file = edgellm::gguf::File::parse(w.to_bytes({}));
+    CHECK_THROWS_WITH(Tokenizer::from_gguf(file), Catch::Contains("tokenizer.ggml.model missing"));
+  }
+}
