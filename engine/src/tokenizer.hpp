@@ -77,7 +77,10 @@ Vocab read_vocab(const gguf::File& file);
 
 class Tokenizer {
  public:
-  explicit Tokenizer(Vocab vocab);  // validates; throws TokenizerError
+  // Validates; throws TokenizerError. As llama.cpp does, tokens whose text marks an end of turn
+  // or a fill-in-the-middle slot ("<|eot_id|>", "<|im_end|>", "<|end|>", "</s>", "<PRE>", ...)
+  // are treated as Control whatever type the file gives them.
+  explicit Tokenizer(Vocab vocab);
   static Tokenizer from_gguf(const gguf::File& file) { return Tokenizer(read_vocab(file)); }
 
   Tokenizer(Tokenizer&&) noexcept;
