@@ -1,8 +1,13 @@
-// The armv8.2-a+dotprod integer dot products (this file is compiled with that -march; see
-// kernels/CMakeLists.txt). sdot multiplies 16 int8 pairs and adds each group of four into one
-// int32 lane in a single instruction. The kernels themselves are in neon_dots.hpp, shared with the
-// armv8.0 flavour; kernels_neon.cpp puts these in the "neon+dotprod" table only when the CPU has
-// dotprod, so this file must hold nothing that runs on its own (no static initialisers).
+// The armv8.2-a+dotprod kernels (this file is compiled with that -march; see kernels/CMakeLists.txt):
+// the integer dot products and the Q4_K / Q6_K prefill tiles. sdot multiplies 16 int8 pairs and
+// adds each group of four into one int32 lane in a single instruction. The dot products
+// themselves are in neon_dots.hpp, shared with the armv8.0 flavour.
+//
+// kernels_neon.cpp puts these in the "neon+dotprod" table only when the CPU has dotprod, so this
+// file must hold nothing that runs on its own (no static initialisers) and must emit no inline or
+// template code that another file also emits (the linker could keep this file's copy, built for
+// armv8.2, for everyone): helpers live in anonymous namespaces, and only the functions declared
+// in neon_kernels.hpp are visible outside.
 #include "gemm_tile.hpp"  // only its layout constants are used here (no code of it instantiated)
 #include "neon_dots.hpp"
 #include "neon_kernels.hpp"
