@@ -22,6 +22,10 @@ namespace {
 
 struct SdotDot {
   static int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+  static int32x4_t dot16_small(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+  static int32x4_t dot32_small(int32x4_t acc, int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16_t b1) {
+    return vdotq_s32(vdotq_s32(acc, a0, b0), a1, b1);
+  }
 };
 
 // ---- prefill: NA activation rows times one packed 8-row weight tile (gemm_tile.hpp) ----

@@ -27,12 +27,22 @@ namespace {
 
 // ---- integer dot products, armv8.0 ----
 
-// 16 int8 pairs without sdot: widening multiplies (one product per int16 lane, |p| <= 2^14, so
-// no int16 overflow even for -128 * -128) added pairwise into the int32 lanes.
+// int8 pairs without sdot: widening multiplies into int16 lanes, added pairwise into the int32
+// lanes (vpadal). Any int8 pair: one product per int16 lane (-128 * -128 = 2^14 fits). The small
+// forms add two products below 2^14, or four below 2^13, in an int16 lane before widening.
 struct WideningDot {
   static int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
     acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
     return vpadalq_s16(acc, vmull_high_s8(a, b));
+  }
+  static int32x4_t dot16_small(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    return vpadalq_s16(acc, vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b));
+  }
+  static int32x4_t dot32_small(int32x4_t acc, int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16_t b1) {
+    int16x8_t p = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
+    p = vmlal_high_s8(p, a0, b0);
+    p = vmlal_s8(p, vget_low_s8(a1), vget_low_s8(b1));
+    return vpadalq_s16(acc, vmlal_high_s8(p, a1, b1));
   }
 };
 

@@ -1,8 +1,12 @@
 // Internal: the NEON integer dot products of the quantized formats, written once and compiled
 // twice, by kernels_neon.cpp (armv8.0) and kernels_dotprod.cpp (armv8.2-a+dotprod). They differ
-// only in how 16 int8 pairs are multiplied and summed into four int32 lanes, the Dot policy:
-//   static int32x4_t Dot::dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
-// which adds to acc four partial sums whose total is sum_l a[l] * b[l].
+// only in how int8 pairs are multiplied and summed into four int32 lanes, the Dot policy:
+//   int32x4_t Dot::dot16(acc, a, b)                   16 pairs, any int8 values
+//   int32x4_t Dot::dot16_small(acc, a, b)             16 pairs, every |a[l] b[l]| < 2^14
+//   int32x4_t Dot::dot32_small(acc, a0, b0, a1, b1)   32 pairs, every |product| < 2^13
+// each adding to acc four partial sums whose total is the dot product. (The small forms let the
+// armv8.0 flavour add two or four products in int16 before widening. Weights here: Q6_K 0..63,
+// so |product| <= 8064 (dot16_small); Q4_K 0..15 and Q4_0 -8..7, <= 1920 (dot32_small).)
 //
 // Everything here is in an anonymous namespace: each of the two files gets its own copy, compiled
 // with its own -march, so the linker can never hand the armv8.0 path a copy built for dotprod.
@@ -80,8 +84,8 @@ float dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y) {
       const int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(q.val[1], low4));
       const int8x16_t hi0 = vreinterpretq_s8_u8(vshrq_n_u8(q.val[0], 4));
       const int8x16_t hi1 = vreinterpretq_s8_u8(vshrq_n_u8(q.val[1], 4));
-      dots[2 * c] = Dot::dot16(Dot::dot16(zero, lo0, a.val[0]), lo1, a.val[1]);
-      dots[2 * c + 1] = Dot::dot16(Dot::dot16(zero, hi0, a.val[2]), hi1, a.val[3]);
+      dots[2 * c] = Dot::dot32_small(zero, lo0, a.val[0], lo1, a.val[1]);
+      dots[2 * c + 1] = Dot::dot32_small(zero, hi0, a.val[2], hi1, a.val[3]);
     }
     const uint16x8_t sc = vmovl_u8(sc8);
     int32x4_t q_terms = vmulq_s32(lane_totals(dots[0], dots[1], dots[2], dots[3]),
@@ -117,10 +121,10 @@ float dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y) {
         const uint8x16_t q2 = vorrq_u8(vshrq_n_u8(ql.val[k], 4), vandq_u8(hb, top2));
         const uint8x16_t q3 = vorrq_u8(vshrq_n_u8(ql.val[k + 2], 4), vandq_u8(vshrq_n_u8(hb, 2), top2));
         const int j = 8 * h + k;  // sub-blocks j, j + 2, j + 4, j + 6
-        dots[j] = Dot::dot16(zero, vreinterpretq_s8_u8(q0), vld1q_s8(a + 16 * j));
-        dots[j + 2] = Dot::dot16(zero, vreinterpretq_s8_u8(q1), vld1q_s8(a + 16 * (j + 2)));
-        dots[j + 4] = Dot::dot16(zero, vreinterpretq_s8_u8(q2), vld1q_s8(a + 16 * (j + 4)));
-        dots[j + 6] = Dot::dot16(zero, vreinterpretq_s8_u8(q3), vld1q_s8(a + 16 * (j + 6)));
+        dots[j] = Dot::dot16_small(zero, vreinterpretq_s8_u8(q0), vld1q_s8(a + 16 * j));
+        dots[j + 2] = Dot::dot16_small(zero, vreinterpretq_s8_u8(q1), vld1q_s8(a + 16 * (j + 2)));
+        dots[j + 4] = Dot::dot16_small(zero, vreinterpretq_s8_u8(q2), vld1q_s8(a + 16 * (j + 4)));
+        dots[j + 6] = Dot::dot16_small(zero, vreinterpretq_s8_u8(q3), vld1q_s8(a + 16 * (j + 6)));
       }
     }
     const int8x16_t s8 = vld1q_s8(x[i].scales);
@@ -140,13 +144,24 @@ float dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y) {
   return sum;
 }
 
-// The 32 quants of a Q8_0 / Q4_0 block as two int8 vectors (elements 0..15, 16..31).
+// The 32 quants of a Q8_0 / Q4_0 block as two int8 vectors (elements 0..15, 16..31), and the
+// dot product of a block with 32 activation bytes (Q8_0 quants reach -128: the exact-for-all form).
 inline int8x16x2_t block_quants(const block_q8_0& b) { return vld1q_s8_x2(b.qs); }
+template <class Dot>
+int32x4_t block_dot(const block_q8_0& w, const int8x16x2_t& a) {
+  const int8x16x2_t q = block_quants(w);
+  return Dot::dot16(Dot::dot16(vdupq_n_s32(0), q.val[0], a.val[0]), q.val[1], a.val[1]);
+}
 inline int8x16x2_t block_quants(const block_q4_0& b) {
   const uint8x16_t q = vld1q_u8(b.qs);  // low nibbles: elements 0..15, high: 16..31
   const int8x16_t eight = vdupq_n_s8(8);
   return {{vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), eight),
            vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight)}};
+}
+template <class Dot>
+int32x4_t block_dot(const block_q4_0& w, const int8x16x2_t& a) {  // |q - 8| <= 8
+  const int8x16x2_t q = block_quants(w);
+  return Dot::dot32_small(vdupq_n_s32(0), q.val[0], a.val[0], q.val[1], a.val[1]);
 }
 
 // Q8_0 / Q4_0 . Q8_0: two blocks per iteration into two float accumulators (independent
@@ -154,20 +169,15 @@ inline int8x16x2_t block_quants(const block_q4_0& b) {
 // exact in float.
 template <class Dot, class WBlock>
 float dot_32_q8_0(int64_t n, const WBlock* x, const block_q8_0* y) {
-  const int32x4_t zero = vdupq_n_s32(0);
-  auto block_dot = [&](int64_t i) {
-    const int8x16x2_t w = block_quants(x[i]);
-    const int8x16x2_t a = vld1q_s8_x2(y[i].qs);
-    return vcvtq_f32_s32(Dot::dot16(Dot::dot16(zero, w.val[0], a.val[0]), w.val[1], a.val[1]));
-  };
+  auto sum = [&](int64_t i) { return vcvtq_f32_s32(block_dot<Dot>(x[i], vld1q_s8_x2(y[i].qs))); };
   const int64_t nb = n / QK8_0;
   float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    acc0 = vfmaq_n_f32(acc0, block_dot(i), fp16_value(x[i].d) * fp16_value(y[i].d));
-    acc1 = vfmaq_n_f32(acc1, block_dot(i + 1), fp16_value(x[i + 1].d) * fp16_value(y[i + 1].d));
+    acc0 = vfmaq_n_f32(acc0, sum(i), fp16_value(x[i].d) * fp16_value(y[i].d));
+    acc1 = vfmaq_n_f32(acc1, sum(i + 1), fp16_value(x[i + 1].d) * fp16_value(y[i + 1].d));
   }
-  if (i < nb) acc0 = vfmaq_n_f32(acc0, block_dot(i), fp16_value(x[i].d) * fp16_value(y[i].d));
+  if (i < nb) acc0 = vfmaq_n_f32(acc0, sum(i), fp16_value(x[i].d) * fp16_value(y[i].d));
   return vaddvq_f32(vaddq_f32(acc0, acc1));
 }
 
