@@ -320,8 +320,9 @@ KernelSet make_v8_set() {
 // The driver and the packing (gemm_tile.hpp) are instantiated here, in armv8.0 code; only the
 // inner kernels they call live in kernels_dotprod.cpp. A few activation rows use the decode
 // kernel (one weight row after the other); from kGemmMinAct rows on, a weight tile is unpacked
-// once and shared by all of them. (The threshold follows the x86 measurement; qemu cannot time it.)
-constexpr int kGemmMinAct = 6;
+// once and shared by all of them. (The threshold is the crossover measured on x86 with the same
+// tile layout; untested on ARM hardware, which qemu cannot stand in for.)
+constexpr int kGemmMinAct = 8;
 
 template <int NA>
 struct DotprodRowsQ4K {
