@@ -1,6 +1,7 @@
 // The NEON kernel tables (aarch64). Every aarch64 CPU has armv8.0 NEON, so the "neon" table
 // always runs; on CPUs with the armv8.2 dot-product extension (HWCAP_ASIMDDP, checked at run
-// time) the integer dot products come from kernels_dotprod.cpp instead ("neon+dotprod").
+// time) the integer dot products and the Q4_K / Q6_K prefill tiles come from kernels_dotprod.cpp
+// instead ("neon+dotprod"). Both tables are built here, in armv8.0 code.
 //
 // Dequantization and activation quantization are bit-exact with the references: the same float
 // operations in the same order (this file is compiled without FMA contraction; fused
