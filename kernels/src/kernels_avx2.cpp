@@ -465,6 +465,7 @@ const KernelSet* avx2_kernels() {
     k.dequantize_row_f16 = dequantize_row_f16_avx2;
     k.dequantize_row_bf16 = dequantize_row_bf16_avx2;
     k.quantize_row_q8_K = quantize_row_q8_K_avx2;
+    k.quantize_row_q8_0 = x86::quantize_row_q8_0;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
     k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx2;

@@ -488,6 +488,7 @@ const KernelSet* avx512_kernels() {
     k.dequantize_row_f16 = dequantize_row_f16_avx512;
     k.dequantize_row_bf16 = dequantize_row_bf16_avx512;
     k.quantize_row_q8_K = quantize_row_q8_K_avx512;
+    k.quantize_row_q8_0 = x86::quantize_row_q8_0;
     k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
     k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
     k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx512;
