@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/tools/setup.sh" || exit 1
 
-stages=${EDGELLM_TEST_STAGES:-"native asan arm64"}
+stages=${EDGELLM_TEST_STAGES:-"native asan arm64 fuzz"}
 jobs=$(nproc)
 passed=0 failed=0 status=0
 log=$(mktemp)
@@ -62,7 +62,7 @@ for stage in $stages; do
           -DCMAKE_CXX_COMPILER=clang++-14 -DEDGELLM_FUZZ=ON -DEDGELLM_BUILD_ENGINE=OFF \
           -DEDGELLM_BUILD_TESTS=OFF; then
         echo "[test] fuzzing the GGUF parser for ${EDGELLM_FUZZ_SECONDS:-60} s"
-        if build-fuzz/bin/fuzz-gguf -max_total_time="${EDGELLM_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+        if build-fuzz/bin/fuzz-gguf -max_total_time="${EDGELLM_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ \
             -print_final_stats=1 build-fuzz/fuzz-corpus; then
           passed=$((passed + 1))
         else
