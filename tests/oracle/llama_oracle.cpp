@@ -6,6 +6,7 @@
 //   llama-oracle tokenize   -m FILE (-p TEXT | -f TEXTFILE) [--add-special] [--parse-special]
 //   llama-oracle detokenize -m FILE --tokens 1,2,3 [--remove-special] [--unparse-special]
 //   llama-oracle info       -m FILE
+//   llama-oracle chat       --template-file T --messages-file M [--add-ass]
 //   llama-oracle bench      -m FILE [-p 512] [-n 128] [-r 5] [-d 0]
 // Common options (model commands):
 //   --cpu VARIANT  CPU backend library: libggml-cpu-VARIANT.so of the prebuilt folder (zen4,
@@ -25,6 +26,9 @@
 //   greedy     the N generated token ids, separated by spaces, one line.
 //   tokenize   the token ids separated by spaces, one line.
 //   detokenize the text bytes, no newline added.
+//   chat       llama_chat_apply_template's text (no model needed). T holds the template text or a
+//              built-in name ("chatml", "llama2", ...); M holds role and content of each message,
+//              each followed by a NUL byte.
 //   info       one JSON line: model_type (llama.cpp's description), model_size, model_n_params,
 //              n_vocab, cpu.
 //   bench      a JSON array like `llama-bench -o json`: one object for pp (if -p > 0) and one for
@@ -81,6 +85,9 @@ struct Options {
   int n_prompt = 512;  // bench -p
   int reps = 5;
   int depth = 0;
+  std::string chat_template;  // chat --template-file
+  std::string chat_messages;  // chat --messages-file
+  bool add_ass = false;       // chat --add-ass
 };
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
@@ -147,9 +154,12 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--unparse-special") o.unparse_special = true;
     else if (a == "-r") o.reps = parse_int(a, value(), 1, 1000);
     else if (a == "-d") o.depth = parse_int(a, value(), 0, 1 << 20);
+    else if (a == "--template-file") o.chat_template = read_file(value());
+    else if (a == "--messages-file") o.chat_messages = read_file(value());
+    else if (a == "--add-ass") o.add_ass = true;
     else fail("unknown option '" + a + "'");
   }
-  if (o.model.empty()) fail("-m FILE is required");
+  if (o.model.empty() && o.command != "chat") fail("-m FILE is required");
   if (o.threads == 0) o.threads = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   return o;
 }
@@ -370,6 +380,30 @@ int cmd_detokenize(const Options& o) {
   return 0;
 }
 
+int cmd_chat(const Options& o) {
+  std::vector<std::string> fields;
+  const std::string& all = o.chat_messages;
+  for (size_t at = 0, nul; (nul = all.find('\0', at)) != std::string::npos; at = nul + 1)
+    fields.push_back(all.substr(at, nul - at));
+  if (fields.size() % 2 != 0) fail("chat: the messages file must hold role/content pairs");
+  std::vector<llama_chat_message> msgs;
+  for (size_t i = 0; i < fields.size(); i += 2)
+    msgs.push_back({fields[i].c_str(), fields[i + 1].c_str()});
+  std::string out(4096, '\0');
+  auto apply = [&] {
+    return llama_chat_apply_template(o.chat_template.c_str(), msgs.data(), msgs.size(), o.add_ass,
+                                     out.data(), static_cast<int32_t>(out.size()));
+  };
+  int32_t n = apply();
+  if (n > static_cast<int32_t>(out.size())) {
+    out.resize(static_cast<size_t>(n));
+    n = apply();
+  }
+  if (n < 0) fail("llama_chat_apply_template does not support this template");
+  std::fwrite(out.data(), 1, static_cast<size_t>(n), stdout);
+  return 0;
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
@@ -549,7 +583,8 @@ int main(int argc, char** argv) {
       llama_log_set(quiet_log, nullptr);
       ggml_log_set(quiet_log, nullptr);
     }
-    const bool needs_backend = o.command != "tokenize" && o.command != "detokenize";
+    const bool needs_backend =
+        o.command != "tokenize" && o.command != "detokenize" && o.command != "chat";
     if (needs_backend) g_cpu_variant = load_cpu_backend(o.cpu);
     llama_backend_init();
     int rc = 1;
@@ -559,6 +594,7 @@ int main(int argc, char** argv) {
     else if (o.command == "detokenize") rc = cmd_detokenize(o);
     else if (o.command == "info") rc = cmd_info(o);
     else if (o.command == "bench") rc = cmd_bench(o);
+    else if (o.command == "chat") rc = cmd_chat(o);
     else fail("unknown command '" + o.command + "'");
     llama_backend_free();
     std::fflush(stdout);

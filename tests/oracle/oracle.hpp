@@ -7,6 +7,7 @@
 //   float x = a.at(pos, token);
 //   auto ids = edgellm::oracle::tokenize(vocab_gguf, "Hello", false, false);
 //   auto gen = edgellm::oracle::greedy(model, {1}, 200);
+//   auto text = edgellm::oracle::chat("chatml", {{"user", "Hi"}}, true);
 //
 // Every failure (oracle missing, llama.cpp refusing the file, ...) throws std::runtime_error with
 // the oracle's own error message, so a test that needs llama.cpp fails, never skips.
@@ -21,6 +22,7 @@
 #include <iterator>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -219,6 +221,27 @@ inline std::vector<int32_t> tokenize(const std::string& model, const std::string
   if (add_special) args.push_back("--add-special");
   if (parse_special) args.push_back("--parse-special");
   return parse_ids(run(args));
+}
+
+// llama.cpp's llama_chat_apply_template: `tmpl` is template text or a built-in name; messages are
+// {role, content} pairs. Throws when llama.cpp does not support the template.
+inline std::string chat(const std::string& tmpl,
+                        const std::vector<std::pair<std::string, std::string>>& messages,
+                        bool add_assistant) {
+  TempFile t, m;
+  {
+    std::ofstream f(t.path(), std::ios::binary);
+    f << tmpl;
+    std::ofstream g(m.path(), std::ios::binary);
+    for (const auto& [role, content] : messages) {
+      g << role << '\0' << content << '\0';
+    }
+    if (!f || !g) throw std::runtime_error("cannot write the chat oracle's input files");
+  }
+  std::vector<std::string> args = {"chat", "--template-file", t.path(), "--messages-file",
+                                   m.path()};
+  if (add_assistant) args.push_back("--add-ass");
+  return run(args);
 }
 
 inline std::string detokenize(const std::string& model, const std::vector<int32_t>& ids,
