@@ -91,6 +91,7 @@ size_t argmax(const Candidates& c);  // index into c.data; first of equal maxima
 size_t pick(const Candidates& c, double u);
 std::vector<float> probabilities(const Candidates& c);  // softmax of c's logits, in c's order
 
+// Holds state (window, random stream, buffers): one Sampler per generation stream.
 class Sampler {
  public:
   Sampler(int32_t n_vocab, SamplerParams params = {});  // throws SamplerError

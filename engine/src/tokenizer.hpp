@@ -75,6 +75,7 @@ struct Vocab {
 // pre-tokenizer) or gguf::GgufError (mistyped keys).
 Vocab read_vocab(const gguf::File& file);
 
+// Immutable after construction: every method is const and may be called from several threads.
 class Tokenizer {
  public:
   // Validates; throws TokenizerError. As llama.cpp does, tokens whose text marks an end of turn
