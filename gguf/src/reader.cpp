@@ -22,6 +22,9 @@ static_assert(std::endian::native == std::endian::little, "the GGUF reader assum
 namespace {
 
 constexpr uint32_t kDefaultAlignment = 32;
+// Array elements the metadata may hold in all (each costs a Value, about 40 bytes, in memory):
+// 16M is 30 times the largest vocabulary seen, and caps a hostile file's use at under 1 GB.
+constexpr uint64_t kMaxArrayItems = uint64_t{1} << 24;
 
 // Fewest bytes a value of each type takes in the file (an array: its element type and count).
 uint64_t min_encoded_size(ValueType t) {
@@ -78,6 +81,9 @@ class Cursor {
  private:
   std::span<const uint8_t> bytes_;
   uint64_t pos_ = 0;
+
+ public:
+  uint64_t array_items_left = kMaxArrayItems;
 };
 
 template <class T>
@@ -104,6 +110,11 @@ Array read_array(Cursor& c, int depth, const std::string& what) {
                         std::string(value_type_name(a.type)) + ", more than the " +
                         std::to_string(c.left()) + " bytes left in the file can hold",
                     count_at);
+  if (n > c.array_items_left)
+    throw GgufError(what + " has " + std::to_string(n) + " elements, over the limit of " +
+                        std::to_string(kMaxArrayItems) + " array elements in all the metadata",
+                    count_at);
+  c.array_items_left -= n;
   a.items.reserve(n);
   const std::string item = what + " element";
   switch (a.type) {  // plain loops for the common scalar arrays (token scores and types)

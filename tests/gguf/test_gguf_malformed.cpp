@@ -127,6 +127,11 @@ TEST_CASE("string and array lengths larger than the file", "[gguf][malformed]") 
   a.header(0, 1).str("k").u32(9).u32(8).u64(1000).zeros(64);  // 1000 strings need >= 8000 bytes
   expect_error(a.b, "has 1000 elements of string, more than the 64 bytes left", kHeaderEnd + 17);
 
+  // 20M one-byte elements fit in the file but exceed the 16M-element metadata limit.
+  Raw many;
+  many.header(0, 1).str("k").u32(9).u32(0).u64(20000000).zeros(20000000);
+  expect_error(many.b, "over the limit of 16777216 array elements", kHeaderEnd + 17);
+
   Raw counts;
   counts.header(0, 1000000);
   expect_error(counts.b, "metadata count 1000000", 16);
