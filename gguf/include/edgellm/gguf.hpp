@@ -114,7 +114,8 @@ struct TensorInfo {
 
 class File {
  public:
-  // Memory-maps `path` read-only and parses it. Throws GgufError.
+  // Memory-maps `path` read-only and parses it (the File owns the mapping). Throws GgufError,
+  // its message starting with the path. Rules checked: docs/FORMATS.md, section GGUF.
   static File open(const std::string& path);
   // Parses an in-memory image; the caller keeps `bytes` alive as long as the File. For tests and
   // fuzzing. Throws GgufError.
@@ -126,7 +127,8 @@ class File {
 
   uint32_t version() const;
   uint32_t alignment() const;
-  uint64_t data_offset() const;      // file offset of the data section
+  uint64_t data_offset() const;      // file offset of the data section (the file size for a
+                                     // file without tensors that ends before the padding)
   uint64_t file_size() const;
 
   const std::vector<KeyValue>& metadata() const;    // in file order
