@@ -297,6 +297,7 @@ Vocab read_vocab(const gguf::File& file) {
 struct Tokenizer::Impl {
   Vocab v;
   bool bpe = false;
+  bool spm_words = false;  // SPM: no piece has "▁" after another character (see encode_spm)
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> piece_to_id;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> merge_rank;  // "l r"
   std::vector<std::string> pieces;     // rendered text per id (special = true)
@@ -371,6 +372,11 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
     if (text.empty()) text = "[EMPTY_" + std::to_string(i) + "]";
     m.piece_to_id[text] = int32_t(i);  // a duplicated piece maps to its last id
   }
+  m.spm_words = !m.bpe && std::none_of(v.tokens.begin(), v.tokens.end(), [](const std::string& t) {
+    std::string_view rest = t;
+    while (rest.substr(0, kSpaceMark.size()) == kSpaceMark) rest.remove_prefix(kSpaceMark.size());
+    return rest.find(kSpaceMark) != std::string_view::npos;
+  });
   // Control-looking texts are control tokens, whatever the file says (as in llama.cpp).
   using TextList = std::span<const std::string_view>;
   for (TextList list :
@@ -453,6 +459,23 @@ void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<int32_t>& ou
     pos += len;
   }
 
+  // Words: when no piece has a "▁" after something other than "▁" (spm_words), no merge can
+  // cross the start of a run of "▁" that follows another character. Merging each such word on
+  // its own gives the same pieces as merging the whole text (a merge inside one word never
+  // changes another's pairs, and the order within a word is kept), with small, cache-resident
+  // queues instead of one as long as the text.
+  auto is_mark = [&](int i) { return text.substr(sym[size_t(i)].begin, sym[size_t(i)].len) == kSpaceMark; };
+  std::vector<int> word_starts = {0};
+  if (spm_words) {
+    for (int i = 1; i < int(sym.size()); ++i) {
+      if (is_mark(i) && !is_mark(i - 1)) {
+        word_starts.push_back(i);
+        sym[size_t(i) - 1].next = -1;
+        sym[size_t(i)].prev = -1;
+      }
+    }
+  }
+
   struct Pair {
     int left, right;
     float score;
@@ -462,42 +485,49 @@ void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<int32_t>& ou
   auto lower = [](const Pair& a, const Pair& b) {
     return a.score < b.score || (a.score == b.score && a.left > b.left);
   };
-  std::priority_queue<Pair, std::vector<Pair>, decltype(lower)> queue(lower);
+  std::vector<Pair> queue;  // a heap, reused for every word
   auto try_pair = [&](int left, int right) {
     if (left < 0 || right < 0) return;
-    const size_t len = sym[left].len + sym[right].len;
-    if (auto id = find(text.substr(sym[left].begin, len))) {
-      queue.push({left, right, v.scores[*id], len});
+    const size_t len = sym[size_t(left)].len + sym[size_t(right)].len;
+    if (auto id = find(text.substr(sym[size_t(left)].begin, len))) {
+      queue.push_back({left, right, v.scores[size_t(*id)], len});
+      std::push_heap(queue.begin(), queue.end(), lower);
     }
   };
-  for (int i = 1; i < int(sym.size()); ++i) try_pair(i - 1, i);
 
-  while (!queue.empty()) {
-    const Pair p = queue.top();
-    queue.pop();
-    Symbol& l = sym[p.left];
-    Symbol& r = sym[p.right];
-    if (l.len == 0 || r.len == 0 || l.len + r.len != p.len) continue;  // stale
-    l.len += r.len;
-    r.len = 0;
-    l.next = r.next;
-    if (r.next >= 0) sym[r.next].prev = p.left;
-    try_pair(l.prev, p.left);
-    try_pair(p.left, l.next);
-  }
-
-  for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) {
-    const std::string_view piece = text.substr(sym[i].begin, sym[i].len);
-    if (auto id = find(piece)) {
-      out.push_back(*id);
-      continue;
+  for (size_t w = 0; w < word_starts.size() && !sym.empty(); ++w) {
+    const int first = word_starts[w];
+    const int end = w + 1 < word_starts.size() ? word_starts[w + 1] : int(sym.size());
+    queue.clear();
+    for (int i = first + 1; i < end; ++i) try_pair(i - 1, i);
+    while (!queue.empty()) {
+      std::pop_heap(queue.begin(), queue.end(), lower);
+      const Pair p = queue.back();
+      queue.pop_back();
+      Symbol& l = sym[size_t(p.left)];
+      Symbol& r = sym[size_t(p.right)];
+      if (l.len == 0 || r.len == 0 || l.len + r.len != p.len) continue;  // stale
+      l.len += r.len;
+      r.len = 0;
+      l.next = r.next;
+      if (r.next >= 0) sym[size_t(r.next)].prev = p.left;
+      try_pair(l.prev, p.left);
+      try_pair(p.left, l.next);
     }
-    for (char c : piece) {
-      const int32_t id = byte_to_id[uint8_t(c)];
-      if (id >= 0) out.push_back(id);
-      else if (v.unk_id >= 0) out.push_back(v.unk_id);
-      else throw TokenizerError("cannot encode byte " + std::to_string(uint8_t(c)) +
-                                ": the vocabulary has no byte token and no unknown token");
+
+    for (int i = first; i >= 0; i = sym[size_t(i)].next) {
+      const std::string_view piece = text.substr(sym[size_t(i)].begin, sym[size_t(i)].len);
+      if (auto id = find(piece)) {
+        out.push_back(*id);
+        continue;
+      }
+      for (char c : piece) {
+        const int32_t id = byte_to_id[uint8_t(c)];
+        if (id >= 0) out.push_back(id);
+        else if (v.unk_id >= 0) out.push_back(v.unk_id);
+        else throw TokenizerError("cannot encode byte " + std::to_string(uint8_t(c)) +
+                                  ": the vocabulary has no byte token and no unknown token");
+      }
     }
   }
 }
