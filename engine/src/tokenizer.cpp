@@ -464,7 +464,9 @@ void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<int32_t>& ou
   // its own gives the same pieces as merging the whole text (a merge inside one word never
   // changes another's pairs, and the order within a word is kept), with small, cache-resident
   // queues instead of one as long as the text.
-  auto is_mark = [&](int i) { return text.substr(sym[size_t(i)].begin, sym[size_t(i)].len) == kSpaceMark; };
+  auto is_mark = [&](int i) {
+    return text.substr(sym[size_t(i)].begin, sym[size_t(i)].len) == kSpaceMark;
+  };
   std::vector<int> word_starts = {0};
   if (spm_words) {
     for (int i = 1; i < int(sym.size()); ++i) {
