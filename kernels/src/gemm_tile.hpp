@@ -12,20 +12,25 @@
 //           activations' sub-block sums), 1 x dmin;
 //     Q6_K: 16 x d*s_j.
 // Rows past the end of the matrix are zero.
+//
+// Everything here has internal linkage (anonymous namespace, no std containers): the ISA files
+// are compiled with different instruction sets, and an inline function or template instance with
+// external linkage would be merged by the linker into one copy, maybe the AVX-512 one, which an
+// AVX2-only CPU cannot run.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <cstdlib>
 #include <type_traits>
-#include <vector>
 
 #include "edgellm/kernels/blocks.hpp"
 #include "edgellm/kernels/quants.hpp"
-#include "quants_ref_util.hpp"
 
 namespace edgellm::kernels::gemm {
+namespace {
 
 template <int TR>
 struct Tile {
@@ -48,7 +53,8 @@ inline void scatter_row(const uint8_t* q, int r, uint8_t* tb) {
   for (int g = 0; g < 64; ++g) std::memcpy(tb + g * Tile<TR>::group_bytes + 4 * r, q + 4 * g, 4);
 }
 
-template <int TR>
+// U::q4_K / U::q6_K(block, q): the ISA's unpacker of a block's 256 quants in element order.
+template <int TR, typename U>
 void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
   using T = Tile<TR>;
   std::memset(tile, 0, nb * T::template block_bytes<block_q4_K>());
@@ -57,7 +63,7 @@ void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8
     const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes);
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* tb = tile + b * T::template block_bytes<block_q4_K>();
-      detail::unpack_q4_K(x[b], q);
+      U::q4_K(x[b], q);
       scatter_row<TR>(q, r, tb);
       const float d = fp16_to_fp32(x[b].d);
       for (int j = 0; j < 8; ++j) {
@@ -71,7 +77,7 @@ void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8
   }
 }
 
-template <int TR>
+template <int TR, typename U>
 void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
   using T = Tile<TR>;
   std::memset(tile, 0, nb * T::template block_bytes<block_q6_K>());
@@ -80,7 +86,7 @@ void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8
     const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes);
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* tb = tile + b * T::template block_bytes<block_q6_K>();
-      detail::unpack_q6_K(x[b], q);
+      U::q6_K(x[b], q);
       scatter_row<TR>(q, r, tb);
       const float d = fp16_to_fp32(x[b].d);
       for (int j = 0; j < 16; ++j) T::dsc(tb, j)[r] = d * x[b].scales[j];
@@ -88,19 +94,32 @@ void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8
   }
 }
 
-// Per-thread scratch (tile + activation sums), kept between calls: pool threads are persistent.
+// Per-thread scratch (tile + activation sums), 64-byte aligned, kept between calls (pool threads
+// are persistent) and freed at thread exit.
+struct Scratch {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  ~Scratch() { std::free(data); }
+};
+
 inline uint8_t* scratch(size_t bytes) {
-  thread_local std::vector<uint8_t> buf;
-  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
-  const auto p = reinterpret_cast<uintptr_t>(buf.data());
-  return buf.data() + ((64 - (p & 63)) & 63);
+  thread_local Scratch s;
+  if (s.size < bytes) {
+    const size_t size = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, size);
+    if (!p) throw std::bad_alloc();
+    std::free(s.data);
+    s.data = static_cast<uint8_t*>(p);
+    s.size = size;
+  }
+  return s.data;
 }
 
-// The prefill matmul tile: for each TR-row weight tile, pack it, then run Rows<NA>::run over the
+// The prefill matmul tile: for each TR-row weight tile, pack it (unpacker U), then run Rows<NA>::run over the
 // activation rows, four at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR]) computes
 // the TR dot products of each of NA activation rows; bs[i] are row i's 32-element sub-block sums
 // (8 int16 per block, for the Q4_K mins).
-template <int TR, typename Block, template <int> class Rows>
+template <int TR, typename Block, template <int> class Rows, typename U>
 void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                   size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   using T = Tile<TR>;
@@ -118,11 +137,11 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
           bs_all[(i * nb + b) * 8 + j] = static_cast<int16_t>(act(i)[b].bsums[2 * j] + act(i)[b].bsums[2 * j + 1]);
   }
   for (int64_t r0 = 0; r0 < n_rows; r0 += TR) {
-    const int rows = static_cast<int>(std::min<int64_t>(TR, n_rows - r0));
-    if constexpr (std::is_same_v<Block, block_q4_K>) pack_q4_K<TR>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
-    else pack_q6_K<TR>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    const int rows = static_cast<int>(n_rows - r0 < TR ? n_rows - r0 : TR);
+    if constexpr (std::is_same_v<Block, block_q4_K>) pack_q4_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    else pack_q6_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
     for (int64_t i = 0; i < n_act; i += 4) {
-      const int na = static_cast<int>(std::min<int64_t>(4, n_act - i));
+      const int na = static_cast<int>(n_act - i < 4 ? n_act - i : 4);
       const block_q8_K* ap[4];
       const int16_t* bp[4];
       alignas(64) float out[4 * TR];
@@ -138,4 +157,5 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
   }
 }
 
+}  // namespace
 }  // namespace edgellm::kernels::gemm

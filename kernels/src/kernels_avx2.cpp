@@ -233,26 +233,6 @@ struct RowsQ6K {
   }
 };
 
-// The matmul tiles: decode kernel (one weight row after the other, which streams best from
-// memory) for a few activation rows, prefill kernel for many.
-void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                      n_act, y, ldy);
-}
-
-void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                      n_act, y, ldy);
-}
-
 // ---- 32-element formats: Q8_0 and Q4_0 weights times Q8_0 activations ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
 // integer block sums are exact and scaled once per block in float.
@@ -401,17 +381,42 @@ inline __m256 u8_to_ps(const uint8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v)));
 }
 
+// The 256 quants of a block in element order (Q4_K 0..15, Q6_K 0..63).
+inline void unpack_q4_K(const block_q4_K& x, uint8_t* q) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = load256(x.qs + 32 * c);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c), _mm256_and_si256(v, low4));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+  }
+}
+
+inline void unpack_q6_K(const block_q6_K& x, uint8_t* q) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = load256(x.ql + 64 * h), ql1 = load256(x.ql + 64 * h + 32);
+    const __m256i qh = load256(x.qh + 32 * h);
+    uint8_t* o = q + 128 * h;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o),
+                        _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 32),
+                        _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 96),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)));
+  }
+}
+
 void dequantize_row_q4_K_avx2(const block_q4_K* x, float* y, int64_t k) {
   const int64_t nb = k / QK_K;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; ++i, y += QK_K) {
     const float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
     alignas(32) uint8_t q[QK_K];
-    for (int c = 0; c < 4; ++c) {
-      const __m256i v = load256(x[i].qs + 32 * c);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64 * c), _mm256_and_si256(v, low4));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
-    }
+    unpack_q4_K(x[i], q);
     for (int j = 0; j < QK_K / 32; ++j) {
       uint8_t sc, m;
       q4_K_scale_min(x[i].scales, j, &sc, &m);
@@ -424,33 +429,42 @@ void dequantize_row_q4_K_avx2(const block_q4_K* x, float* y, int64_t k) {
 
 void dequantize_row_q6_K_avx2(const block_q6_K* x, float* y, int64_t k) {
   const int64_t nb = k / QK_K;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   const __m256 m32 = _mm256_set1_ps(32.0f);
   for (int64_t i = 0; i < nb; ++i, y += QK_K) {
     const float d = fp16(x[i].d);
     alignas(32) uint8_t q[QK_K];
-    for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
-      const __m256i qh = load256(x[i].qh + 32 * h);
-      uint8_t* o = q + 128 * h;
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o),
-                         _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32),
-                         _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64),
-                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 96),
-                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)));
-    }
+    unpack_q6_K(x[i], q);
     for (int j = 0; j < QK_K / 16; ++j) {
       const __m256 ds = _mm256_set1_ps(d * x[i].scales[j]);
       for (int l = 0; l < 16; l += 8)
         _mm256_storeu_ps(y + 16 * j + l, _mm256_mul_ps(ds, _mm256_sub_ps(u8_to_ps(q + 16 * j + l), m32)));
     }
   }
+}
+
+struct Unpack {
+  static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
+  static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
+};
+
+// The matmul tiles: decode kernel (one weight row after the other, which streams best from
+// memory) for a few activation rows, prefill kernel for many.
+void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                      n_act, y, ldy);
+}
+
+void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  if (n_act >= kGemmMinAct)
+    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+  else
+    tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+                                                                      n_act, y, ldy);
 }
 
 }  // namespace

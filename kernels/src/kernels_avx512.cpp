@@ -367,6 +367,10 @@ void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
 constexpr int kTileRows = 16;
 constexpr int kGemmMinAct = 8;  // below this the decode kernel (rows re-read from L1) wins (measured)
 using Tile = gemm::Tile<kTileRows>;
+struct Unpack {
+  static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
+  static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
+};
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
@@ -461,7 +465,7 @@ struct RowsQ6K {
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
   else
     tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);
@@ -470,7 +474,7 @@ void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_
 void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
   else
     tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);

@@ -1,6 +1,7 @@
 // Internal: small helpers shared by the x86 kernel files (kernels_avx2.cpp, kernels_avx512.cpp).
-// Needs AVX2 + F16C, which both files are compiled with; inline, so each file gets its own copy
-// built with its own instruction set.
+// Needs AVX2 + F16C, which both files are compiled with. Internal linkage (anonymous namespace),
+// so each file keeps its own copy built with its own instruction set: a shared inline copy could
+// be the AVX-512 one, which an AVX2-only CPU cannot run.
 #pragma once
 
 #include <immintrin.h>
@@ -13,6 +14,7 @@
 #include "edgellm/kernels/quants.hpp"
 
 namespace edgellm::kernels::x86 {
+namespace {
 
 inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
 
@@ -72,4 +74,5 @@ inline void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t k) {
   }
 }
 
+}  // namespace
 }  // namespace edgellm::kernels::x86
