@@ -20,13 +20,20 @@ namespace {
 
 const std::string kModels = EDGELLM_SHARED_MODELS;
 
-const edgellm::Tokenizer& tokenizer(const std::string& name) {
+// nullptr (and the benchmark skipped with the reason) when the vocabulary cannot be loaded.
+const edgellm::Tokenizer* tokenizer(benchmark::State& state, const std::string& name) {
   static std::vector<std::pair<std::string, std::unique_ptr<edgellm::Tokenizer>>> cache;
   for (auto& [n, t] : cache)
-    if (n == name) return *t;
-  auto file = edgellm::gguf::File::open(kModels + "/" + name);
-  cache.emplace_back(name, std::make_unique<edgellm::Tokenizer>(edgellm::Tokenizer::from_gguf(file)));
-  return *cache.back().second;
+    if (n == name) return t.get();
+  try {
+    auto file = edgellm::gguf::File::open(kModels + "/" + name);
+    auto tok = std::make_unique<edgellm::Tokenizer>(edgellm::Tokenizer::from_gguf(file));
+    cache.emplace_back(name, std::move(tok));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return nullptr;
+  }
+  return cache.back().second.get();
 }
 
 // About 16 KB of prose: llama2.c's reference story, repeated.
@@ -44,7 +51,9 @@ const std::string& prose() {
 }
 
 void encode(benchmark::State& state, const char* vocab) {
-  const auto& tok = tokenizer(vocab);
+  const edgellm::Tokenizer* t = tokenizer(state, vocab);
+  if (!t) return;
+  const auto& tok = *t;
   const std::string& text = prose();
   size_t n_tokens = 0;
   for (auto _ : state) {
@@ -59,7 +68,9 @@ BENCHMARK_CAPTURE(encode, spm, "ggml-vocab-llama-spm.gguf")->Unit(benchmark::kMi
 BENCHMARK_CAPTURE(encode, llama3_bpe, "ggml-vocab-llama-bpe.gguf")->Unit(benchmark::kMicrosecond);
 
 void decode_stream(benchmark::State& state, const char* vocab) {
-  const auto& tok = tokenizer(vocab);
+  const edgellm::Tokenizer* t = tokenizer(state, vocab);
+  if (!t) return;
+  const auto& tok = *t;
   const auto ids = tok.encode(prose(), false, false);
   for (auto _ : state) {
     edgellm::StreamDecoder stream(tok);
