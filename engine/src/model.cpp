@@ -1,0 +1,239 @@
+#include "model.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <variant>
+
+#include "edgellm/kernels/quants.hpp"
+#include "error.hpp"
+
+namespace edgellm::engine {
+namespace {
+
+[[noreturn]] void fail(Error::Kind kind, const std::string& what) { throw Error(kind, what); }
+
+// An integer key of any integer type (converters write u32, i32 or u64); `fallback` when absent.
+int64_t get_int(const gguf::File& f, const std::string& key, int64_t fallback, bool required) {
+  const gguf::Value* v = f.find(key);
+  if (!v) {
+    if (required) fail(Error::Kind::Format, "model: missing metadata key '" + key + "'");
+    return fallback;
+  }
+  return std::visit(
+      [&](const auto& x) -> int64_t {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          if constexpr (std::is_same_v<T, uint64_t>) {
+            if (x > uint64_t{INT64_MAX}) fail(Error::Kind::Format, "model: '" + key + "' is too large");
+          }
+          return static_cast<int64_t>(x);
+        } else {
+          fail(Error::Kind::Format, "model: '" + key + "' is a " + gguf::describe_type(*v) +
+                                        ", expected an integer");
+        }
+      },
+      v->v);
+}
+
+// A float key stored as f32 or f64.
+float get_float(const gguf::File& f, const std::string& key, float fallback) {
+  const gguf::Value* v = f.find(key);
+  if (!v) return fallback;
+  if (const float* x = std::get_if<float>(&v->v)) return *x;
+  if (const double* x = std::get_if<double>(&v->v)) return static_cast<float>(*x);
+  fail(Error::Kind::Format, "model: '" + key + "' is a " + gguf::describe_type(*v) + ", expected a float");
+}
+
+// A positive count that fits an int (shapes are multiplied together later).
+int positive(const std::string& key, int64_t v) {
+  if (v <= 0 || v > (int64_t{1} << 24))
+    fail(Error::Kind::Format, "model: '" + key + "' = " + std::to_string(v) + " is out of range");
+  return static_cast<int>(v);
+}
+
+bool weight_type_supported(DType t) {
+  switch (t) {
+    case DType::Q4_K: case DType::Q6_K: case DType::Q8_0: case DType::Q4_0:
+    case DType::F16: case DType::BF16: case DType::F32: return kernels::matmul_supports(t);
+    default: return false;
+  }
+}
+
+std::string shape_string(const gguf::TensorInfo& t) {
+  std::string s = "[";
+  for (uint32_t i = 0; i < t.n_dims; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(t.ne[i]);
+  }
+  s += "]";
+  return s;
+}
+
+const gguf::TensorInfo& find(const gguf::File& f, const std::string& name) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) fail(Error::Kind::Format, "model: tensor '" + name + "' is missing");
+  return *t;
+}
+
+void check_shape(const gguf::TensorInfo& t, uint64_t ne0, uint64_t ne1) {
+  if (t.ne[0] != ne0 || t.ne[1] != ne1 || t.ne[2] != 1 || t.ne[3] != 1) {
+    std::string want = "[";
+    want += std::to_string(ne0);
+    if (ne1 != 1) {
+      want += ", ";
+      want += std::to_string(ne1);
+    }
+    want += "]";
+    fail(Error::Kind::Format, "model: tensor '" + t.name + "' has shape " + shape_string(t) +
+                                  ", expected " + want);
+  }
+}
+
+// A weight matrix of `rows` output features by `cols` input features (ggml ne = [cols, rows]).
+kernels::WeightMatrix bind_matrix(const gguf::TensorInfo& t, int64_t cols, int64_t rows) {
+  check_shape(t, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows));
+  if (!weight_type_supported(t.type))
+    fail(Error::Kind::Unsupported, "model: tensor '" + t.name + "' has type " +
+                                       dtype_name(static_cast<uint32_t>(t.type)) +
+                                       ", which this engine cannot compute with (supported: "
+                                       "q4_K, q6_K, q8_0, q4_0, f16, bf16, f32)");
+  const auto row_bytes = dtype_row_bytes(t.type, static_cast<uint64_t>(cols));
+  if (!row_bytes || *row_bytes * static_cast<uint64_t>(rows) != t.n_bytes)
+    fail(Error::Kind::Format, "model: tensor '" + t.name + "': rows of " + std::to_string(cols) +
+                                  " are not whole " + dtype_name(static_cast<uint32_t>(t.type)) +
+                                  " blocks");
+  kernels::WeightMatrix w;
+  w.type = t.type;
+  w.data = t.data;
+  w.rows = rows;
+  w.cols = cols;
+  w.row_bytes = static_cast<size_t>(*row_bytes);
+  return w;
+}
+
+const float* bind_norm(const gguf::TensorInfo& t, int64_t n) {
+  check_shape(t, static_cast<uint64_t>(n), 1);
+  if (t.type != DType::F32)
+    fail(Error::Kind::Unsupported, "model: norm tensor '" + t.name + "' has type " +
+                                       dtype_name(static_cast<uint32_t>(t.type)) + ", expected f32");
+  return reinterpret_cast<const float*>(t.data);
+}
+
+}  // namespace
+
+HParams read_hparams(const gguf::File& f) {
+  const std::string* arch = nullptr;
+  if (const gguf::Value* v = f.find("general.architecture")) arch = std::get_if<std::string>(&v->v);
+  if (!arch) fail(Error::Kind::Format, "model: 'general.architecture' is missing or not a string");
+  if (*arch != "llama")
+    fail(Error::Kind::Unsupported, "model: architecture '" + *arch + "' is not supported (only 'llama')");
+
+  HParams hp;
+  auto need = [&](const char* key) { return positive(key, get_int(f, key, 0, true)); };
+  hp.n_layer = need("llama.block_count");
+  hp.n_embd = need("llama.embedding_length");
+  hp.n_ff = need("llama.feed_forward_length");
+  hp.n_head = need("llama.attention.head_count");
+  hp.n_head_kv = positive("llama.attention.head_count_kv",
+                          get_int(f, "llama.attention.head_count_kv", hp.n_head, false));
+  if (hp.n_embd % hp.n_head != 0)
+    fail(Error::Kind::Format, "model: embedding_length " + std::to_string(hp.n_embd) +
+                                  " is not a multiple of head_count " + std::to_string(hp.n_head));
+  if (hp.n_head % hp.n_head_kv != 0)
+    fail(Error::Kind::Format, "model: head_count " + std::to_string(hp.n_head) +
+                                  " is not a multiple of head_count_kv " + std::to_string(hp.n_head_kv));
+  hp.head_dim = hp.n_embd / hp.n_head;
+  hp.n_rot = positive("llama.rope.dimension_count",
+                      get_int(f, "llama.rope.dimension_count", hp.head_dim, false));
+  if (hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0)
+    fail(Error::Kind::Format, "model: rope.dimension_count " + std::to_string(hp.n_rot) +
+                                  " must be even and at most head_dim " + std::to_string(hp.head_dim));
+  hp.rope_freq_base = get_float(f, "llama.rope.freq_base", 10000.0f);
+  hp.rms_eps = get_float(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  if (!(hp.rope_freq_base > 0) || !(hp.rms_eps >= 0) || !std::isfinite(hp.rms_eps))
+    fail(Error::Kind::Format, "model: rope.freq_base or layer_norm_rms_epsilon out of range");
+
+  // RoPE scaling: none or linear (positions divided by the factor); others change the angles.
+  std::string scaling = "none";
+  if (const gguf::Value* v = f.find("llama.rope.scaling.type")) {
+    const std::string* s = std::get_if<std::string>(&v->v);
+    if (!s) fail(Error::Kind::Format, "model: 'llama.rope.scaling.type' is not a string");
+    scaling = *s;
+  }
+  float factor = get_float(f, "llama.rope.scaling.factor", get_float(f, "llama.rope.scale_linear", 0.0f));
+  if (scaling == "linear" || (scaling == "none" && factor > 0 && !f.find("llama.rope.scaling.type"))) {
+    if (factor > 0) hp.rope_freq_scale = 1.0f / factor;
+  } else if (scaling != "none") {
+    fail(Error::Kind::Unsupported, "model: RoPE scaling '" + scaling +
+                                       "' is not supported (only none and linear)");
+  }
+  if (!(hp.rope_freq_scale > 0) || !std::isfinite(hp.rope_freq_scale))
+    fail(Error::Kind::Format, "model: rope scaling factor out of range");
+
+  hp.n_ctx_train = positive("llama.context_length", get_int(f, "llama.context_length", 2048, false));
+
+  int64_t n_vocab = get_int(f, "llama.vocab_size", 0, false);
+  if (n_vocab == 0) {
+    if (const gguf::TensorInfo* t = f.find_tensor("token_embd.weight")) n_vocab = static_cast<int64_t>(t->ne[1]);
+    else if (const gguf::Value* v = f.find("tokenizer.ggml.tokens"))
+      if (const gguf::Array* a = std::get_if<gguf::Array>(&v->v)) n_vocab = static_cast<int64_t>(a->items.size());
+  }
+  hp.n_vocab = positive("vocabulary size", n_vocab);
+  return hp;
+}
+
+Model Model::load(const std::string& path) { return Model(gguf::File::open(path)); }
+
+Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(file_)) {
+  const HParams& hp = hparams_;
+  const gguf::File& f = file_;
+  auto count = [&](const gguf::TensorInfo& t) -> const gguf::TensorInfo* {
+    weight_bytes_ += t.n_bytes;
+    return &t;
+  };
+
+  token_embd_ = bind_matrix(*count(find(f, "token_embd.weight")), hp.n_embd, hp.n_vocab);
+  output_norm_ = bind_norm(*count(find(f, "output_norm.weight")), hp.n_embd);
+  if (const gguf::TensorInfo* out = f.find_tensor("output.weight")) {
+    output_ = bind_matrix(*count(*out), hp.n_embd, hp.n_vocab);
+  } else {
+    output_ = token_embd_;
+    output_tied_ = true;
+  }
+
+  layers_.resize(static_cast<size_t>(hp.n_layer));
+  for (int i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    auto t = [&](const char* name) -> const gguf::TensorInfo& { return *count(find(f, p + name)); };
+    LayerWeights& L = layers_[static_cast<size_t>(i)];
+    L.attn_norm = bind_norm(t("attn_norm.weight"), hp.n_embd);
+    L.wq = bind_matrix(t("attn_q.weight"), hp.n_embd, hp.n_embd_q());
+    L.wk = bind_matrix(t("attn_k.weight"), hp.n_embd, hp.n_embd_kv());
+    L.wv = bind_matrix(t("attn_v.weight"), hp.n_embd, hp.n_embd_kv());
+    L.wo = bind_matrix(t("attn_output.weight"), hp.n_embd_q(), hp.n_embd);
+    L.ffn_norm = bind_norm(t("ffn_norm.weight"), hp.n_embd);
+    L.w_gate = bind_matrix(t("ffn_gate.weight"), hp.n_embd, hp.n_ff);
+    L.w_up = bind_matrix(t("ffn_up.weight"), hp.n_embd, hp.n_ff);
+    L.w_down = bind_matrix(t("ffn_down.weight"), hp.n_ff, hp.n_embd);
+  }
+}
+
+void Model::embed(int32_t token, float* out, const kernels::KernelSet& ks) const {
+  const kernels::WeightMatrix& e = token_embd_;
+  const uint8_t* row = static_cast<const uint8_t*>(e.data) + static_cast<size_t>(token) * e.row_bytes;
+  const int64_t n = e.cols;
+  switch (e.type) {
+    case DType::F32: std::memcpy(out, row, static_cast<size_t>(n) * sizeof(float)); break;
+    case DType::F16: ks.dequantize_row_f16(reinterpret_cast<const kernels::fp16_t*>(row), out, n); break;
+    case DType::BF16: ks.dequantize_row_bf16(reinterpret_cast<const kernels::bf16_t*>(row), out, n); break;
+    case DType::Q4_K: ks.dequantize_row_q4_K(reinterpret_cast<const kernels::block_q4_K*>(row), out, n); break;
+    case DType::Q6_K: ks.dequantize_row_q6_K(reinterpret_cast<const kernels::block_q6_K*>(row), out, n); break;
+    case DType::Q8_0: ks.dequantize_row_q8_0(reinterpret_cast<const kernels::block_q8_0*>(row), out, n); break;
+    case DType::Q4_0: ks.dequantize_row_q4_0(reinterpret_cast<const kernels::block_q4_0*>(row), out, n); break;
+    default: fail(Error::Kind::Unsupported, "model: token_embd type cannot be dequantized");
+  }
+}
+
+}  // namespace edgellm::engine

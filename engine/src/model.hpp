@@ -1,0 +1,96 @@
+// A Llama model loaded from GGUF: hyperparameters from the `llama.*` metadata and every weight
+// tensor bound by name, shape- and type-checked, and used in place from the file's memory map.
+//
+//   auto model = edgellm::engine::Model::load("stories260K.gguf");
+//   model.hparams().n_layer;                   // 5
+//   model.layer(0).wq;                          // a kernels::WeightMatrix view into the mmap
+//
+// Weight matrices may be any mix of Q4_K, Q6_K, Q8_0, Q4_0, F16, BF16 and F32; norms are F32.
+// Errors: gguf::GgufError for a malformed file, edgellm::Error (kind Unsupported or Format, the
+// message naming the key or tensor) for a file this engine cannot run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "edgellm/gguf.hpp"
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/matmul.hpp"
+
+namespace edgellm::engine {
+
+// Model shape, read from `llama.*` metadata (defaults as llama.cpp applies them).
+struct HParams {
+  int n_layer = 0;        // llama.block_count
+  int n_embd = 0;         // llama.embedding_length
+  int n_ff = 0;           // llama.feed_forward_length
+  int n_head = 0;         // llama.attention.head_count
+  int n_head_kv = 0;      // llama.attention.head_count_kv (default n_head)
+  int head_dim = 0;       // n_embd / n_head
+  int n_rot = 0;          // llama.rope.dimension_count (default head_dim)
+  float rope_freq_base = 10000.0f;  // llama.rope.freq_base
+  float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor for linear scaling
+  float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
+  int n_ctx_train = 0;    // llama.context_length
+  int n_vocab = 0;        // llama.vocab_size, else token_embd's row count
+
+  int n_embd_q() const { return n_head * head_dim; }
+  int n_embd_kv() const { return n_head_kv * head_dim; }  // K (and V) values per position
+};
+
+// Reads and checks the hyperparameters (throws edgellm::Error or gguf::GgufError).
+HParams read_hparams(const gguf::File& file);
+
+// One transformer block's weights. WeightMatrix rows are output features.
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // [n_embd]
+  kernels::WeightMatrix wq;          // n_embd_q  x n_embd
+  kernels::WeightMatrix wk;          // n_embd_kv x n_embd
+  kernels::WeightMatrix wv;          // n_embd_kv x n_embd
+  kernels::WeightMatrix wo;          // n_embd    x n_embd_q
+  const float* ffn_norm = nullptr;   // [n_embd]
+  kernels::WeightMatrix w_gate;      // n_ff   x n_embd
+  kernels::WeightMatrix w_up;        // n_ff   x n_embd
+  kernels::WeightMatrix w_down;      // n_embd x n_ff
+};
+
+class Model {
+ public:
+  // Memory-maps and binds `path`.
+  static Model load(const std::string& path);
+  // Binds the tensors of an opened file (the Model takes it over).
+  explicit Model(gguf::File file);
+
+  Model(Model&&) noexcept = default;
+  Model& operator=(Model&&) noexcept = default;
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const HParams& hparams() const { return hparams_; }
+  const gguf::File& file() const { return file_; }
+
+  const kernels::WeightMatrix& token_embd() const { return token_embd_; }  // n_vocab x n_embd
+  const float* output_norm() const { return output_norm_; }                 // [n_embd]
+  const kernels::WeightMatrix& output() const { return output_; }          // n_vocab x n_embd
+  bool output_tied() const { return output_tied_; }  // no output.weight: the LM head is token_embd
+  const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
+
+  // Bytes of all weight tensors (what the file maps in, metadata aside).
+  uint64_t weight_bytes() const { return weight_bytes_; }
+
+  // The embedding of `token` (0 <= token < n_vocab, not checked here): one row of token_embd,
+  // dequantized with `ks` into out[n_embd].
+  void embed(int32_t token, float* out, const kernels::KernelSet& ks) const;
+
+ private:
+  gguf::File file_;
+  HParams hparams_;
+  kernels::WeightMatrix token_embd_, output_;
+  const float* output_norm_ = nullptr;
+  bool output_tied_ = false;
+  std::vector<LayerWeights> layers_;
+  uint64_t weight_bytes_ = 0;
+};
+
+}  // namespace edgellm::engine
