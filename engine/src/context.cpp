@@ -56,7 +56,8 @@ Context::Context(const Model& model, const ContextOptions& options)
       options_(checked(model, options)),
       ks_(*options_.kernels),
       pool_(std::make_unique<ThreadPool>(options_.n_threads)),
-      kv_(model.hparams().n_layer, options_.n_ctx, model.hparams().n_embd_kv(), options_.kv_type) {
+      kv_(model.hparams().n_layer, options_.n_ctx, model.hparams().n_head_kv, model.hparams().head_dim,
+          options_.kv_type) {
   const HParams& hp = model_.hparams();
   const size_t nb = sz(options_.n_batch);
   x_.resize(nb * sz(hp.n_embd));
@@ -69,7 +70,7 @@ Context::Context(const Model& model, const ContextOptions& options)
   hb_.resize(nb * sz(hp.n_ff));
   hb2_.resize(nb * sz(hp.n_ff));
   rope_.resize(nb * sz(hp.n_rot));
-  scores_.resize(sz(options_.n_threads) * sz(options_.n_ctx));
+  scores_.resize(sz(options_.n_threads) * sz(hp.n_head / hp.n_head_kv) * sz(options_.n_ctx));
   logits_.resize((options_.logits_all ? nb : 1) * sz(hp.n_vocab));
 }
 
@@ -212,26 +213,28 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
 }
 
 // att[i][h] = softmax(q[i][h] . K[0 .. pos0+i] / sqrt(head_dim)) . V[0 .. pos0+i]: row i sees the
-// cache and the batch's rows up to itself (the causal mask). Query heads share KV heads in groups
-// (GQA). The (row, head) pairs are dealt to the threads in turn, so the long rows at the end of a
-// prefill batch are spread over all of them.
+// cache and the batch's rows up to itself (the causal mask). The query heads sharing a KV head
+// (GQA) are adjacent in q, so one (row, KV head) item computes their scores and outputs as two
+// small matmuls over the cache. Items are dealt to the threads in turn, so the long rows at the end
+// of a prefill batch are spread over all of them.
 void Context::attention(int layer, int n, int pos0) {
   const HParams& hp = model_.hparams();
   const int group = hp.n_head / hp.n_head_kv;
-  const int64_t Q = hp.n_embd_q();
+  const int64_t Q = hp.n_embd_q(), ld = kv_.n_ctx();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  const int64_t n_items = int64_t{n} * hp.n_head;
+  const int64_t n_items = int64_t{n} * hp.n_head_kv;
   pool_->run([&](int ith, int nth) {
-    float* score = &scores_[sz(ith) * sz(kv_.n_ctx())];
+    float* scores = &scores_[sz(ith) * sz(group) * sz(ld)];  // [group][n_ctx]
     for (int64_t j = ith; j < n_items; j += nth) {
-      const int i = static_cast<int>(j / hp.n_head), h = static_cast<int>(j % hp.n_head);
+      const int i = static_cast<int>(j / hp.n_head_kv), g = static_cast<int>(j % hp.n_head_kv);
       const int n_pos = pos0 + i + 1;
-      const float* q = &q_[sz(i * Q + h * hp.head_dim)];
-      kv_.k_dots(ks_, layer, h / group, hp.head_dim, q, n_pos, score);
-      kernels::scale(score, scale, n_pos);
-      kernels::softmax(score, n_pos);
-      kv_.v_weighted_sum(ks_, layer, h / group, hp.head_dim, score, n_pos,
-                         &att_[sz(i * Q + h * hp.head_dim)]);
+      const int64_t first = i * Q + int64_t{g} * group * hp.head_dim;  // first query head of the group
+      kv_.k_dots(ks_, layer, g, &q_[sz(first)], group, n_pos, scores, ld);
+      for (int h = 0; h < group; ++h) {
+        kernels::scale(scores + h * ld, scale, n_pos);
+        kernels::softmax(scores + h * ld, n_pos);
+      }
+      kv_.v_weighted_sum(ks_, layer, g, scores, group, ld, n_pos, &att_[sz(first)]);
     }
   });
 }

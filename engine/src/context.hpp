@@ -107,7 +107,7 @@ class Context {
   std::vector<float> hb_;      // FFN gate          [n_batch][n_ff]
   std::vector<float> hb2_;     // FFN up            [n_batch][n_ff]
   std::vector<float> rope_;    // cos/sin per row   [n_batch][n_rot]
-  std::vector<float> scores_;  // per thread        [n_threads][n_ctx]
+  std::vector<float> scores_;  // per thread        [n_threads][n_head / n_head_kv][n_ctx]
   std::vector<float> logits_;  // [rows kept][n_vocab]
   int n_logits_ = 0;  // rows in logits_ from the last eval
   int n_eval_ = 0;    // tokens in the last eval

@@ -8,14 +8,13 @@
 
 namespace edgellm::engine {
 
-KvCache::KvCache(int n_layer, int n_ctx, int n_embd_kv, KvType type)
-    : n_layer_(n_layer), n_ctx_(n_ctx), n_embd_kv_(n_embd_kv), type_(type) {
-  if (n_layer <= 0 || n_ctx <= 0 || n_embd_kv <= 0)
-    throw Error(Error::Kind::InvalidArgument, "KvCache: n_layer, n_ctx and n_embd_kv must be > 0");
-  data_.resize(size_t(2) * size_t(n_layer) * size_t(n_ctx) * size_t(n_embd_kv) * elem_bytes());
+KvCache::KvCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, KvType type)
+    : n_layer_(n_layer), n_ctx_(n_ctx), n_head_kv_(n_head_kv), head_dim_(head_dim), type_(type) {
+  if (n_layer <= 0 || n_ctx <= 0 || n_head_kv <= 0 || head_dim <= 0)
+    throw Error(Error::Kind::InvalidArgument,
+                "KvCache: n_layer, n_ctx, n_head_kv and head_dim must be > 0");
+  data_.resize(size_t(2) * size_t(n_layer) * size_t(n_head_kv) * head_bytes());
 }
-
-void KvCache::set_n_past(int n) { n_past_ = n; }
 
 void KvCache::truncate(int pos) {
   if (pos < 0 || pos > n_past_)
@@ -24,46 +23,46 @@ void KvCache::truncate(int pos) {
   n_past_ = pos;
 }
 
-uint8_t* KvCache::k_row(int layer, int pos) {
-  const size_t layer_bytes = size_t(2) * size_t(n_ctx_) * size_t(n_embd_kv_) * elem_bytes();
-  return data_.data() + size_t(layer) * layer_bytes + size_t(pos) * size_t(n_embd_kv_) * elem_bytes();
+uint8_t* KvCache::k_head(int layer, int kv_head) {
+  return data_.data() + (size_t(layer) * 2 * size_t(n_head_kv_) + size_t(kv_head)) * head_bytes();
 }
 
-uint8_t* KvCache::v_row(int layer, int i) {
-  const size_t block = size_t(n_ctx_) * size_t(n_embd_kv_) * elem_bytes();
-  return data_.data() + size_t(layer) * 2 * block + block + size_t(i) * size_t(n_ctx_) * elem_bytes();
+uint8_t* KvCache::v_head(int layer, int kv_head) {
+  return data_.data() +
+         (size_t(layer) * 2 * size_t(n_head_kv_) + size_t(n_head_kv_) + size_t(kv_head)) * head_bytes();
 }
 
 void KvCache::store(int layer, int pos, const float* k, const float* v) {
-  if (type_ == KvType::F32) {
-    std::memcpy(k_row(layer, pos), k, size_t(n_embd_kv_) * sizeof(float));
-    for (int i = 0; i < n_embd_kv_; ++i) reinterpret_cast<float*>(v_row(layer, i))[pos] = v[i];
-  } else {
-    kernels::quantize_row_f16_ref(k, reinterpret_cast<kernels::fp16_t*>(k_row(layer, pos)), n_embd_kv_);
-    for (int i = 0; i < n_embd_kv_; ++i)
-      reinterpret_cast<kernels::fp16_t*>(v_row(layer, i))[pos] = kernels::fp32_to_fp16(v[i]);
+  for (int h = 0; h < n_head_kv_; ++h) {
+    const float* kh = k + h * head_dim_;
+    const float* vh = v + h * head_dim_;
+    uint8_t* kd = k_head(layer, h) + size_t(pos) * size_t(head_dim_) * elem_bytes();
+    uint8_t* vd = v_head(layer, h);
+    if (type_ == KvType::F32) {
+      std::memcpy(kd, kh, size_t(head_dim_) * sizeof(float));
+      for (int d = 0; d < head_dim_; ++d) reinterpret_cast<float*>(vd)[size_t(d) * size_t(n_ctx_) + size_t(pos)] = vh[d];
+    } else {
+      kernels::quantize_row_f16_ref(kh, reinterpret_cast<kernels::fp16_t*>(kd), head_dim_);
+      for (int d = 0; d < head_dim_; ++d)
+        reinterpret_cast<kernels::fp16_t*>(vd)[size_t(d) * size_t(n_ctx_) + size_t(pos)] = kernels::fp32_to_fp16(vh[d]);
+    }
   }
 }
 
-void KvCache::k_dots(const kernels::KernelSet& ks, int layer, int kv_head, int head_dim,
-                     const float* q, int n_pos, float* score) const {
-  const size_t offset = size_t(kv_head) * size_t(head_dim) * elem_bytes();
-  for (int t = 0; t < n_pos; ++t) {
-    const uint8_t* k = k_row(layer, t) + offset;
-    score[t] = type_ == KvType::F32
-                   ? ks.vec_dot_f32_f32(head_dim, reinterpret_cast<const float*>(k), q)
-                   : ks.vec_dot_f16_f32(head_dim, reinterpret_cast<const kernels::fp16_t*>(k), q);
-  }
+void KvCache::k_dots(const kernels::KernelSet& ks, int layer, int kv_head, const float* q, int n_q,
+                     int n_pos, float* scores, int64_t ld) const {
+  // K of this head is a [n_pos x head_dim] matrix; the queries are n_q activation rows.
+  const auto tile = type_ == KvType::F32 ? ks.matmul_f32_f32 : ks.matmul_f16_f32;
+  tile(head_dim_, k_head(layer, kv_head), size_t(head_dim_) * elem_bytes(), n_pos, q,
+       size_t(head_dim_) * sizeof(float), n_q, scores, ld);
 }
 
-void KvCache::v_weighted_sum(const kernels::KernelSet& ks, int layer, int kv_head, int head_dim,
-                             const float* w, int n_pos, float* out) const {
-  for (int d = 0; d < head_dim; ++d) {
-    const uint8_t* v = v_row(layer, kv_head * head_dim + d);
-    out[d] = type_ == KvType::F32
-                 ? ks.vec_dot_f32_f32(n_pos, reinterpret_cast<const float*>(v), w)
-                 : ks.vec_dot_f16_f32(n_pos, reinterpret_cast<const kernels::fp16_t*>(v), w);
-  }
+void KvCache::v_weighted_sum(const kernels::KernelSet& ks, int layer, int kv_head, const float* w,
+                             int n_q, int64_t ld, int n_pos, float* out) const {
+  // V^T of this head is a [head_dim x n_pos] matrix (rows n_ctx apart); the weights are n_q rows.
+  const auto tile = type_ == KvType::F32 ? ks.matmul_f32_f32 : ks.matmul_f16_f32;
+  tile(n_pos, v_head(layer, kv_head), size_t(n_ctx_) * elem_bytes(), head_dim_, w,
+       size_t(ld) * sizeof(float), n_q, out, head_dim_);
 }
 
 }  // namespace edgellm::engine

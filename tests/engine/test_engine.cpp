@@ -279,11 +279,11 @@ TEST_CASE("truncate then decode again reproduces the logits", "[engine]") {
 }
 
 TEST_CASE("KV cache size and layout", "[engine]") {
-  KvCache f16(5, 100, 32, KvType::F16);
+  KvCache f16(5, 100, 4, 8, KvType::F16);
   CHECK(f16.bytes() == size_t(2) * 5 * 100 * 32 * 2);
-  KvCache f32(5, 100, 32, KvType::F32);
+  KvCache f32(5, 100, 4, 8, KvType::F32);
   CHECK(f32.bytes() == size_t(2) * 5 * 100 * 32 * 4);
-  CHECK_THROWS_AS(KvCache(0, 100, 32, KvType::F16), Error);
+  CHECK_THROWS_AS(KvCache(0, 100, 4, 8, KvType::F16), Error);
 }
 
 TEST_CASE("models this engine cannot run are refused with a clear error", "[engine]") {
