@@ -239,10 +239,10 @@ uint32_t guess_file_type(const edgellm::gguf::File& f) {
   }
 }
 
-edgellm_log_callback g_log_fn = nullptr;
+std::atomic<edgellm_log_callback> g_log_fn{nullptr};
 
 void forward_log(int level, const char* message, void* user) {
-  if (g_log_fn) g_log_fn(static_cast<edgellm_log_level>(level), message, user);
+  if (edgellm_log_callback fn = g_log_fn.load()) fn(static_cast<edgellm_log_level>(level), message, user);
 }
 
 }  // namespace

@@ -75,12 +75,13 @@ typedef struct edgellm_model edgellm_model;
 typedef struct edgellm_context edgellm_context;
 typedef struct edgellm_sampler edgellm_sampler;
 
-/* Load progress in [0, 1]; return false to cancel the load (edgellm_model_load then returns
- * EDGELLM_ERR_CANCELLED). */
+/* Load progress in [0, 1] (today: 0 before the file is mapped, 1 when the model is ready); return
+ * false to cancel the load (edgellm_model_load then returns EDGELLM_ERR_CANCELLED). */
 typedef bool (*edgellm_progress_callback)(float progress, void* user_data);
 
 typedef struct edgellm_model_params {
-  bool use_mmap;                               /* map the file (default) instead of reading it */
+  bool use_mmap;                               /* map the file (default; the only mode so far:
+                                                  false is accepted and maps too) */
   edgellm_progress_callback progress_callback; /* may be NULL */
   void* progress_user_data;
 } edgellm_model_params;
