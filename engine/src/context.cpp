@@ -13,6 +13,7 @@
 // matmuls are GEMVs, with n > 1 (prefill) GEMMs.
 #include "context.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -214,27 +215,33 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
 
 // att[i][h] = softmax(q[i][h] . K[0 .. pos0+i] / sqrt(head_dim)) . V[0 .. pos0+i]: row i sees the
 // cache and the batch's rows up to itself (the causal mask). The query heads sharing a KV head
-// (GQA) are adjacent in q, so one (row, KV head) item computes their scores and outputs as two
-// small matmuls over the cache. Items are dealt to the threads in turn, so the long rows at the end
-// of a prefill batch are spread over all of them.
+// (GQA) are adjacent in q, so one item (row, KV head, run of those query heads) computes their
+// scores and outputs as two small matmuls over the cache. A group is split into runs only when
+// there would be fewer items than threads (decode with few KV heads). Items are dealt to the
+// threads in turn, so the long rows at the end of a prefill batch are spread over all of them.
 void Context::attention(int layer, int n, int pos0) {
   const HParams& hp = model_.hparams();
   const int group = hp.n_head / hp.n_head_kv;
   const int64_t Q = hp.n_embd_q(), ld = kv_.n_ctx();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  const int64_t n_items = int64_t{n} * hp.n_head_kv;
+  const int64_t n_groups = int64_t{n} * hp.n_head_kv;
+  const int runs = static_cast<int>(std::min<int64_t>(group, (pool_->size() + n_groups - 1) / n_groups));
+  const int run_len = (group + runs - 1) / runs;
   pool_->run([&](int ith, int nth) {
     float* scores = &scores_[sz(ith) * sz(group) * sz(ld)];  // [group][n_ctx]
-    for (int64_t j = ith; j < n_items; j += nth) {
-      const int i = static_cast<int>(j / hp.n_head_kv), g = static_cast<int>(j % hp.n_head_kv);
+    for (int64_t j = ith; j < n_groups * runs; j += nth) {
+      const int64_t item = j / runs;
+      const int i = static_cast<int>(item / hp.n_head_kv), g = static_cast<int>(item % hp.n_head_kv);
+      const int h0 = static_cast<int>(j % runs) * run_len, nq = std::min(run_len, group - h0);
+      if (nq <= 0) continue;
       const int n_pos = pos0 + i + 1;
-      const int64_t first = i * Q + int64_t{g} * group * hp.head_dim;  // first query head of the group
-      kv_.k_dots(ks_, layer, g, &q_[sz(first)], group, n_pos, scores, ld);
-      for (int h = 0; h < group; ++h) {
+      const int64_t first = i * Q + (int64_t{g} * group + h0) * hp.head_dim;  // first query head
+      kv_.k_dots(ks_, layer, g, &q_[sz(first)], nq, n_pos, scores, ld);
+      for (int h = 0; h < nq; ++h) {
         kernels::scale(scores + h * ld, scale, n_pos);
         kernels::softmax(scores + h * ld, n_pos);
       }
-      kv_.v_weighted_sum(ks_, layer, g, scores, group, ld, n_pos, &att_[sz(first)]);
+      kv_.v_weighted_sum(ks_, layer, g, scores, nq, ld, n_pos, &att_[sz(first)]);
     }
   });
 }
