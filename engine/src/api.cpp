@@ -76,6 +76,16 @@ edgellm_status engine_status(edgellm::Error::Kind kind) {
   return EDGELLM_ERR_INTERNAL;
 }
 
+// The value a C caller put in an enum field. A C enum may hold any int; reading one outside the
+// enumerators as the C++ enum type is undefined, so the bits are read as an int.
+template <class E>
+int enum_bits(const E& e) {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Runs body() and maps every exception to a status and the thread's last-error message.
 template <class Body>
 edgellm_status guarded(const char* where, Body&& body) noexcept {
@@ -369,7 +379,7 @@ edgellm_token sample_token(edgellm_sampler& s, edgellm_context& c, int32_t i) {
 extern "C" {
 
 const char* edgellm_status_string(edgellm_status status) {
-  switch (status) {
+  switch (enum_bits(status)) {
     case EDGELLM_OK: return "ok";
     case EDGELLM_ERR_INVALID_ARGUMENT: return "invalid argument";
     case EDGELLM_ERR_IO: return "i/o error";
@@ -391,7 +401,7 @@ const char* edgellm_version(void) { return edgellm::version_string(); }
 void edgellm_set_log_callback(edgellm_log_callback callback, edgellm_log_level min_level, void* user_data) {
   try {
     g_log_fn = callback;
-    edgellm::set_log_sink(callback ? forward_log : nullptr, static_cast<int>(min_level), user_data);
+    edgellm::set_log_sink(callback ? forward_log : nullptr, enum_bits(min_level), user_data);
   } catch (...) {
     // Setting a sink allocates nothing that can fail in practice; never let it escape.
   }
@@ -717,8 +727,9 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
     REQUIRE_ARG(p.n_ctx > 0, "n_ctx must be > 0, got " + std::to_string(p.n_ctx));
     REQUIRE_ARG(p.n_threads >= 0, "n_threads must be >= 0 (0: physical cores), got " + std::to_string(p.n_threads));
     REQUIRE_ARG(p.n_threads <= 1024, "n_threads must be <= 1024, got " + std::to_string(p.n_threads));
-    REQUIRE_ARG(p.kv_type == EDGELLM_KV_F16 || p.kv_type == EDGELLM_KV_F32,
-                "kv_type must be EDGELLM_KV_F16 or EDGELLM_KV_F32, got " + std::to_string(static_cast<int>(p.kv_type)));
+    const int kv_type = enum_bits(p.kv_type);
+    REQUIRE_ARG(kv_type == EDGELLM_KV_F16 || kv_type == EDGELLM_KV_F32,
+                "kv_type must be EDGELLM_KV_F16 or EDGELLM_KV_F32, got " + std::to_string(kv_type));
     if (p.n_ctx > model->info.n_ctx_train)
       edgellm::log().warn("n_ctx {} is more than the model was trained for ({})", p.n_ctx, model->info.n_ctx_train);
     auto c = std::make_unique<edgellm_context>();
