@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -373,4 +374,34 @@ TEST_CASE("any thread count gives the same logits", "[engine]") {
   }
   for (size_t r = 1; r < runs.size(); ++r)
     for (size_t k = 0; k < runs[0].size(); k += 512) CHECK(rel_max_diff(&runs[r][k], &runs[0][k], 512) <= 1e-5);
+}
+
+TEST_CASE("no output.weight: the LM head is token_embd (tied)", "[engine]") {
+  const gguf::File& src = stories().file();
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : src.metadata()) w.set(kv.key, kv.value);
+  std::vector<std::span<const uint8_t>> data;
+  for (const gguf::TensorInfo& t : src.tensors()) {
+    if (t.name == "output.weight") continue;
+    w.add_tensor(t.name, t.type, std::span<const uint64_t>(t.ne, t.n_dims));
+    data.emplace_back(t.data, t.n_bytes);
+  }
+  const std::vector<uint8_t> bytes = w.to_bytes(data);
+  Model tied(gguf::File::parse(bytes));
+  CHECK(tied.output_tied());
+  CHECK(tied.output().data == tied.token_embd().data);
+  CHECK(tied.weight_bytes() + stories().output().row_bytes * 512 == stories().weight_bytes());
+
+  // stories260K comes from llama2.c, whose classifier shares the embedding: its output.weight is
+  // a copy of token_embd. So the tied model must give exactly the untied one's logits.
+  const kernels::WeightMatrix &e = stories().token_embd(), &out = stories().output();
+  REQUIRE(e.data != out.data);
+  REQUIRE(std::memcmp(e.data, out.data, e.row_bytes * 512) == 0);
+  ContextOptions o;
+  o.n_ctx = 8;
+  Context a(tied, o);
+  a.eval(std::vector<int32_t>{1, 403});
+  Context b(stories(), o);
+  b.eval(std::vector<int32_t>{1, 403});
+  CHECK(std::equal(a.logits(), a.logits() + 512, b.logits()));
 }
