@@ -169,7 +169,7 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
   // RoPE angles of each row's position, shared by every layer.
   for (int i = 0; i < n; ++i)
     kernels::rope_norm_cos_sin(pos0 + i, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
-                               &rope_[sz(i) * sz(hp.n_rot)]);
+                               &rope_[sz(i) * sz(hp.n_rot)], model_.rope_freqs());
 
   for (int l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& L = model_.layer(l);

@@ -113,10 +113,11 @@ kernels::WeightMatrix bind_matrix(const gguf::TensorInfo& t, int64_t cols, int64
   return w;
 }
 
+// A vector of n F32 values (norm weights, rope_freqs).
 const float* bind_norm(const gguf::TensorInfo& t, int64_t n) {
   check_shape(t, static_cast<uint64_t>(n), 1);
   if (t.type != DType::F32)
-    fail(Error::Kind::Unsupported, "model: norm tensor '" + t.name + "' has type " +
+    fail(Error::Kind::Unsupported, "model: tensor '" + t.name + "' has type " +
                                        dtype_name(static_cast<uint32_t>(t.type)) + ", expected f32");
   return reinterpret_cast<const float*>(t.data);
 }
@@ -202,6 +203,9 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
     output_ = token_embd_;
     output_tied_ = true;
   }
+
+  if (const gguf::TensorInfo* freqs = f.find_tensor("rope_freqs.weight"))
+    rope_freqs_ = bind_norm(*count(*freqs), hp.n_rot / 2);
 
   layers_.resize(static_cast<size_t>(hp.n_layer));
   for (int i = 0; i < hp.n_layer; ++i) {

@@ -75,6 +75,9 @@ class Model {
   const kernels::WeightMatrix& output() const { return output_; }          // n_vocab x n_embd
   bool output_tied() const { return output_tied_; }  // no output.weight: the LM head is token_embd
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
+  // rope_freqs.weight (n_rot / 2 F32 divisors of the RoPE angles, Llama 3.1-style scaling), or
+  // nullptr when the file has none.
+  const float* rope_freqs() const { return rope_freqs_; }
 
   // Bytes of all weight tensors (what the file maps in, metadata aside).
   uint64_t weight_bytes() const { return weight_bytes_; }
@@ -88,6 +91,7 @@ class Model {
   HParams hparams_;
   kernels::WeightMatrix token_embd_, output_;
   const float* output_norm_ = nullptr;
+  const float* rope_freqs_ = nullptr;
   bool output_tied_ = false;
   std::vector<LayerWeights> layers_;
   uint64_t weight_bytes_ = 0;

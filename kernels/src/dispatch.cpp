@@ -43,7 +43,7 @@ KernelSet scalar_kernel_set() {
   ks.dequantize_row_f16 = dequantize_row_f16_ref;
   ks.dequantize_row_bf16 = dequantize_row_bf16_ref;
   ks.quantize_row_q8_K = quantize_row_q8_K_ref;
-  ks.quantize_row_q8_0 = quantize_row_q8_0_ref;
+  ks.quantize_row_q8_0 = quantize_row_q8_0_act_ref;
   ks.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_ref;
   ks.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_ref;
   ks.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_ref;

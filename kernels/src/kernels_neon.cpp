@@ -21,6 +21,7 @@
 #include "kernel_sets.hpp"
 #include "neon_dots.hpp"
 #include "neon_kernels.hpp"
+#include "quants_ref_util.hpp"
 
 namespace edgellm::kernels {
 
@@ -209,7 +210,7 @@ void dequantize_row_q6_K_neon(const block_q6_K* x, float* y, int64_t k) {
   }
 }
 
-// ---- activation quantization (bit-exact with quantize_row_q8_K_ref / q8_0_ref) ----
+// ---- activation quantization (bit-exact with quantize_row_q8_K_ref / q8_0_act_ref) ----
 
 // The largest |x| of n floats (n a multiple of 16), NaN left out as in the references: a lane
 // only takes a value greater than what it holds, which a NaN never is.
@@ -263,20 +264,20 @@ void quantize_row_q8_K_neon(const float* x, block_q8_K* y, int64_t k) {
   }
 }
 
-// Q8_0: d = amax / 127, q = round-half-away(x / d) (x times 1 / d taken before d is rounded to
-// fp16), clamped to +-127; NaN gives 0 (fcvtas of NaN).
+// Q8_0 activations (quantize_row_q8_0_act_ref): d = amax / 127, q = x * (127 / amax) rounded
+// half to even, clamped to +-127; NaN gives 0 (fcvtns of NaN).
 void quantize_row_q8_0_neon(const float* x, block_q8_0* y, int64_t k) {
   const float32x4_t lo = vdupq_n_f32(-127.f), hi = vdupq_n_f32(127.f);
   for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
-    const float d = abs_max(x, QK8_0) / 127;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    if (std::isinf(id)) id = 0.0f;  // d is a tiny subnormal that fp16 stores as 0: so are the q
-    y[i].d = fp32_to_fp16(d);
+    const float amax = abs_max(x, QK8_0);
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
+    y[i].d = fp32_to_fp16(amax / 127.0f);
     const float32x4_t vid = vdupq_n_f32(id);
     int32x4_t q[8];
     for (int l = 0; l < 8; ++l) {
       const float32x4_t v = vmulq_f32(vld1q_f32(x + 4 * l), vid);
-      q[l] = vcvtaq_s32_f32(vminq_f32(vmaxq_f32(v, lo), hi));  // fmax/fmin keep NaN: q = 0
+      q[l] = vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, lo), hi));  // fmax/fmin keep NaN: q = 0
     }
     for (int h = 0; h < 2; ++h) {
       const int16x8_t a = vcombine_s16(vmovn_s32(q[4 * h]), vmovn_s32(q[4 * h + 1]));
@@ -331,6 +332,11 @@ struct DotprodRowsQ4K {
     dotprod::tile_rows_q4_K(NA, t, nb, a, bs, o);
   }
 };
+// Packing a tile runs here, in the armv8.0 object, once per 8 weight rows: the portable unpackers do.
+struct UnpackPortable {
+  static void q4_K(const block_q4_K& b, uint8_t* q) { detail::unpack_q4_K(b, q); }
+  static void q6_K(const block_q6_K& b, uint8_t* q) { detail::unpack_q6_K(b, q); }
+};
 template <int NA>
 struct DotprodRowsQ6K {
   static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
@@ -341,7 +347,7 @@ struct DotprodRowsQ6K {
 void matmul_q4_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                          size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<dotprod::kTileRows, block_q4_K, DotprodRowsQ4K>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+    gemm::matmul_tiles<dotprod::kTileRows, block_q4_K, DotprodRowsQ4K, UnpackPortable>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);
   else
     tile_from_vec_dot<block_q4_K, block_q8_K, dotprod::vec_dot_q4_K_q8_K>(n, w, w_row_bytes, n_rows, a,
@@ -351,7 +357,7 @@ void matmul_q4_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n
 void matmul_q6_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                          size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<dotprod::kTileRows, block_q6_K, DotprodRowsQ6K>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
+    gemm::matmul_tiles<dotprod::kTileRows, block_q6_K, DotprodRowsQ6K, UnpackPortable>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
                                                                         n_act, y, ldy);
   else
     tile_from_vec_dot<block_q6_K, block_q8_K, dotprod::vec_dot_q6_K_q8_K>(n, w, w_row_bytes, n_rows, a,

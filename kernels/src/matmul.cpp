@@ -6,6 +6,7 @@
 #include <string>
 
 #include "edgellm/kernels/blocks.hpp"
+#include "edgellm/kernels/quants.hpp"
 
 namespace edgellm::kernels {
 
@@ -16,7 +17,7 @@ constexpr int64_t kRowGrain = 16;
 
 // Bytes of one activation row in the format a weight type's dot product takes.
 struct ActivationFormat {
-  DType type;        // F32, Q8_K or Q8_0
+  DType type;        // F32, Q8_K or Q8_0; F16 / BF16: floats rounded to that precision
   int64_t block;     // elements per block
   size_t block_bytes;
 };
@@ -27,6 +28,8 @@ ActivationFormat activation_format(DType weight_type) {
     case DType::Q6_K: return {DType::Q8_K, QK_K, sizeof(block_q8_K)};
     case DType::Q8_0:
     case DType::Q4_0: return {DType::Q8_0, QK8_0, sizeof(block_q8_0)};
+    case DType::F16: return {DType::F16, 1, sizeof(float)};
+    case DType::BF16: return {DType::BF16, 1, sizeof(float)};
     default: return {DType::F32, 1, sizeof(float)};
   }
 }
@@ -60,7 +63,7 @@ void Activations::reset(const float* x, int64_t n_rows, int64_t n_cols) {
   x_ = x;
   n_rows_ = n_rows;
   n_cols_ = n_cols;
-  have_q8_K_ = have_q8_0_ = false;
+  for (bool& h : have_) h = false;
 }
 
 const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool) {
@@ -71,10 +74,12 @@ const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, T
                                 " values are not a whole number of " + type_name(f.type) +
                                 " blocks (" + std::to_string(f.block) + ")");
   }
-  const bool q8_K = f.type == DType::Q8_K;
-  bool& have = q8_K ? have_q8_K_ : have_q8_0_;
-  std::vector<uint8_t>& buf = q8_K ? q8_K_ : q8_0_;
-  if (have) return buf.data();
+  const Form form = f.type == DType::Q8_K   ? kQ8_K
+                    : f.type == DType::Q8_0 ? kQ8_0
+                    : f.type == DType::F16  ? kF16
+                                            : kBF16;
+  std::vector<uint8_t>& buf = buf_[form];
+  if (have_[form]) return buf.data();
   const size_t row_bytes = static_cast<size_t>(n_cols_ / f.block) * f.block_bytes;
   if (buf.size() < row_bytes * n_rows_) buf.resize(row_bytes * n_rows_);
   const float* x = x_;
@@ -84,19 +89,23 @@ const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, T
     int64_t begin, end;
     ThreadPool::split(n_rows, ith, nth, begin, end);
     for (int64_t i = begin; i < end; ++i) {
-      if (q8_K) {
-        ks.quantize_row_q8_K(x + i * n_cols, reinterpret_cast<block_q8_K*>(out + i * row_bytes),
-                             n_cols);
-      } else {
-        ks.quantize_row_q8_0(x + i * n_cols, reinterpret_cast<block_q8_0*>(out + i * row_bytes),
-                             n_cols);
+      const float* xi = x + i * n_cols;
+      void* yi = out + i * row_bytes;
+      switch (form) {
+        case kQ8_K: ks.quantize_row_q8_K(xi, static_cast<block_q8_K*>(yi), n_cols); break;
+        case kQ8_0: ks.quantize_row_q8_0(xi, static_cast<block_q8_0*>(yi), n_cols); break;
+        case kF16:
+          for (int64_t c = 0; c < n_cols; ++c) static_cast<float*>(yi)[c] = fp16_to_fp32(fp32_to_fp16(xi[c]));
+          break;
+        default:
+          for (int64_t c = 0; c < n_cols; ++c) static_cast<float*>(yi)[c] = bf16_to_fp32(fp32_to_bf16(xi[c]));
       }
     }
   };
   // A decode step's single row is quicker to quantize here than to hand to the pool.
   if (n_rows < 4 * pool.size()) quantize_rows(0, 1);
   else pool.run(quantize_rows);
-  have = true;
+  have_[form] = true;
   return buf.data();
 }
 

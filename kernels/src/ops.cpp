@@ -35,18 +35,16 @@ void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, floa
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
-  batch acc(0.0f);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    const batch v = batch::load_unaligned(x + i);
-    acc += v * v;
-  }
-  double sum = xsimd::hadd(acc);
-  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  // The sum of squares in ggml's order (one double, element by element): a partial-sum order
+  // moves the scale by an ulp now and then, which moves exact halves in the next Q8_0
+  // quantization (common after a Q4_0/Q8_0 embedding row) and so the logits by ~1e-2.
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float mean = n > 0 ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
   const float s = 1.0f / std::sqrt(mean + eps);
   const batch sb(s);
-  for (i = 0; i + W <= n; i += W) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
     ((batch::load_unaligned(x + i) * sb) * batch::load_unaligned(weight + i)).store_unaligned(y + i);
   }
   for (; i < n; ++i) y[i] = (x[i] * s) * weight[i];
@@ -134,11 +132,11 @@ void scale(float* x, float s, int64_t n) {
 // ---- rope (NORM mode) ----
 
 void rope_norm_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale,
-                       float* cos_sin) {
+                       float* cos_sin, const float* freq_factors) {
   const float r = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
   float t = static_cast<float>(pos);
   for (int64_t i = 0; i < n_rot / 2; ++i) {
-    const float theta = freq_scale * t;
+    const float theta = freq_scale * (freq_factors ? t / freq_factors[i] : t);
     cos_sin[2 * i] = std::cos(theta);
     cos_sin[2 * i + 1] = std::sin(theta);
     t *= r;

@@ -115,6 +115,29 @@ void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k) {
   }
 }
 
+// Activations: as llama.cpp's CPU backend quantizes the input of a Q8_0/Q4_0 product on x86
+// (quantize_row_q8_0 in its AVX2/AVX-512 builds), which differs from the weight quantizer above in
+// the multiplier, 127 / amax rather than 1 / d, and in rounding halves to even. The two disagree on
+// exact halves, which are common right after a Q4_0/Q8_0 embedding row (its values are small
+// multiples of one scale), so matching it is what makes our logits llama.cpp's. Non-finite and
+// tiny input: NaN is left out of amax and gives q = 0; an Inf gives d = Inf and q = 0; an amax
+// below 127 / FLT_MAX (d = 0 in fp16) gives q = 0, where llama.cpp's overflowing multiplier gives
+// -128s that its d = 0 cancels.
+void quantize_row_q8_0_act_ref(const float* x, block_q8_0* y, int64_t k) {
+  const int64_t nb = k / QK8_0;
+  for (int64_t i = 0; i < nb; ++i, x += QK8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (std::isinf(id)) id = 0.0f;
+    y[i].d = fp32_to_fp16(amax / 127.0f);
+    for (int j = 0; j < QK8_0; ++j) {
+      const float v = std::nearbyint(x[j] * id);  // the default rounding mode: halves to even
+      y[i].qs[j] = std::isnan(v) ? 0 : static_cast<int8_t>(std::fmax(-127.f, std::fmin(127.f, v)));
+    }
+  }
+}
+
 void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k) {
   const int64_t nb = k / QK8_0;
   for (int64_t i = 0; i < nb; ++i) {

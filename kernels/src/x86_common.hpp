@@ -40,29 +40,24 @@ inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
   mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
 }
 
-// Q8_0 activations, bit-exact with quantize_row_q8_0_ref: d = amax / 127 (NaN left out of amax),
-// q = x / d rounded half away from zero (std::round), NaN -> 0, clamped to +-127.
+// Q8_0 activations, bit-exact with quantize_row_q8_0_act_ref: d = amax / 127 (NaN left out of
+// amax), q = x * (127 / amax) rounded half to even, NaN -> 0, clamped to +-127.
 inline void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t k) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  const __m256 sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
   for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
     __m256 vmax = _mm256_setzero_ps();
     for (int j = 0; j < QK8_0; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float d = _mm_cvtss_f32(m4) / 127;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    if (std::isinf(id)) id = 0.0f;  // d is a tiny subnormal that fp16 stores as 0: so are the q
-    y[i].d = fp32_to_fp16(d);
+    const float amax = _mm_cvtss_f32(m4);
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
+    y[i].d = fp32_to_fp16(amax / 127.0f);
     __m256i q[4];
     for (int h = 0; h < 4; ++h) {
       const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * h), _mm256_set1_ps(id));
-      const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      // v - t is exact; a fraction of at least one half rounds away from zero
-      const __m256 away = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, t), abs_mask), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-      const __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign_mask), _mm256_set1_ps(1.0f));  // +-1 with v's sign
-      __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, one));
+      __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
       r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.f)), _mm256_set1_ps(127.f));
       q[h] = _mm256_cvtps_epi32(r);

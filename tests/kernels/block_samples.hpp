@@ -149,17 +149,20 @@ inline std::vector<std::vector<float>> edge_rows(size_t n) {
   rows.emplace_back(n, -3.0f);
   rows.emplace_back(n, 1e-40f);
   rows.emplace_back(n, 3e38f);
-  std::vector<float> alt(n), ramp(n), neg(n), half(n);
+  std::vector<float> alt(n), ramp(n), neg(n), half(n), grid(n);
   for (size_t i = 0; i < n; ++i) {
     alt[i] = (i & 1) ? -1.0f : 1.0f;
     ramp[i] = static_cast<float>(i % 256) - 127.5f;
     neg[i] = (i % 7 == 0) ? -100.0f : static_cast<float>(i % 5);
     half[i] = 0.5f * static_cast<float>(static_cast<int>(i % 33) - 16);  // ties under rounding
+    // A Q4_0 row dequantized (a scale times -8..7): exact halves when requantized to Q8_0.
+    grid[i] = 0.013f * static_cast<float>(static_cast<int>((i * 7) % 16) - 8);
   }
   rows.push_back(alt);
   rows.push_back(ramp);
   rows.push_back(neg);
   rows.push_back(half);
+  rows.push_back(grid);
   return rows;
 }
 

@@ -313,7 +313,7 @@ TEST_CASE("activation quantization is bit-exact with the reference on every ISA"
       CHECK(same_bits(ref, got));
       std::vector<block_q8_0> ref0(n / QK8_0), got0(n / QK8_0);
       std::memset(got0.data(), 0x5A, got0.size() * sizeof(block_q8_0));
-      quantize_row_q8_0_ref(x.data(), ref0.data(), n);
+      quantize_row_q8_0_act_ref(x.data(), ref0.data(), n);
       ks.quantize_row_q8_0(x.data(), got0.data(), n);
       CHECK(same_bits(ref0, got0));
     }
@@ -442,9 +442,12 @@ TestMatrix make_matrix(DType type, int64_t rows, int64_t cols) {
 }
 
 // Per-element bound on how far the activation the kernel uses is from x: half a quantization step
-// of x's block (Q8_K / Q8_0 with d = amax / 127), plus float rounding of that step; 0 for float
-// weights, which use x as is.
+// of x's block (Q8_K / Q8_0 with d = amax / 127), plus float rounding of that step; for F16 / BF16
+// weights half an ulp of x in that format (activations are rounded to it, as llama.cpp does), plus
+// half the smallest fp16 subnormal; 0 for F32 weights, which use x as is.
 Eigen::MatrixXd activation_error(DType weight_type, const Eigen::MatrixXd& x) {
+  if (weight_type == DType::F16) return (x.cwiseAbs() * std::ldexp(1.0, -11)).array() + std::ldexp(1.0, -25);
+  if (weight_type == DType::BF16) return x.cwiseAbs() * std::ldexp(1.0, -8);
   int64_t block = 0;
   if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) block = QK_K;
   if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0) block = QK8_0;

@@ -56,6 +56,7 @@ struct Llama {
 
   QuantizeFn quantize_q4_K = nullptr, quantize_q6_K = nullptr, quantize_q8_K = nullptr,
              quantize_q8_0 = nullptr, quantize_q4_0 = nullptr;
+  QuantizeFn quantize_q8_0_cpu = nullptr;  // the CPU backend's activation quantizer (not the ref)
   DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
                dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr;
   float (*fp16_to_fp32)(uint16_t) = nullptr;
@@ -151,6 +152,7 @@ struct Llama {
     load(cpu, dot_q6_K, "ggml_vec_dot_q6_K_q8_K");
     load(cpu, dot_q8_0, "ggml_vec_dot_q8_0_q8_0");
     load(cpu, dot_q4_0, "ggml_vec_dot_q4_0_q8_0");
+    load(cpu, quantize_q8_0_cpu, "quantize_row_q8_0");
     void (*cpu_init)() = nullptr;
     load(cpu, cpu_init, "ggml_cpu_init");  // fills the CPU library's conversion tables
     if (cpu_init) cpu_init();
@@ -355,6 +357,46 @@ TEST_CASE("Q8_K, Q8_0 and Q4_0 quantization is bit-identical to llama.cpp's", "[
       REQUIRE(std::memcmp(&e[i], &f[i], sizeof(block_q4_0)) == 0);
     }
   }
+}
+
+// What llama.cpp's CPU backend feeds a Q8_0/Q4_0 product is its own quantize_row_q8_0 (AVX2:
+// 127 / amax, halves to even), not quantize_row_q8_0_ref; ours and every ISA's must equal it. The
+// one allowed difference: a block with amax < 127 / FLT_MAX has d = 0 in both, and our q are 0
+// where llama.cpp's overflowed multiplier gives -128 (d = 0 makes them irrelevant).
+TEST_CASE("Q8_0 activation quantization is bit-identical to llama.cpp's CPU backend", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(26);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 1e-3f, 30.0f, 1e4f}) {
+    rows.emplace_back("N(0, " + std::to_string(sigma) + "^2)", gaussian(rng, 256 * 64, sigma));
+  }
+  // Dequantized Q4_0 rows (embeddings), normalized as RMSNorm would: ties under rounding.
+  const std::vector<float> w = gaussian(rng, 256 * 64, 0.02f);
+  std::vector<block_q4_0> q40(w.size() / QK4_0);
+  quantize_row_q4_0_ref(w.data(), q40.data(), int64_t(w.size()));
+  std::vector<float> grid(w.size());
+  dequantize_row_q4_0_ref(q40.data(), grid.data(), int64_t(grid.size()));
+  rows.emplace_back("dequantized Q4_0", grid);
+  int k = 0;
+  for (auto& r : edge_rows(512)) rows.emplace_back("edge row " + std::to_string(k++), r);
+
+  int ties_seen = 0;  // blocks where the weight quantizer (halves away) gives other bits
+  for (const auto& [name, x] : rows) {
+    INFO(name << " via " << l.cpu_name);
+    const int64_t n = int64_t(x.size());
+    std::vector<block_q8_0> theirs(x.size() / QK8_0), ours(theirs.size()), weights(theirs.size());
+    l.quantize_q8_0_cpu(x.data(), theirs.data(), n);
+    quantize_row_q8_0_act_ref(x.data(), ours.data(), n);
+    quantize_row_q8_0_ref(x.data(), weights.data(), n);
+    for (size_t i = 0; i < ours.size(); ++i) {
+      INFO("block " << i);
+      REQUIRE(ours[i].d == theirs[i].d);
+      if (ours[i].d != 0) REQUIRE(std::memcmp(ours[i].qs, theirs[i].qs, QK8_0) == 0);
+      ties_seen += std::memcmp(&ours[i], &weights[i], sizeof(block_q8_0)) != 0;
+    }
+  }
+  // The inputs do reach the cases where the two quantizers differ.
+  CHECK(ties_seen > 10);
 }
 
 TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories260K)", "[oracle]") {

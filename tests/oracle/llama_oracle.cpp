@@ -11,11 +11,15 @@
 // Common options (model commands):
 //   --cpu VARIANT  CPU backend library: libggml-cpu-VARIANT.so of the prebuilt folder (zen4,
 //                  haswell, sapphirerapids, ...), or a path to a .so; "best" (default) lets ggml
-//                  pick the best one for this CPU. Exactly one CPU backend is loaded per process.
+//                  pick the best one for this CPU; "noamx" picks the best one that does not use
+//                  AMX (no weight repacking: a plain reference, zen4 or icelake on AVX-512 CPUs).
+//                  Exactly one CPU backend is loaded per process.
 //   -t N           threads (default: online CPUs; always passed explicitly to llama.cpp)
 //   -c N           context size (default: what the command needs)
 //   --kv f16|f32   KV cache type (default f16, as llama.cpp)
 //   --fa auto|on|off  flash attention (default auto, as llama.cpp)
+//   --no-repack    no weight repacking at load (llama.cpp's use_extra_bufts = false): the plain
+//                  vec_dot kernels instead of the interleaved GEMM/GEMV ones (Q4_0, Q4_K on AVX2+)
 //   --verbose      keep llama.cpp's log on stderr
 //
 // Output (stdout; errors go to stderr with exit status 1):
@@ -70,6 +74,7 @@ struct Options {
   int n_ctx = 0;
   bool kv_f32 = false;
   llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
+  bool repack = true;
   bool verbose = false;
   std::vector<llama_token> tokens;
   bool have_tokens = false;
@@ -148,6 +153,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "-p" && o.command == "bench") o.n_prompt = parse_int(a, value(), 0, 1 << 20);
     else if (a == "-p") { o.text = value(); o.have_text = true; }
     else if (a == "-f") { o.text = read_file(value()); o.have_text = true; }
+    else if (a == "--no-repack") o.repack = false;
     else if (a == "--add-special") o.add_special = true;
     else if (a == "--parse-special") o.parse_special = true;
     else if (a == "--remove-special") o.remove_special = true;
@@ -167,8 +173,9 @@ Options parse_args(int argc, char** argv) {
 void quiet_log(ggml_log_level, const char*, void*) {}
 
 // Picks the CPU library ggml itself would pick: the libggml-cpu-*.so whose ggml_backend_score()
-// is highest for this CPU (0 = unsupported). Returns its variant name ("zen4", ...).
-std::string best_cpu_variant(const std::string& bins) {
+// is highest for this CPU (0 = unsupported), leaving out the AMX build when !allow_amx. Returns
+// its variant name ("zen4", ...).
+std::string best_cpu_variant(const std::string& bins, bool allow_amx) {
   std::string best;
   int best_score = 0;
   DIR* dir = opendir(bins.c_str());
@@ -179,6 +186,7 @@ std::string best_cpu_variant(const std::string& bins) {
     if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
+    if (!allow_amx && name.find("sapphirerapids") != std::string::npos) continue;  // the AMX build
     void* lib = dlopen((bins + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) continue;
     using ScoreFn = int (*)();
@@ -197,10 +205,12 @@ std::string best_cpu_variant(const std::string& bins) {
 }
 
 // Loads exactly one CPU backend: the named variant (or a path to a library), or with "best" the
-// one ggml would pick. Returns the variant name in use.
+// one ggml would pick ("noamx": the best without AMX). Returns the variant name in use.
 std::string load_cpu_backend(const std::string& cpu) {
   const std::string bins = EDGELLM_LLAMA_BINS;
-  const std::string variant = cpu == "best" ? best_cpu_variant(bins) : cpu;
+  const std::string variant = cpu == "best"    ? best_cpu_variant(bins, true)
+                              : cpu == "noamx" ? best_cpu_variant(bins, false)
+                                               : cpu;
   const std::string path =
       variant.find('/') != std::string::npos ? variant : bins + "/libggml-cpu-" + variant + ".so";
   if (access(path.c_str(), R_OK) != 0) fail("--cpu " + cpu + ": no library " + path);
@@ -220,6 +230,7 @@ struct Model {
     llama_model_params mp = llama_model_default_params();
     mp.vocab_only = vocab_only;
     mp.n_gpu_layers = 0;
+    mp.use_extra_bufts = o.repack;
     model = llama_model_load_from_file(o.model.c_str(), mp);
     if (!model) fail("llama.cpp could not load '" + o.model + "' (run with --verbose for its log)");
     vocab = llama_model_get_vocab(model);

@@ -2,8 +2,8 @@
 // Header-only; any test can include it ("../oracle/oracle.hpp"). The oracle's path comes from the
 // EDGELLM_LLAMA_ORACLE compile definition that tests/CMakeLists.txt gives every test.
 //
-//   auto l = edgellm::oracle::logits(model, {1}, "zen4");         // last position
-//   auto a = edgellm::oracle::logits(model, ids, "zen4", true);   // every position
+//   auto l = edgellm::oracle::logits(model, {1});                 // last position, kDefaultVariant
+//   auto a = edgellm::oracle::logits(model, ids, "haswell", true); // every position, AVX2 build
 //   float x = a.at(pos, token);
 //   auto ids = edgellm::oracle::tokenize(vocab_gguf, "Hello", false, false);
 //   auto gen = edgellm::oracle::greedy(model, {1}, 200);
@@ -39,7 +39,11 @@ extern char** environ;
 
 namespace edgellm::oracle {
 
-inline constexpr const char* kDefaultVariant = "zen4";  // AVX-512 without AMX: a plain reference
+// The best CPU build of llama.cpp for this machine that does not use AMX (zen4 or icelake on an
+// AVX-512 CPU, haswell on an AVX2 one): a plain reference without AMX weight repacking. Which
+// builds load depends on the CPU flags the machine shows, so tests never name one except haswell
+// (AVX2, loads on every machine of this project's kind).
+inline constexpr const char* kDefaultVariant = "noamx";
 inline constexpr int kDefaultThreads = 1;  // results do not depend on it; the cores are shared
 
 struct Output {
@@ -168,7 +172,16 @@ inline long json_int(const std::string& json, const std::string& key) {
   return std::strtol(json.c_str() + at + key.size() + 3, nullptr, 10);
 }
 
+// Extracts the string after "key": in the oracle's one-line JSON (no escapes expected).
+inline std::string json_str(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\":\"");
+  if (at == std::string::npos) throw std::runtime_error("oracle output has no " + key + ": " + json);
+  const size_t from = at + key.size() + 4;
+  return json.substr(from, json.find('"', from) - from);
+}
+
 struct Logits {
+  std::string cpu;  // the CPU build that computed them ("icelake", ...)
   int n_rows = 0;
   int n_vocab = 0;
   std::vector<float> values;  // [n_rows][n_vocab]
@@ -188,6 +201,7 @@ inline Logits logits(const std::string& model, const std::vector<int32_t>& token
   args.insert(args.end(), extra.begin(), extra.end());
   const std::string meta = run(args);
   Logits l;
+  l.cpu = json_str(meta, "cpu");
   l.n_rows = static_cast<int>(json_int(meta, "n_rows"));
   l.n_vocab = static_cast<int>(json_int(meta, "n_vocab"));
   std::ifstream f(out.path(), std::ios::binary);

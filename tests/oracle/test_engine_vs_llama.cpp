@@ -1,13 +1,22 @@
 // The engine against llama.cpp, run live (no stored numbers): per-position logits on synthetic
-// models of each weight type must be as close to llama.cpp's `zen4` build as llama.cpp's own
-// `haswell` build is (with floors for when the two builds agree exactly), through the prefill path
-// (one batch) and the decode path (one token at a time); greedy generations must be identical on
-// models whose next-token distributions are peaked (the peaked synthetic model, stories260K).
+// models of each weight type must be as close to llama.cpp (its best non-AMX CPU build, default
+// settings) as llama.cpp is to itself, through the prefill path (one batch) and the decode path
+// (one token at a time); greedy generations must be identical on models whose next-token
+// distributions are peaked (the peaked synthetic model, stories260K).
+//
+// "As close as llama.cpp is to itself": both the largest logit difference and the mean KL
+// divergence must be no larger than the largest of llama.cpp's own spreads, from its reference
+// run to: its `haswell` (AVX2) build; flash attention off (its CPU flash attention rounds Q and the
+// running V sums to f16 on short batches); no weight repacking (its repacked Q4_K GEMM). Each of
+// these is a choice llama.cpp makes by machine or setting. The integer-dot types agree with
+// llama.cpp's plain kernels to float rounding (we quantize activations and sum the norm as it
+// does), so for Q8_0 and Q4_0 the distances printed are ~0. Floors cover spreads that are zero.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -126,31 +135,53 @@ std::string synthetic(synth::WeightType type, bool peaked) {
   return path;
 }
 
+// Ours against llama.cpp (its default build and settings) for one weight type: the largest
+// |logit difference| and the mean KLD, each within llama.cpp's own spread.
+void compare_with_llama(synth::WeightType type) {
+  namespace oracle = edgellm::oracle;
+  const std::string name(synth::weight_type_name(type));
+  const std::string path = synthetic(type, false);
+  const auto ids = random_sequence(kSeqLen, 512, 11);
+  const auto ref = oracle::logits(path, ids, oracle::kDefaultVariant, true);
+  REQUIRE(ref.n_rows == kSeqLen);
+  const int V = ref.n_vocab;
+  // llama.cpp against itself: another CPU build, the other attention kernel, no weight repacking.
+  struct Alternative {
+    const char* what;
+    Distance d;
+  };
+  auto spread_of = [&](const char* what, const std::string& variant, const std::vector<std::string>& extra) {
+    const auto other = oracle::logits(path, ids, variant, true, oracle::kDefaultThreads, extra);
+    return Alternative{what, distance(ref.values.data(), other.values.data(), kSeqLen, V)};
+  };
+  const Alternative alternatives[] = {spread_of("haswell build", "haswell", {}),
+                                      spread_of("flash attention off", oracle::kDefaultVariant, {"--fa", "off"}),
+                                      spread_of("no repacking", oracle::kDefaultVariant, {"--no-repack"})};
+  double bound_abs = kFloorLogit, bound_kld = kFloorKld;
+  std::ostringstream spread;
+  for (const Alternative& a : alternatives) {
+    bound_abs = std::max(bound_abs, a.d.max_abs);
+    bound_kld = std::max(bound_kld, a.d.mean_kld);
+    spread << "; " << a.what << ": " << a.d.max_abs << ", " << a.d.mean_kld;
+  }
+  for (bool decode : {false, true}) {
+    const auto ours = our_logits(path, ids, decode, V);
+    REQUIRE(ours.size() == ref.values.size());
+    const Distance d = distance(ref.values.data(), ours.data(), kSeqLen, V);
+    WARN(name << (decode ? " decode" : " prefill") << ": ours vs llama.cpp " << ref.cpu
+              << ": max|dlogit| " << d.max_abs << ", mean KLD " << d.mean_kld
+              << "; llama.cpp vs itself (max|dlogit|, mean KLD)" << spread.str());
+    CHECK(d.max_abs <= bound_abs);
+    CHECK(d.mean_kld <= bound_kld);
+  }
+}
+
 }  // namespace
 
-TEST_CASE("synthetic models: our logits are as close to llama.cpp as its own CPU builds are") {
-  using W = synth::WeightType;
-  for (W type : {W::Q4_K_M, W::Q8_0, W::Q4_0, W::F16, W::BF16}) {
-    const std::string name(synth::weight_type_name(type));
-    const std::string path = synthetic(type, false);
-    const auto ids = random_sequence(kSeqLen, 512, 11);
-    const auto zen4 = edgellm::oracle::logits(path, ids, "zen4", true);
-    const auto haswell = edgellm::oracle::logits(path, ids, "haswell", true);
-    REQUIRE(zen4.n_rows == kSeqLen);
-    const int V = zen4.n_vocab;
-    const Distance spread = distance(zen4.values.data(), haswell.values.data(), kSeqLen, V);
-    const double bound_abs = std::max(spread.max_abs, kFloorLogit);
-    const double bound_kld = std::max(spread.mean_kld, kFloorKld);
-    for (bool decode : {false, true}) {
-      const auto ours = our_logits(path, ids, decode, V);
-      REQUIRE(ours.size() == zen4.values.size());
-      const Distance d = distance(zen4.values.data(), ours.data(), kSeqLen, V);
-      WARN(name << (decode ? " decode" : " prefill") << ": ours vs llama.cpp zen4: max|dlogit| "
-                << d.max_abs << ", mean KLD " << d.mean_kld << "; llama.cpp haswell vs zen4: "
-                << spread.max_abs << ", " << spread.mean_kld);
-      CHECK(d.max_abs <= bound_abs);
-      CHECK(d.mean_kld <= bound_kld);
-    }
+TEST_CASE("synthetic models: our logits are as close to llama.cpp as it is to itself") {
+  for (auto type : {synth::WeightType::Q4_K_M, synth::WeightType::Q8_0, synth::WeightType::Q4_0,
+                    synth::WeightType::F16, synth::WeightType::BF16}) {
+    compare_with_llama(type);
   }
 }
 

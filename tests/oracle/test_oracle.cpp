@@ -60,7 +60,7 @@ std::vector<TokenizerCase> read_tokenizer_cases(const std::string& base) {
 TEST_CASE("stories260K after BOS: llama.cpp's logits match the float64 reference") {
   const std::vector<float> ref = read_floats(kModels + "/stories260K.logits-bos-pos0.txt");
   REQUIRE(ref.size() == 512);
-  for (const char* variant : {"zen4", "haswell"}) {
+  for (const char* variant : {edgellm::oracle::kDefaultVariant, "haswell"}) {
     INFO("cpu variant " << variant);
     const auto l = edgellm::oracle::logits(kStories, {1}, variant);
     REQUIRE(l.n_rows == 1);
@@ -75,8 +75,8 @@ TEST_CASE("stories260K after BOS: llama.cpp's logits match the float64 reference
 
 TEST_CASE("logits --all: one row per position, the last equals the last-position run") {
   const std::vector<int32_t> ids = {1, 403, 407, 261, 378, 425, 265};
-  const auto all = edgellm::oracle::logits(kStories, ids, "zen4", true);
-  const auto last = edgellm::oracle::logits(kStories, ids, "zen4", false);
+  const auto all = edgellm::oracle::logits(kStories, ids, edgellm::oracle::kDefaultVariant, true);
+  const auto last = edgellm::oracle::logits(kStories, ids, edgellm::oracle::kDefaultVariant, false);
   REQUIRE(all.n_rows == static_cast<int>(ids.size()));
   REQUIRE(last.n_rows == 1);
   REQUIRE(all.n_vocab == 512);
@@ -89,7 +89,7 @@ TEST_CASE("greedy: 200 tokens from BOS equal llama2.c's stories260K output") {
   const std::vector<int32_t> expected =
       edgellm::oracle::parse_ids(slurp(kModels + "/stories260K.greedy-t0-200.ids"));
   REQUIRE(expected.size() == 200);
-  CHECK(edgellm::oracle::greedy(kStories, {1}, 200, "zen4") == expected);
+  CHECK(edgellm::oracle::greedy(kStories, {1}, 200) == expected);
 }
 
 TEST_CASE("tokenize: every llama-spm test vector") {
@@ -123,7 +123,7 @@ TEST_CASE("oracle errors are reported, not crashes") {
   const auto missing = edgellm::oracle::run_raw({"logits", "-m", kModels + "/no-such.gguf", "--tokens", "1"});
   CHECK(missing.status == 1);
   CHECK(missing.err.find("could not load") != std::string::npos);
-  const auto bad_token = edgellm::oracle::run_raw({"logits", "-m", kStories, "--cpu", "zen4", "--tokens", "1,9999"});
+  const auto bad_token = edgellm::oracle::run_raw({"logits", "-m", kStories, "--cpu", edgellm::oracle::kDefaultVariant, "--tokens", "1,9999"});
   CHECK(bad_token.status == 1);
   CHECK(bad_token.err.find("outside the vocabulary") != std::string::npos);
   const auto bad_cpu = edgellm::oracle::run_raw({"info", "-m", kStories, "--cpu", "no-such-cpu"});
@@ -135,7 +135,7 @@ TEST_CASE("oracle errors are reported, not crashes") {
 
 TEST_CASE("bench: llama-bench style JSON for pp and tg") {
   const std::string json = edgellm::oracle::run(
-      {"bench", "-m", kStories, "--cpu", "zen4", "-t", "1", "-p", "32", "-n", "8", "-r", "2"});
+      {"bench", "-m", kStories, "--cpu", edgellm::oracle::kDefaultVariant, "-t", "1", "-p", "32", "-n", "8", "-r", "2"});
   // Two objects, pp32 then tg8, each with positive speeds and two samples.
   const size_t pp = json.find("\"n_prompt\": 32");
   const size_t tg = json.find("\"n_gen\": 8");

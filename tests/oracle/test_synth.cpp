@@ -117,10 +117,10 @@ TEST_CASE("every weight type loads in llama.cpp and gives finite logits") {
     INFO("type " << synth::weight_type_name(type));
     const std::string path = write("types.gguf", tiny(type));
     CHECK(type_of(edgellm::gguf::File::open(path), "blk.0.attn_q.weight") == matrix);
-    const std::string info = edgellm::oracle::run({"info", "-m", path, "--cpu", "zen4", "-t", "1"});
+    const std::string info = edgellm::oracle::run({"info", "-m", path, "--cpu", edgellm::oracle::kDefaultVariant, "-t", "1"});
     CHECK(info.find("\"n_vocab\":512") != std::string::npos);
     if (type == W::Q4_K_M) CHECK(info.find("Q4_K - Medium") != std::string::npos);
-    const auto l = edgellm::oracle::logits(path, {1, 300, 301, 302, 303}, "zen4", true);
+    const auto l = edgellm::oracle::logits(path, {1, 300, 301, 302, 303}, edgellm::oracle::kDefaultVariant, true);
     REQUIRE(l.n_rows == 5);
     REQUIRE(l.n_vocab == 512);
     CHECK(all_finite(l.values));
@@ -136,7 +136,7 @@ TEST_CASE("peaked: llama.cpp's top-1 probability is above 0.5 at most positions"
   const std::string path = write("peaked.gguf", o);
   std::vector<int32_t> ids = {1};
   for (int i = 0; i < 63; ++i) ids.push_back(static_cast<int32_t>(3 + (i * 37) % 509));
-  const auto l = edgellm::oracle::logits(path, ids, "zen4", true);
+  const auto l = edgellm::oracle::logits(path, ids, edgellm::oracle::kDefaultVariant, true);
   REQUIRE(l.n_rows == 64);
   int peaked = 0;
   for (int r = 0; r < l.n_rows; ++r) {
@@ -161,7 +161,7 @@ TEST_CASE("a copied tokenizer tokenizes exactly like its source in llama.cpp") {
   for (const char* text : {"Hello world", " Äpfel and 3.14 <s>", "  tabs\tand\nnewlines"})
     CHECK(edgellm::oracle::tokenize(path, text, true, false) ==
           edgellm::oracle::tokenize(kSpm, text, true, false));
-  const auto l = edgellm::oracle::logits(path, {1, 15043, 3186}, "zen4");
+  const auto l = edgellm::oracle::logits(path, {1, 15043, 3186});
   CHECK(l.n_vocab == 32000);
   CHECK(all_finite(l.values));
 }

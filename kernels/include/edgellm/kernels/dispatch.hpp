@@ -28,7 +28,7 @@ struct KernelSet {
   void (*dequantize_row_bf16)(const bf16_t* x, float* y, int64_t k);
 
   void (*quantize_row_q8_K)(const float* x, block_q8_K* y, int64_t k);
-  void (*quantize_row_q8_0)(const float* x, block_q8_0* y, int64_t k);
+  void (*quantize_row_q8_0)(const float* x, block_q8_0* y, int64_t k);  // activations: _act_ref
 
   float (*vec_dot_q4_K_q8_K)(int64_t n, const block_q4_K* x, const block_q8_K* y);
   float (*vec_dot_q6_K_q8_K)(int64_t n, const block_q6_K* x, const block_q8_K* y);

@@ -38,15 +38,18 @@ class Activations {
   int64_t n_rows() const { return n_rows_; }
   int64_t n_cols() const { return n_cols_; }
   const float* f32() const { return x_; }
-  // Rows quantized to the activation type the weight type's dot product takes (Q8_K for Q4_K /
-  // Q6_K, Q8_0 for Q8_0 / Q4_0); computed on first use, in parallel on the pool.
+  // Rows in the form the weight type's dot product takes: quantized to Q8_K for Q4_K / Q6_K, to
+  // Q8_0 for Q8_0 / Q4_0; for F16 / BF16 weights, floats rounded to fp16 / bf16 precision (what
+  // llama.cpp multiplies such weights with: its F16 and BF16 dot products take activations of
+  // the weight's type); for F32 the rows themselves. Made on first use, on the pool.
   const void* quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool);
 
  private:
+  enum Form { kQ8_K, kQ8_0, kF16, kBF16, kForms };
   const float* x_ = nullptr;
   int64_t n_rows_ = 0, n_cols_ = 0;
-  std::vector<uint8_t> q8_K_, q8_0_;
-  bool have_q8_K_ = false, have_q8_0_ = false;
+  std::vector<uint8_t> buf_[kForms];
+  bool have_[kForms] = {};
 };
 
 // y: x.n_rows() rows of w.rows floats, row stride ldy (>= w.rows).

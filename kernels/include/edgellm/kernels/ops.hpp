@@ -39,9 +39,11 @@ void scale_ref(float* x, float s, int64_t n);
 // theta_i = freq_scale * (pos * r^i) with r = powf(freq_base, -2 / n_rot), where pos * r^i is the
 // float recurrence t_0 = float(pos), t_{i+1} = t_i * r (not a fresh pow per pair). Fills
 // cos_sin[2i] = cosf(theta_i), cos_sin[2i + 1] = sinf(theta_i) for i < n_rot / 2. A caller that
-// applies RoPE at one position many times may compute this table once.
+// applies RoPE at one position many times may compute this table once. freq_factors (optional,
+// n_rot / 2 values: a model's rope_freqs tensor, Llama 3.1-style long-context scaling) divides
+// each pair's angle as ggml does: theta_i = freq_scale * (pos * r^i / freq_factors[i]).
 void rope_norm_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale,
-                       float* cos_sin);
+                       float* cos_sin, const float* freq_factors = nullptr);
 
 // Rotates adjacent pairs (2i, 2i+1) of the first n_rot dims of each of n_heads heads of head_dim
 // floats (heads contiguous) by the angles above:

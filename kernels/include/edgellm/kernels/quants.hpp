@@ -33,6 +33,9 @@ void quantize_row_q4_K_ref(const float* x, block_q4_K* y, int64_t k);
 void quantize_row_q6_K_ref(const float* x, block_q6_K* y, int64_t k);
 void quantize_row_q8_K_ref(const float* x, block_q8_K* y, int64_t k);
 void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k);
+// Q8_0 for activations (what matmul's Q8_0/Q4_0 products take): llama.cpp's CPU backend on x86
+// quantizes activations this way, not with the weight quantizer above (see quants_ref.cpp).
+void quantize_row_q8_0_act_ref(const float* x, block_q8_0* y, int64_t k);
 void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k);
 void quantize_row_f16_ref(const float* x, fp16_t* y, int64_t k);
 void quantize_row_bf16_ref(const float* x, bf16_t* y, int64_t k);
