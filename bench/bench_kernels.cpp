@@ -96,7 +96,12 @@ void read_bandwidth(benchmark::State& state, int threads) {
       ThreadPool::split(static_cast<int64_t>(n), ith, nth, b, e);
       uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       int64_t i = b;
-      for (; i + 4 <= e; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+      // With the software prefetch the decode kernels use (2 KiB ahead): without it one core
+      // reads slower than a GEMV does, and the roofline would be too low.
+      for (; i + 8 <= e; i += 8) {
+        __builtin_prefetch(p + i + 256);
+        s0 += p[i] + p[i + 4], s1 += p[i + 1] + p[i + 5], s2 += p[i + 2] + p[i + 6], s3 += p[i + 3] + p[i + 7];
+      }
       for (; i < e; ++i) s0 += p[i];
       sums[ith] = s0 + s1 + s2 + s3;
     });
@@ -204,8 +209,9 @@ void dequantize(benchmark::State& state, DType type, const KernelSet& ks) {
 std::string type_name(DType t) { return dtype_name(static_cast<uint32_t>(t)); }
 std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
 
-// llama.cpp's CPU library for this machine, if installed (AVX-512 VNNI: zen4 first, which has no
-// AMX repacking, then sapphirerapids).
+// llama.cpp's CPU library for this machine, if installed: of its builds, the one ggml itself
+// would pick (highest ggml_backend_score, 0 = this CPU cannot run it), leaving out the AMX build
+// (sapphirerapids), whose vec_dot is no different but whose name would mislead.
 struct Ggml {
   std::string lib;
   GgmlVecDot q4_K = nullptr, q6_K = nullptr;
@@ -214,19 +220,29 @@ struct Ggml {
 Ggml load_ggml() {
   Ggml g;
 #if defined(__x86_64__) && defined(EDGELLM_GGML_BINS)
-  for (const char* name : {"libggml-cpu-zen4.so", "libggml-cpu-sapphirerapids.so"}) {
-    const std::string path = std::string(EDGELLM_GGML_BINS) + "/" + name;
+  int best = 0;
+  void* best_handle = nullptr;
+  for (const char* name : {"zen4", "icelake", "cooperlake", "cascadelake", "skylakex", "cannonlake",
+                           "alderlake", "haswell"}) {
+    const std::string path = std::string(EDGELLM_GGML_BINS) + "/libggml-cpu-" + name + ".so";
     void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) continue;
-    if (auto init = reinterpret_cast<void (*)()>(dlsym(h, "ggml_cpu_init"))) init();
-    g.q4_K = reinterpret_cast<GgmlVecDot>(dlsym(h, "ggml_vec_dot_q4_K_q8_K"));
-    g.q6_K = reinterpret_cast<GgmlVecDot>(dlsym(h, "ggml_vec_dot_q6_K_q8_K"));
-    if (g.q4_K && g.q6_K) {
-      g.lib = std::string(name).substr(std::strlen("libggml-cpu-"));
-      g.lib = g.lib.substr(0, g.lib.size() - 3);
-      return g;
+    const auto score = reinterpret_cast<int (*)()>(dlsym(h, "ggml_backend_score"));
+    const int s = score ? score() : 0;
+    if (s > best) {
+      if (best_handle) dlclose(best_handle);
+      best = s;
+      best_handle = h;
+      g.lib = name;
+    } else {
+      dlclose(h);
     }
   }
+  if (!best_handle) return Ggml{};
+  if (auto init = reinterpret_cast<void (*)()>(dlsym(best_handle, "ggml_cpu_init"))) init();
+  g.q4_K = reinterpret_cast<GgmlVecDot>(dlsym(best_handle, "ggml_vec_dot_q4_K_q8_K"));
+  g.q6_K = reinterpret_cast<GgmlVecDot>(dlsym(best_handle, "ggml_vec_dot_q6_K_q8_K"));
+  if (!g.q4_K || !g.q6_K) return Ggml{};
 #endif
   return g;
 }

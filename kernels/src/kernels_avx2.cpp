@@ -21,6 +21,7 @@ namespace {
 
 using x86::fp16;
 using x86::hsum;
+using x86::prefetch_ahead;
 using x86::q4_K_scales_mins;
 
 inline int hsum(__m256i v) {
@@ -53,6 +54,7 @@ void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = load256(ab.bsums);
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(block_q4_K)>(x);
       uint64_t sc, mn;
       q4_K_scales_mins(x->scales, sc, mn);
       const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
@@ -90,6 +92,7 @@ void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = load256(ab.bsums);
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(block_q6_K)>(x);
       alignas(32) int16_t s16[16];
       const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(s16), scales);
@@ -249,6 +252,7 @@ inline __m256i dot_s8_32(const int8_t* a, const int8_t* b) {  // 8 lanes of int3
 float vec_dot_q8_0_q8_0_avx2(int64_t n, const block_q8_0* x, const block_q8_0* y) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK8_0; ++i) {
+    prefetch_ahead<sizeof(block_q8_0)>(x + i);
     const __m256i dot = dot_s8_32(x[i].qs, y[i].qs);
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
   }
@@ -260,6 +264,7 @@ float vec_dot_q4_0_q8_0_avx2(int64_t n, const block_q4_0* x, const block_q8_0* y
   const __m128i low4 = _mm_set1_epi8(0x0F), eights = _mm_set1_epi8(8);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK4_0; ++i) {
+    prefetch_ahead<sizeof(block_q4_0)>(x + i);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
     alignas(16) int8_t w[32];
     _mm_store_si128(reinterpret_cast<__m128i*>(w), _mm_sub_epi8(_mm_and_si128(qs, low4), eights));
@@ -300,6 +305,7 @@ float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    prefetch_ahead<32 * sizeof(typename L::T)>(x + i);
     for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(L::load(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), acc[k]);
   }
   for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(L::load(x + i), _mm256_loadu_ps(y + i), acc[0]);

@@ -35,6 +35,7 @@ namespace {
 
 using x86::fp16;
 using x86::hsum;
+using x86::prefetch_ahead;
 using x86::q4_K_scales_mins;
 
 // 64 activation bytes: 32 from p and 32 from p + 64 (the elements that share the low or the high
@@ -80,6 +81,7 @@ void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(block_q4_K)>(x);
       const __m512i q0 = _mm512_loadu_si512(x->qs), q1 = _mm512_loadu_si512(x->qs + 64);
       const __m512i z = _mm512_setzero_si512();
       const __m512i p0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q0, low4), a0);
@@ -125,6 +127,7 @@ void dot_rows_q6_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
     for (int r = 0; r < R; ++r) {
       const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(block_q6_K)>(x);
       const __m512i scales = _mm512_and_si512(
           _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales))), lo16);
       const __m512i z = _mm512_setzero_si512();
@@ -175,6 +178,7 @@ float vec_dot_q8_0_q8_0_avx512(int64_t n, const block_q8_0* x, const block_q8_0*
   const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK8_0; ++i) {
+    prefetch_ahead<sizeof(block_q8_0)>(x + i);
     const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
     const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
     const __m256i dot = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(xq, bias), yq),
@@ -189,6 +193,7 @@ float vec_dot_q4_0_q8_0_avx512(int64_t n, const block_q4_0* x, const block_q8_0*
   const __m256i low4 = _mm256_set1_epi8(0x0F), eights = _mm256_set1_epi8(8);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK4_0; ++i) {
+    prefetch_ahead<sizeof(block_q4_0)>(x + i);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
     const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);  // elements 0..31
     const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
@@ -229,6 +234,7 @@ float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
+    prefetch_ahead<64 * sizeof(typename L::T)>(x + i);
     for (int k = 0; k < 4; ++k)
       acc[k] = _mm512_fmadd_ps(L::load(x + i + 16 * k, 0xFFFF), _mm512_loadu_ps(y + i + 16 * k), acc[k]);
   }

@@ -18,6 +18,19 @@ namespace {
 
 inline float fp16(fp16_t h) { return _cvtsh_ss(h); }
 
+// The decode kernels read each weight row once, front to back, from DRAM. The hardware prefetcher
+// alone keeps too few lines in flight for this machine's two cores to reach the memory bandwidth;
+// asking for the bytes kPrefetchAhead ahead of the ones in use does (Q4_K GEMV from DRAM with two
+// threads: 14 -> 21 GiB/s; 1 KiB ahead gave 18, 4 KiB the same as 2). Call once per `bytes` of
+// weights consumed. Past the end of a row this touches the next one or unmapped memory: harmless,
+// a prefetch never faults.
+constexpr int kPrefetchAhead = 2048;
+template <int bytes>
+inline void prefetch_ahead(const void* p) {
+  const char* c = static_cast<const char*>(p) + kPrefetchAhead;
+  for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
