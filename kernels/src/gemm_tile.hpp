@@ -116,10 +116,10 @@ inline uint8_t* scratch(size_t bytes) {
 }
 
 // The prefill matmul tile: for each TR-row weight tile, pack it (unpacker U), then run Rows<NA>::run over the
-// activation rows, four at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR]) computes
-// the TR dot products of each of NA activation rows; bs[i] are row i's 32-element sub-block sums
-// (8 int16 per block, for the Q4_K mins).
-template <int TR, typename Block, template <int> class Rows, typename U>
+// activation rows, PASS (4 or 8) at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR])
+// computes the TR dot products of each of NA activation rows; bs[i] are row i's 32-element
+// sub-block sums (8 int16 per block, for the Q4_K mins).
+template <int TR, typename Block, template <int> class Rows, typename U, int PASS = 4>
 void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                   size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   using T = Tile<TR>;
@@ -140,13 +140,17 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
     const int rows = static_cast<int>(n_rows - r0 < TR ? n_rows - r0 : TR);
     if constexpr (std::is_same_v<Block, block_q4_K>) pack_q4_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
     else pack_q6_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
-    for (int64_t i = 0; i < n_act; i += 4) {
-      const int na = static_cast<int>(n_act - i < 4 ? n_act - i : 4);
-      const block_q8_K* ap[4];
-      const int16_t* bp[4];
-      alignas(64) float out[4 * TR];
+    for (int64_t i = 0; i < n_act; i += PASS) {
+      const int na = static_cast<int>(n_act - i < PASS ? n_act - i : PASS);
+      const block_q8_K* ap[PASS];
+      const int16_t* bp[PASS];
+      alignas(64) float out[PASS * TR];
       for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
       switch (na) {
+        case 8: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 8 : 1>::run(tile, nb, ap, bp, out); break;
+        case 7: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 7 : 1>::run(tile, nb, ap, bp, out); break;
+        case 6: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 6 : 1>::run(tile, nb, ap, bp, out); break;
+        case 5: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 5 : 1>::run(tile, nb, ap, bp, out); break;
         case 4: Rows<4>::run(tile, nb, ap, bp, out); break;
         case 3: Rows<3>::run(tile, nb, ap, bp, out); break;
         case 2: Rows<2>::run(tile, nb, ap, bp, out); break;

@@ -476,7 +476,7 @@ TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every IS
   const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0,
                          DType::F16,  DType::BF16, DType::F32};
   const Shape shapes[] = {{1, 256}, {37, 512}, {70, 768}, {16, 256}};
-  const int64_t batch_sizes[] = {1, 2, 3, 5, 16, 37};
+  const int64_t batch_sizes[] = {1, 2, 3, 5, 14, 15, 16, 37};  // tails of 6 and 7 after a pass of 8
   for (DType type : types) {
     for (const Shape& s : shapes) {
       const TestMatrix w = make_matrix(type, s.rows, s.cols);
