@@ -53,9 +53,13 @@ def model_tables(build, model, reps, threads):
              ("tg128 @ d512", ["-p", "0", "-n", "128", "-d", "512"])]
     # llama.cpp's builds to compare with: the one it picks by default (AMX where the CPU has it)
     # and the best without AMX, when they differ.
-    variants = ["best", "noamx"]
-    samples = {}  # (engine, test) -> [t/s]
     names = {}
+    for v in ["best", "noamx"]:
+        out = subprocess.run([llama_bin, "info", "-m", model, "--cpu", v, "-t", "1"], check=True,
+                             capture_output=True, text=True).stdout
+        names[v] = json.loads(out)["cpu"]
+    variants = ["best"] if names["best"] == names["noamx"] else ["best", "noamx"]
+    samples = {}  # (engine, test) -> [t/s]
     info = {}
     for rep in range(reps):
         for test, args in tests:
@@ -66,12 +70,8 @@ def model_tables(build, model, reps, threads):
                     cmd = [llama_bin, "bench", "-m", model, "--cpu", engine, "-t", str(threads), "-r", "1"] + args
                 res = run_json(cmd)[0]
                 samples.setdefault((engine, test), []).extend(res["samples_ts"])
-                if engine != "edgellm":
-                    names[engine] = res.get("cpu_variant", engine)
-                else:
+                if engine == "edgellm":
                     info = res
-    if names.get("best") == names.get("noamx"):
-        variants = ["best"]
     med = {k: statistics.median(v) for k, v in samples.items()}
     lines = []
     lines.append(f"Model: `{os.path.basename(model)}` ({info.get('model_type', '?')}, "

@@ -36,33 +36,46 @@ void KvCache::store(int layer, int pos, const float* k, const float* v) {
   for (int h = 0; h < n_head_kv_; ++h) {
     const float* kh = k + h * head_dim_;
     const float* vh = v + h * head_dim_;
-    uint8_t* kd = k_head(layer, h) + size_t(pos) * size_t(head_dim_) * elem_bytes();
-    uint8_t* vd = v_head(layer, h);
+    // column pos % 32 of K^T block pos / 32; row pos of V
+    const size_t k0 = size_t(pos / kKeyBlock) * size_t(head_dim_) * kKeyBlock + size_t(pos % kKeyBlock);
+    uint8_t* vd = v_head(layer, h) + size_t(pos) * size_t(head_dim_) * elem_bytes();
     if (type_ == KvType::F32) {
-      std::memcpy(kd, kh, size_t(head_dim_) * sizeof(float));
-      for (int d = 0; d < head_dim_; ++d) reinterpret_cast<float*>(vd)[size_t(d) * size_t(n_ctx_) + size_t(pos)] = vh[d];
+      auto* kd = reinterpret_cast<float*>(k_head(layer, h)) + k0;
+      for (int d = 0; d < head_dim_; ++d) kd[size_t(d) * kKeyBlock] = kh[d];
+      std::memcpy(vd, vh, size_t(head_dim_) * sizeof(float));
     } else {
-      kernels::quantize_row_f16_ref(kh, reinterpret_cast<kernels::fp16_t*>(kd), head_dim_);
-      for (int d = 0; d < head_dim_; ++d)
-        reinterpret_cast<kernels::fp16_t*>(vd)[size_t(d) * size_t(n_ctx_) + size_t(pos)] = kernels::fp32_to_fp16(vh[d]);
+      auto* kd = reinterpret_cast<kernels::fp16_t*>(k_head(layer, h)) + k0;
+      for (int d = 0; d < head_dim_; ++d) kd[size_t(d) * kKeyBlock] = kernels::fp32_to_fp16(kh[d]);
+      kernels::quantize_row_f16_ref(vh, reinterpret_cast<kernels::fp16_t*>(vd), head_dim_);
     }
   }
 }
 
 void KvCache::k_dots(const kernels::KernelSet& ks, int layer, int kv_head, const float* q, int n_q,
                      int n_pos, float* scores, int64_t ld) const {
-  // K of this head is a [n_pos x head_dim] matrix; the queries are n_q activation rows.
-  const auto tile = type_ == KvType::F32 ? ks.matmul_f32_f32 : ks.matmul_f16_f32;
-  tile(head_dim_, k_head(layer, kv_head), size_t(head_dim_) * elem_bytes(), n_pos, q,
-       size_t(head_dim_) * sizeof(float), n_q, scores, ld);
+  // Each K^T block is a [head_dim x 32] matrix of 32 positions; the queries are n_q rows.
+  const size_t block = size_t(head_dim_) * kKeyBlock;
+  for (int t0 = 0; t0 < n_pos; t0 += kKeyBlock) {
+    const int cols = n_pos - t0 < kKeyBlock ? n_pos - t0 : kKeyBlock;
+    const size_t at = size_t(t0 / kKeyBlock) * block;
+    if (type_ == KvType::F32)
+      ks.matmul_kn_f32_f32(head_dim_, reinterpret_cast<const float*>(k_head(layer, kv_head)) + at, kKeyBlock, cols,
+                           q, head_dim_, n_q, scores + t0, ld);
+    else
+      ks.matmul_kn_f16_f32(head_dim_, reinterpret_cast<const kernels::fp16_t*>(k_head(layer, kv_head)) + at,
+                           kKeyBlock, cols, q, head_dim_, n_q, scores + t0, ld);
+  }
 }
 
 void KvCache::v_weighted_sum(const kernels::KernelSet& ks, int layer, int kv_head, const float* w,
                              int n_q, int64_t ld, int n_pos, float* out) const {
-  // V^T of this head is a [head_dim x n_pos] matrix (rows n_ctx apart); the weights are n_q rows.
-  const auto tile = type_ == KvType::F32 ? ks.matmul_f32_f32 : ks.matmul_f16_f32;
-  tile(n_pos, v_head(layer, kv_head), size_t(n_ctx_) * elem_bytes(), head_dim_, w,
-       size_t(ld) * sizeof(float), n_q, out, head_dim_);
+  // V of this head is a [n_pos x head_dim] matrix; the softmax weights are n_q rows.
+  if (type_ == KvType::F32)
+    ks.matmul_kn_f32_f32(n_pos, reinterpret_cast<const float*>(v_head(layer, kv_head)), head_dim_, head_dim_, w,
+                         ld, n_q, out, head_dim_);
+  else
+    ks.matmul_kn_f16_f32(n_pos, reinterpret_cast<const kernels::fp16_t*>(v_head(layer, kv_head)), head_dim_,
+                         head_dim_, w, ld, n_q, out, head_dim_);
 }
 
 }  // namespace edgellm::engine

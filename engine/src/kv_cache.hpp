@@ -2,11 +2,15 @@
 // for n_ctx positions.
 //
 // Layout per layer and KV head (head_dim values per position):
-//   K: [n_ctx][head_dim]   the head's keys of all positions are one matrix, so the scores of all
-//                          query heads sharing it are one small matmul (positions x queries);
-//   V: [head_dim][n_ctx]   transposed, so each attention output value is one contiguous dot
-//                          product of the softmax weights with a row of V (again one matmul).
-// Elements are F16 (default, as llama.cpp) or F32; the products use the KernelSet's F16/F32 tiles.
+//   K: [n_ctx / 32][head_dim][32]   transposed in blocks of 32 positions, so the scores of the
+//                          query heads sharing it are k-major products queries . K^T
+//                          (KernelSet::matmul_kn_*, k = head_dim) over contiguous 32-column
+//                          blocks (a plain [head_dim][n_ctx] K^T puts the 64 rows a block reads
+//                          n_ctx elements apart: 4 KiB strides that thrash L1, measured 2x slower
+//                          decode attention at depth 1024);
+//   V: [n_ctx][head_dim]   so their outputs are the k-major product weights . V (k = positions).
+// Both products convert each cached element once for every query head of the group and need no
+// horizontal sums. Elements are F16 (default, as llama.cpp) or F32.
 #pragma once
 
 #include <cstddef>
@@ -52,9 +56,13 @@ class KvCache {
 
  private:
   size_t elem_bytes() const { return type_ == KvType::F16 ? 2 : 4; }
-  size_t head_bytes() const { return size_t(n_ctx_) * size_t(head_dim_) * elem_bytes(); }
-  uint8_t* k_head(int layer, int kv_head);  // [n_ctx][head_dim]
-  uint8_t* v_head(int layer, int kv_head);  // [head_dim][n_ctx]
+  static constexpr int kKeyBlock = 32;  // positions per K^T block
+  // n_ctx rounded up to whole K^T blocks (the V block is as large, for one head size).
+  size_t head_bytes() const {
+    return size_t((n_ctx_ + kKeyBlock - 1) / kKeyBlock * kKeyBlock) * size_t(head_dim_) * elem_bytes();
+  }
+  uint8_t* k_head(int layer, int kv_head);  // [n_ctx / 32][head_dim][32]
+  uint8_t* v_head(int layer, int kv_head);  // [n_ctx][head_dim]
   const uint8_t* k_head(int layer, int h) const { return const_cast<KvCache*>(this)->k_head(layer, h); }
   const uint8_t* v_head(int layer, int h) const { return const_cast<KvCache*>(this)->v_head(layer, h); }
 

@@ -58,6 +58,8 @@ KernelSet scalar_kernel_set() {
   ks.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_ref>;
   ks.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_ref>;
   ks.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_ref>;
+  ks.matmul_kn_f16_f32 = matmul_kn_f16_f32_ref;
+  ks.matmul_kn_f32_f32 = matmul_kn_f32_f32_ref;
   return ks;
 }
 

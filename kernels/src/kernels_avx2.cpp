@@ -7,6 +7,7 @@
 // activation loads; matmul uses one row at a time, which streams best from memory.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -156,37 +157,48 @@ void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
                     float* y) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 out[NA];
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m256 sumf[NA];
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) sumf[i] = _mm256_setzero_ps();
     for (int j = 0; j < 8; ++j) {
       __m256i p16[NA];
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) p16[i] = _mm256_setzero_si256();
+#pragma GCC unroll 16
       for (int g = 0; g < 8; ++g) {
         const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (8 * j + g) * Tile::group_bytes));
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i)
           p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(w, bcast4(a[i][b].qs + 32 * j + 4 * g)));
       }
       const __m256 dj = _mm256_load_ps(dsc + j * kTileRows);
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i)
         sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16[i], ones)), dj, sumf[i]);
     }
     const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
     __m256i macc[NA];
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) macc[i] = _mm256_setzero_si256();
+#pragma GCC unroll 16
     for (int p = 0; p < 4; ++p) {
       const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(mins + p * Tile::vec_bytes));
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) macc[i] = _mm256_add_epi32(macc[i], _mm256_madd_epi16(m, bcast4(bs[i] + 8 * b + 2 * p)));
     }
     const __m256 dmin = _mm256_load_ps(reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes));
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) {
       sumf[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(macc[i]), dmin, sumf[i]);
       out[i] = _mm256_fmadd_ps(sumf[i], _mm256_set1_ps(a[i][b].d), out[i]);
     }
   }
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
 }
 
@@ -197,18 +209,23 @@ void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
                     float* y) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 out[NA];
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q6_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m256 sumf[NA];
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) sumf[i] = _mm256_setzero_ps();
     for (int j = 0; j < 16; ++j) {
       __m256i acc[NA];
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) acc[i] = _mm256_set1_epi32(-32 * a[i][b].bsums[j]);
+#pragma GCC unroll 16
       for (int g = 0; g < 4; g += 2) {
         const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (4 * j + g) * Tile::group_bytes));
         const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (4 * j + g + 1) * Tile::group_bytes));
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i) {
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(a[i][b].qs + 16 * j + 4 * g)),
                                              _mm256_maddubs_epi16(w1, bcast4(a[i][b].qs + 16 * j + 4 * g + 4)));
@@ -216,10 +233,13 @@ void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
         }
       }
       const __m256 dj = _mm256_load_ps(dsc + j * kTileRows);
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), dj, sumf[i]);
     }
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) out[i] = _mm256_fmadd_ps(sumf[i], _mm256_set1_ps(a[i][b].d), out[i]);
   }
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
 }
 
@@ -312,6 +332,70 @@ float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
   for (; i < n; ++i) sum += L::one(x[i]) * y[i];
   return sum;
+}
+
+// y = x . W for a k-major W (attention scores): column blocks of 16 for up to 4 query rows, each
+// converted W vector feeding 4 fma with a broadcast query element; columns past the last full 8
+// in scalar, the same fma chain per y.
+template <typename L, int NX, int NV>
+void kn_block(int64_t n, const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  __m256 acc[NX][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n; ++k) {
+    __m256 wv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) wv[v] = L::load(w + k * ldw + 8 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
+      const __m256 xi = _mm256_set1_ps(x[i * ldx + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(wv[v], xi, acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y + i * ldy + 8 * v, acc[i][v]);
+}
+
+template <typename L, int NV>
+void kn_rows(int64_t n, const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, int64_t n_x, float* y,
+             int64_t ldy) {
+  for (int64_t i = 0; i < n_x; i += 4) {
+    switch (std::min<int64_t>(4, n_x - i)) {
+      case 4: kn_block<L, 4, NV>(n, w, ldw, x + i * ldx, ldx, y + i * ldy, ldy); break;
+      case 3: kn_block<L, 3, NV>(n, w, ldw, x + i * ldx, ldx, y + i * ldy, ldy); break;
+      case 2: kn_block<L, 2, NV>(n, w, ldw, x + i * ldx, ldx, y + i * ldy, ldy); break;
+      default: kn_block<L, 1, NV>(n, w, ldw, x + i * ldx, ldx, y + i * ldy, ldy); break;
+    }
+  }
+}
+
+template <typename L>
+void matmul_kn(int64_t n, const typename L::T* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+               int64_t n_x, float* y, int64_t ldy) {
+  int64_t j = 0;
+  for (; j + 16 <= n_cols; j += 16) kn_rows<L, 2>(n, w + j, ldw, x, ldx, n_x, y + j, ldy);
+  for (; j + 8 <= n_cols; j += 8) kn_rows<L, 1>(n, w + j, ldw, x, ldx, n_x, y + j, ldy);
+  for (; j < n_cols; ++j) {
+    for (int64_t i = 0; i < n_x; ++i) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < n; ++k) s = std::fma(L::one(w[k * ldw + j]), x[i * ldx + k], s);
+      y[i * ldy + j] = s;
+    }
+  }
+}
+
+void matmul_kn_f16_f32_avx2(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F16>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+void matmul_kn_f32_f32_avx2(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F32>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
 }
 
 float vec_dot_f32_f32_avx2(int64_t n, const float* x, const float* y) { return vec_dot_to_f32<F32>(n, x, y); }
@@ -498,6 +582,8 @@ const KernelSet* avx2_kernels() {
     k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx2>;
     k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx2>;
     k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx2>;
+    k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx2;
+    k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx2;
     k.matmul_q4_K_q8_K = matmul_q4_K_avx2;
     k.matmul_q6_K_q8_K = matmul_q6_K_avx2;
     return k;

@@ -245,6 +245,63 @@ float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+// y = x . W for a k-major W (attention scores: n_x queries against n_cols cached keys): column
+// blocks of 32 for up to 8 query rows, each converted W vector feeding 8 fma with a broadcast
+// query element. Each y is one sequential fma chain over k.
+template <typename L, int NX>
+void kn_block(int64_t n, const typename L::T* w, int64_t ldw, __mmask16 m0, __mmask16 m1, const float* x,
+              int64_t ldx, float* y, int64_t ldy) {
+  __m512 acc[NX][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n; ++k) {
+    const __m512 w0 = L::load(w + k * ldw, m0), w1 = L::load(w + k * ldw + 16, m1);
+#pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
+      const __m512 xi = _mm512_set1_ps(x[i * ldx + k]);
+      acc[i][0] = _mm512_fmadd_ps(w0, xi, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(w1, xi, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) {
+    _mm512_mask_storeu_ps(y + i * ldy, m0, acc[i][0]);
+    _mm512_mask_storeu_ps(y + i * ldy + 16, m1, acc[i][1]);
+  }
+}
+
+template <typename L>
+void matmul_kn(int64_t n, const typename L::T* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+               int64_t n_x, float* y, int64_t ldy) {
+  for (int64_t j = 0; j < n_cols; j += 32) {
+    const int64_t left = n_cols - j;
+    const __mmask16 m0 = tail_mask(left), m1 = left > 16 ? tail_mask(left - 16) : 0;
+    for (int64_t i = 0; i < n_x; i += 8) {
+      const float* xi = x + i * ldx;
+      float* yi = y + i * ldy + j;
+      switch (std::min<int64_t>(8, n_x - i)) {
+        case 8: kn_block<L, 8>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 7: kn_block<L, 7>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 6: kn_block<L, 6>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 5: kn_block<L, 5>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 4: kn_block<L, 4>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 3: kn_block<L, 3>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        case 2: kn_block<L, 2>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+        default: kn_block<L, 1>(n, w + j, ldw, m0, m1, xi, ldx, yi, ldy); break;
+      }
+    }
+  }
+}
+
+void matmul_kn_f16_f32_avx512(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                              int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F16>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+void matmul_kn_f32_f32_avx512(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                              int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F32>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+
 float vec_dot_f32_f32_avx512(int64_t n, const float* x, const float* y) { return vec_dot_to_f32<F32>(n, x, y); }
 float vec_dot_f16_f32_avx512(int64_t n, const fp16_t* x, const float* y) { return vec_dot_to_f32<F16>(n, x, y); }
 float vec_dot_bf16_f32_avx512(int64_t n, const bf16_t* x, const float* y) { return vec_dot_to_f32<BF16>(n, x, y); }
@@ -396,47 +453,65 @@ void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
                     float* y) {
   constexpr int V = kTileVecs;
   __m512 out[NA][V];
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) out[i][v] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m512 d8[NA];
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) d8[i] = _mm512_set1_ps(a[i][b].d);
     for (int j = 0; j < 8; ++j) {
       __m512i acc[NA][V];
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
         for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_si512();
+#pragma GCC unroll 16
       for (int g = 0; g < 8; ++g) {
         __m512i w[V];
+#pragma GCC unroll 16
         for (int v = 0; v < V; ++v) w[v] = _mm512_load_si512(tb + (8 * j + g) * Tile::group_bytes + 64 * v);
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i) {
           const __m512i av = bcast4(a[i][b].qs + 32 * j + 4 * g);
+#pragma GCC unroll 16
           for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], w[v], av);
         }
       }
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) {
         const __m512 dj = _mm512_load_ps(dsc + j * kTileRows + 16 * v);
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i)
           out[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), _mm512_mul_ps(dj, d8[i]), out[i][v]);
       }
     }
     const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
     const auto* dmin = reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes);
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) {
       __m512i macc[NA];
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) macc[i] = _mm512_setzero_si512();
+#pragma GCC unroll 16
       for (int p = 0; p < 4; ++p) {
         const __m512i m = _mm512_load_si512(mins + p * Tile::vec_bytes + 64 * v);
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i)
           macc[i] = _mm512_dpwssd_epi32(macc[i], m, bcast4(reinterpret_cast<const int8_t*>(bs[i] + 8 * b + 2 * p)));
       }
       const __m512 dm = _mm512_load_ps(dmin + 16 * v);
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i)
         out[i][v] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc[i]), _mm512_mul_ps(dm, d8[i]), out[i][v]);
     }
   }
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) _mm512_store_ps(y + i * kTileRows + 16 * v, out[i][v]);
 }
 
@@ -446,37 +521,53 @@ void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
                     float* y) {
   constexpr int V = kTileVecs;
   __m512 out[NA][V];
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) out[i][v] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q6_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m512 sumf[NA][V];
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) sumf[i][v] = _mm512_setzero_ps();
     for (int j = 0; j < 16; ++j) {
       __m512i acc[NA][V];
+#pragma GCC unroll 16
       for (int i = 0; i < NA; ++i) {
         const __m512i c = _mm512_set1_epi32(-32 * a[i][b].bsums[j]);
+#pragma GCC unroll 16
         for (int v = 0; v < V; ++v) acc[i][v] = c;
       }
+#pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) {
         __m512i w[V];
+#pragma GCC unroll 16
         for (int v = 0; v < V; ++v) w[v] = _mm512_load_si512(tb + (4 * j + g) * Tile::group_bytes + 64 * v);
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i) {
           const __m512i av = bcast4(a[i][b].qs + 16 * j + 4 * g);
+#pragma GCC unroll 16
           for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], w[v], av);
         }
       }
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) {
         const __m512 dj = _mm512_load_ps(dsc + j * kTileRows + 16 * v);
+#pragma GCC unroll 16
         for (int i = 0; i < NA; ++i) sumf[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), dj, sumf[i][v]);
       }
     }
+#pragma GCC unroll 16
     for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
       for (int v = 0; v < V; ++v) out[i][v] = _mm512_fmadd_ps(sumf[i][v], _mm512_set1_ps(a[i][b].d), out[i][v]);
   }
+#pragma GCC unroll 16
   for (int i = 0; i < NA; ++i)
+#pragma GCC unroll 16
     for (int v = 0; v < V; ++v) _mm512_store_ps(y + i * kTileRows + 16 * v, out[i][v]);
 }
 
@@ -537,6 +628,8 @@ const KernelSet* avx512_kernels() {
     k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx512>;
     k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx512>;
     k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx512>;
+    k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx512;
+    k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx512;
     k.matmul_q4_K_q8_K = matmul_q4_K_avx512;
     k.matmul_q6_K_q8_K = matmul_q6_K_avx512;
     return k;

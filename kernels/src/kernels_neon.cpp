@@ -105,6 +105,64 @@ float dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   return sum;
 }
 
+// y = x . W for a k-major W (attention scores): column blocks of 16 for up to 4 query rows, each
+// converted W vector feeding 4 fma with the query element by lane; the last n_cols % 16 columns
+// in scalar, the same fma chain per y.
+template <class L, int NX>
+void kn_block(int64_t n, const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  float32x4_t acc[NX][4];
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < 4; ++v) acc[i][v] = vdupq_n_f32(0.0f);
+  for (int64_t k = 0; k < n; ++k) {
+    const float32x4x4_t wv = L::load16(w + k * ldw);
+#pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
+      const float32x4_t xi = vdupq_n_f32(x[i * ldx + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < 4; ++v) acc[i][v] = vfmaq_f32(acc[i][v], wv.val[v], xi);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < 4; ++v) vst1q_f32(y + i * ldy + 4 * v, acc[i][v]);
+}
+
+template <class L>
+void matmul_kn(int64_t n, const typename L::T* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+               int64_t n_x, float* y, int64_t ldy) {
+  int64_t j = 0;
+  for (; j + 16 <= n_cols; j += 16) {
+    for (int64_t i = 0; i < n_x; i += 4) {
+      const int64_t nx = n_x - i < 4 ? n_x - i : 4;
+      const float* xi = x + i * ldx;
+      float* yi = y + i * ldy + j;
+      if (nx == 4) kn_block<L, 4>(n, w + j, ldw, xi, ldx, yi, ldy);
+      else if (nx == 3) kn_block<L, 3>(n, w + j, ldw, xi, ldx, yi, ldy);
+      else if (nx == 2) kn_block<L, 2>(n, w + j, ldw, xi, ldx, yi, ldy);
+      else kn_block<L, 1>(n, w + j, ldw, xi, ldx, yi, ldy);
+    }
+  }
+  for (; j < n_cols; ++j) {
+    for (int64_t i = 0; i < n_x; ++i) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < n; ++k) s = std::fma(L::one(w[k * ldw + j]), x[i * ldx + k], s);
+      y[i * ldy + j] = s;
+    }
+  }
+}
+
+void matmul_kn_f16_f32_neon(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F16>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+void matmul_kn_f32_f32_neon(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn<F32>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+
 float vec_dot_f32_f32_neon(int64_t n, const float* x, const float* y) { return dot_to_f32<F32>(n, x, y); }
 float vec_dot_f16_f32_neon(int64_t n, const fp16_t* x, const float* y) { return dot_to_f32<F16>(n, x, y); }
 float vec_dot_bf16_f32_neon(int64_t n, const bf16_t* x, const float* y) { return dot_to_f32<BF16>(n, x, y); }
@@ -315,6 +373,8 @@ KernelSet make_v8_set() {
   k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_neon>;
   k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_neon>;
   k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_neon>;
+  k.matmul_kn_f16_f32 = matmul_kn_f16_f32_neon;
+  k.matmul_kn_f32_f32 = matmul_kn_f32_f32_neon;
   return k;
 }
 

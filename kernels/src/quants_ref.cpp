@@ -237,4 +237,29 @@ float vec_dot_f32_f32_ref(int64_t n, const float* x, const float* y) {
   return static_cast<float>(sum);
 }
 
+namespace {
+float as_float(float v) { return v; }
+template <typename T, float (*to_f32)(T)>
+void matmul_kn_ref(int64_t n, const T* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+                   int64_t n_x, float* y, int64_t ldy) {
+  for (int64_t i = 0; i < n_x; ++i) {
+    for (int64_t j = 0; j < n_cols; ++j) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < n; ++k) sum += static_cast<double>(x[i * ldx + k]) * to_f32(w[k * ldw + j]);
+      y[i * ldy + j] = static_cast<float>(sum);
+    }
+  }
+}
+}  // namespace
+
+void matmul_kn_f16_f32_ref(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                           int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn_ref<fp16_t, fp16_to_fp32>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+
+void matmul_kn_f32_f32_ref(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                           int64_t ldx, int64_t n_x, float* y, int64_t ldy) {
+  matmul_kn_ref<float, as_float>(n, w, ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+
 }  // namespace edgellm::kernels

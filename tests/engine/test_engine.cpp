@@ -280,10 +280,12 @@ TEST_CASE("truncate then decode again reproduces the logits", "[engine]") {
 }
 
 TEST_CASE("KV cache size and layout", "[engine]") {
+  // K and V of 5 layers x 4 KV heads x 8 dims, n_ctx 100 padded to whole 32-position blocks.
   KvCache f16(5, 100, 4, 8, KvType::F16);
-  CHECK(f16.bytes() == size_t(2) * 5 * 100 * 32 * 2);
+  CHECK(f16.bytes() == size_t(2) * 5 * 128 * 32 * 2);
   KvCache f32(5, 100, 4, 8, KvType::F32);
-  CHECK(f32.bytes() == size_t(2) * 5 * 100 * 32 * 4);
+  CHECK(f32.bytes() == size_t(2) * 5 * 128 * 32 * 4);
+  CHECK(KvCache(1, 64, 1, 8, KvType::F16).bytes() == size_t(2) * 64 * 8 * 2);
   CHECK_THROWS_AS(KvCache(0, 100, 4, 8, KvType::F16), Error);
 }
 

@@ -175,7 +175,8 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
         reinterpret_cast<const void*>(ks->vec_dot_f32_f32), reinterpret_cast<const void*>(ks->matmul_q4_K_q8_K),
         reinterpret_cast<const void*>(ks->matmul_q6_K_q8_K), reinterpret_cast<const void*>(ks->matmul_q8_0_q8_0),
         reinterpret_cast<const void*>(ks->matmul_q4_0_q8_0), reinterpret_cast<const void*>(ks->matmul_f16_f32),
-        reinterpret_cast<const void*>(ks->matmul_bf16_f32), reinterpret_cast<const void*>(ks->matmul_f32_f32)};
+        reinterpret_cast<const void*>(ks->matmul_bf16_f32), reinterpret_cast<const void*>(ks->matmul_f32_f32),
+        reinterpret_cast<const void*>(ks->matmul_kn_f16_f32), reinterpret_cast<const void*>(ks->matmul_kn_f32_f32)};
     for (const void* e : entries) CHECK(e != nullptr);
   }
   // kernels_for() of an ISA that is not listed is nullptr.
@@ -515,6 +516,58 @@ TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every IS
                 }
               }
               for (int64_t r = s.rows; r < ldy; ++r) CHECK(std::isnan(y[i * ldy + r]));  // padding untouched
+            }
+            CHECK(bad == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// matmul_kn (the attention scores over the transposed key cache) against the double-precision
+// reference: each y is one float fma chain over n terms, so
+//   |y - ref| <= (n + 1) * 2^-24 * sum_k |x_k w_k|
+// Shapes cover column tails of every width up to the widest block (32) and query-row tails up to
+// 8; the padding of y (ldy > n_cols) must stay untouched.
+TEST_CASE("matmul_kn stays within the fma-chain bound of the reference on every ISA", "[matmul]") {
+  const int64_t ks_[] = {1, 7, 64, 128};
+  const int64_t cols_[] = {1, 5, 8, 15, 16, 17, 31, 32, 33, 47, 100};
+  const int64_t rows_[] = {1, 3, 4, 5, 8, 9, 13};
+  for (int64_t n : ks_) {
+    for (int64_t n_cols : cols_) {
+      const int64_t ldw = n_cols + 3, ldx = n + 2, ldy = n_cols + 5;
+      std::vector<float> wf(n * ldw);
+      for (auto& v : wf) v = normal();
+      std::vector<fp16_t> wh(wf.size());
+      quantize_row_f16_ref(wf.data(), wh.data(), static_cast<int64_t>(wf.size()));
+      std::vector<float> wh_f(wf.size());
+      dequantize_row_f16_ref(wh.data(), wh_f.data(), static_cast<int64_t>(wh.size()));
+      for (int64_t n_x : rows_) {
+        std::vector<float> x(n_x * ldx);
+        for (auto& v : x) v = normal();
+        for (bool f16 : {true, false}) {
+          const std::vector<float>& wv = f16 ? wh_f : wf;
+          std::vector<float> ref(n_x * ldy);
+          if (f16) matmul_kn_f16_f32_ref(n, wh.data(), ldw, n_cols, x.data(), ldx, n_x, ref.data(), ldy);
+          else matmul_kn_f32_f32_ref(n, wf.data(), ldw, n_cols, x.data(), ldx, n_x, ref.data(), ldy);
+          for (Isa isa : available_isas()) {
+            const KernelSet& k = *kernels_for(isa);
+            INFO("isa " << isa_label(isa) << (f16 ? " f16" : " f32") << " n " << n << " cols " << n_cols
+                        << " rows " << n_x);
+            std::vector<float> y(n_x * ldy, std::numeric_limits<float>::quiet_NaN());
+            if (f16) k.matmul_kn_f16_f32(n, wh.data(), ldw, n_cols, x.data(), ldx, n_x, y.data(), ldy);
+            else k.matmul_kn_f32_f32(n, wf.data(), ldw, n_cols, x.data(), ldx, n_x, y.data(), ldy);
+            int bad = 0;
+            for (int64_t i = 0; i < n_x; ++i) {
+              for (int64_t j = 0; j < n_cols; ++j) {
+                double mag = 0;
+                for (int64_t c = 0; c < n; ++c) mag += std::fabs(double(x[i * ldx + c]) * wv[c * ldw + j]);
+                const double bound = double(n + 1) * std::ldexp(1.0, -24) * mag + 1e-30;
+                if (!(std::fabs(double(y[i * ldy + j]) - ref[i * ldy + j]) <= bound) && ++bad <= 3)
+                  FAIL_CHECK("y[" << i << "][" << j << "] = " << y[i * ldy + j] << ", ref " << ref[i * ldy + j]);
+              }
+              for (int64_t j = n_cols; j < ldy; ++j) CHECK(std::isnan(y[i * ldy + j]));
             }
             CHECK(bad == 0);
           }

@@ -53,6 +53,13 @@ struct KernelSet {
   MatmulTile matmul_f16_f32;
   MatmulTile matmul_bf16_f32;
   MatmulTile matmul_f32_f32;
+
+  // Products with a k-major matrix, the attention scores over the transposed key cache (see
+  // matmul_kn_f16_f32_ref): no horizontal sums, each converted key element serves every query.
+  void (*matmul_kn_f16_f32)(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy);
+  void (*matmul_kn_f32_f32)(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                            int64_t ldx, int64_t n_x, float* y, int64_t ldy);
 };
 
 // The set for this process: EDGELLM_ISA if set (falls back to the best, with a note on stderr, if

@@ -58,4 +58,12 @@ float vec_dot_f16_f32_ref(int64_t n, const fp16_t* x, const float* y);
 float vec_dot_bf16_f32_ref(int64_t n, const bf16_t* x, const float* y);
 float vec_dot_f32_f32_ref(int64_t n, const float* x, const float* y);
 
+// ---- products with a k-major matrix (attention scores over the transposed key cache) ----
+//   y[i * ldy + j] = sum_{k < n} x[i * ldx + k] * w[k * ldw + j]   for j < n_cols, i < n_x
+// (w: n rows of at least n_cols elements, ldw elements apart).
+void matmul_kn_f16_f32_ref(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
+                           int64_t ldx, int64_t n_x, float* y, int64_t ldy);
+void matmul_kn_f32_f32_ref(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
+                           int64_t ldx, int64_t n_x, float* y, int64_t ldy);
+
 }  // namespace edgellm::kernels
