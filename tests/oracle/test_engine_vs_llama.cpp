@@ -200,3 +200,18 @@ TEST_CASE("stories260K: greedy generations identical to llama.cpp's") {
   REQUIRE(prompt.size() > 5);
   CHECK(our_greedy(kStories, prompt, 64) == edgellm::oracle::greedy(kStories, prompt, 64));
 }
+
+// Text in, text out, each side with its own tokenizer and detokenizer: the prompt "Once upon a
+// time" and 64 greedy tokens give llama.cpp's text exactly.
+TEST_CASE("stories260K: greedy text from \"Once upon a time\" is llama.cpp's text") {
+  const std::string prompt = "Once upon a time";
+  edgellm::Model model(kStories);
+  const auto ours_prompt = model.tokenize(prompt, true);
+  const auto theirs_prompt = edgellm::oracle::tokenize(kStories, prompt, true, false);
+  CHECK(ours_prompt == theirs_prompt);
+  const std::string ours = model.detokenize(our_greedy(kStories, ours_prompt, 64));
+  const std::string theirs = edgellm::oracle::detokenize(kStories, edgellm::oracle::greedy(kStories, theirs_prompt, 64));
+  INFO("llama.cpp: " << theirs);
+  CHECK(ours.size() > 100);
+  CHECK(ours == theirs);
+}
