@@ -14,6 +14,7 @@
 
 namespace edgellm::kernels {
 
+using detail::nearest_clamped;
 using detail::nearest_int;
 
 // ---- Q8_K: w = d * q, q in -127..127 ----
@@ -85,65 +86,99 @@ namespace {
 
 // Fits x[i] ~ scale * L[i] - min_out (L in 0..nmax, scale >= 0, min_out >= 0) minimising
 // sum w[i] * (error)^2. Tries the plain min/max mapping, then nstep+1 candidate inverse scales
-// (nmax + rmin + rdelta * s) / (max - min); for each it rounds the quants and solves the 2x2
-// weighted least-squares problem for scale and offset (offset capped at 0). Keeps the best.
-float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* min_out,
-                    float rmin, float rdelta, int nstep) {
-  float min = x[0], max = x[0];
-  float sum_w = 0, sum_x = 0;
+// (nmax + rmin + rdelta * s) / (max - min), min being the offset of the best fit so far; for each
+// it rounds the quants and solves the 2x2 weighted least-squares problem for scale and offset
+// (offset capped at 0). Keeps the best.
+//
+// NL sub-blocks at once (lane l: x + l n, w + l n, L + l n, scale_out[l], min_out[l]; n <= 32):
+// each lane does exactly the steps of one sub-block in their order, so the floats are those of a
+// one-at-a-time search, but the lanes are independent, which keeps NL chains of dependent adds in
+// flight instead of one (the search is 2/3 of quantizing a model).
+template <int NL>
+void fit_scale_min(int n, int nmax, const float* x_in, const float* w_in, uint8_t* L_out, float* scale_out,
+                   float* min_out, float rmin, float rdelta, int nstep) {
+  // Element-major copies (x[i][l]), so every lane loop below reads contiguous floats.
+  float x[32][NL], w[32][NL];
+  float L[32][NL], trial[32][NL];  // quants as floats: the loops stay in one type
+  for (int l = 0; l < NL; ++l)
+    for (int i = 0; i < n; ++i) x[i][l] = x_in[l * n + i], w[i][l] = w_in[l * n + i];
+  float mn[NL], mx[NL], sum_w[NL], sum_x[NL], scale[NL], best_error[NL], iscale[NL];
+  float sl[NL], sl2[NL], sxl[NL], err[NL], t_scale[NL], t_min[NL];
+  bool ok[NL];
+  const float fmax_q = static_cast<float>(nmax);
+  for (int l = 0; l < NL; ++l) mn[l] = mx[l] = x[0][l], sum_w[l] = sum_x[l] = 0;
   for (int i = 0; i < n; ++i) {
-    min = std::min(min, x[i]);
-    max = std::max(max, x[i]);
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
+    for (int l = 0; l < NL; ++l) {
+      mn[l] = std::min(mn[l], x[i][l]);
+      mx[l] = std::max(mx[l], x[i][l]);
+      sum_w[l] += w[i][l];
+      sum_x[l] += w[i][l] * x[i][l];
+    }
   }
-  if (min > 0) min = 0;
-  if (max == min) {  // constant (zero) sub-block
-    std::fill(L, L + n, 0);
-    *min_out = -min;
-    return 0.0f;
+  for (int l = 0; l < NL; ++l) {
+    if (mn[l] > 0) mn[l] = 0;
+    iscale[l] = nmax / (mx[l] - mn[l]);  // a constant lane (max == min) is finished at the end
+    scale[l] = 1 / iscale[l];
+    best_error[l] = 0;
   }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
   for (int i = 0; i < n; ++i) {
-    L[i] = static_cast<uint8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
-    const float diff = scale * L[i] + min - x[i];
-    best_error += w[i] * (diff * diff);
+    for (int l = 0; l < NL; ++l) {
+      const float q = nearest_clamped(iscale[l] * (x[i][l] - mn[l]), 0.0f, fmax_q);
+      L[i][l] = q;
+      const float diff = scale[l] * q + mn[l] - x[i][l];
+      best_error[l] += w[i][l] * (diff * diff);
+    }
   }
-  uint8_t trial[32];
   for (int s = 0; s <= nstep; ++s) {
-    iscale = (rmin + rdelta * s + nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int l = 0; l < NL; ++l) {
+      iscale[l] = (rmin + rdelta * s + nmax) / (mx[l] - mn[l]);
+      sl[l] = sl2[l] = sxl[l] = err[l] = 0;
+    }
     for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
-      trial[i] = static_cast<uint8_t>(l);
-      sum_l += w[i] * l;
-      sum_l2 += w[i] * l * l;
-      sum_xl += w[i] * l * x[i];
+      for (int l = 0; l < NL; ++l) {
+        const float q = nearest_clamped(iscale[l] * (x[i][l] - mn[l]), 0.0f, fmax_q);
+        trial[i][l] = q;
+        sl[l] += w[i][l] * q;
+        sl2[l] += w[i][l] * q * q;
+        sxl[l] += w[i][l] * q * x[i][l];
+      }
     }
-    const float det = sum_w * sum_l2 - sum_l * sum_l;
-    if (!(det > 0)) continue;
-    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-    if (this_min > 0) {  // the offset may only lower values: refit the scale alone
-      this_min = 0;
-      this_scale = sum_xl / sum_l2;
+    for (int l = 0; l < NL; ++l) {
+      const float det = sum_w[l] * sl2[l] - sl[l] * sl[l];
+      ok[l] = det > 0;  // otherwise the trial is skipped (its numbers below are unused)
+      t_scale[l] = (sum_w[l] * sxl[l] - sum_x[l] * sl[l]) / det;
+      t_min[l] = (sl2[l] * sum_x[l] - sl[l] * sxl[l]) / det;
+      if (t_min[l] > 0) {  // the offset may only lower values: refit the scale alone
+        t_min[l] = 0;
+        t_scale[l] = sxl[l] / sl2[l];
+      }
     }
-    float error = 0;
     for (int i = 0; i < n; ++i) {
-      const float diff = this_scale * trial[i] + this_min - x[i];
-      error += w[i] * (diff * diff);
+      for (int l = 0; l < NL; ++l) {
+        const float diff = t_scale[l] * trial[i][l] + t_min[l] - x[i][l];
+        err[l] += w[i][l] * (diff * diff);
+      }
     }
-    if (error < best_error) {
-      std::copy(trial, trial + n, L);
-      best_error = error;
-      scale = this_scale;
-      min = this_min;
+    bool take[NL];
+    for (int l = 0; l < NL; ++l) {
+      take[l] = ok[l] && err[l] < best_error[l];
+      if (take[l]) {
+        best_error[l] = err[l];
+        scale[l] = t_scale[l];
+        mn[l] = t_min[l];
+      }
     }
+    for (int i = 0; i < n; ++i)
+      for (int l = 0; l < NL; ++l)
+        L[i][l] = take[l] ? trial[i][l] : L[i][l];
   }
-  *min_out = -min;
-  return scale;
+  // A constant lane (max == min) ends with L = 0, scale = 1 / inf = 0 and min_out = -min, as it
+  // should: its rounding saw NaN (0 * inf), which nearest_int makes 0, and no trial had det > 0.
+  for (int l = 0; l < NL; ++l) {
+    min_out[l] = -mn[l];
+    scale_out[l] = scale[l];
+    for (int i = 0; i < n; ++i) L_out[l * n + i] = static_cast<uint8_t>(L[i][l]);
+  }
 }
 
 }  // namespace
@@ -158,14 +193,16 @@ void quantize_row_q4_K_ref(const float* x, block_q4_K* y, int64_t k) {
     uint8_t L[QK_K];
     float scales[QK_K / 32], mins[QK_K / 32];
     float max_scale = 0, max_min = 0;
+    float w[QK_K];
     for (int j = 0; j < QK_K / 32; ++j) {
       const float* xj = x + 32 * j;
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
       const float rms = std::sqrt(sum_x2 / 32);
-      float w[32];
-      for (int l = 0; l < 32; ++l) w[l] = rms + std::fabs(xj[l]);
-      scales[j] = fit_scale_min(32, 15, xj, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+      for (int l = 0; l < 32; ++l) w[32 * j + l] = rms + std::fabs(xj[l]);
+    }
+    fit_scale_min<QK_K / 32>(32, 15, x, w, L, scales, mins, -1.0f, 0.1f, 20);
+    for (int j = 0; j < QK_K / 32; ++j) {
       max_scale = std::max(max_scale, scales[j]);
       max_min = std::max(max_min, mins[j]);
     }
