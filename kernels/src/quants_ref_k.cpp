@@ -115,9 +115,15 @@ void fit_scale_min(int n, int nmax, const float* x_in, const float* w_in, uint8_
       sum_x[l] += w[i][l] * x[i][l];
     }
   }
+  // range: max - min, 1 for a constant lane (max == min), which ends as all zeros below; no
+  // division here is by zero.
+  float range[NL];
+  bool flat[NL];
   for (int l = 0; l < NL; ++l) {
     if (mn[l] > 0) mn[l] = 0;
-    iscale[l] = nmax / (mx[l] - mn[l]);  // a constant lane (max == min) is finished at the end
+    flat[l] = mx[l] == mn[l];
+    range[l] = flat[l] ? 1.0f : mx[l] - mn[l];
+    iscale[l] = nmax / range[l];
     scale[l] = 1 / iscale[l];
     best_error[l] = 0;
   }
@@ -131,7 +137,7 @@ void fit_scale_min(int n, int nmax, const float* x_in, const float* w_in, uint8_
   }
   for (int s = 0; s <= nstep; ++s) {
     for (int l = 0; l < NL; ++l) {
-      iscale[l] = (rmin + rdelta * s + nmax) / (mx[l] - mn[l]);
+      iscale[l] = (rmin + rdelta * s + nmax) / (flat[l] ? 1.0f : mx[l] - mn[l]);
       sl[l] = sl2[l] = sxl[l] = err[l] = 0;
     }
     for (int i = 0; i < n; ++i) {
@@ -146,11 +152,12 @@ void fit_scale_min(int n, int nmax, const float* x_in, const float* w_in, uint8_
     for (int l = 0; l < NL; ++l) {
       const float det = sum_w[l] * sl2[l] - sl[l] * sl[l];
       ok[l] = det > 0;  // otherwise the trial is skipped (its numbers below are unused)
-      t_scale[l] = (sum_w[l] * sxl[l] - sum_x[l] * sl[l]) / det;
-      t_min[l] = (sl2[l] * sum_x[l] - sl[l] * sxl[l]) / det;
+      const float d = ok[l] ? det : 1.0f;
+      t_scale[l] = (sum_w[l] * sxl[l] - sum_x[l] * sl[l]) / d;
+      t_min[l] = (sl2[l] * sum_x[l] - sl[l] * sxl[l]) / d;
       if (t_min[l] > 0) {  // the offset may only lower values: refit the scale alone
         t_min[l] = 0;
-        t_scale[l] = sxl[l] / sl2[l];
+        t_scale[l] = sxl[l] / (sl2[l] > 0 ? sl2[l] : 1.0f);  // det > 0 implies sl2 > 0
       }
     }
     for (int i = 0; i < n; ++i) {
@@ -172,11 +179,10 @@ void fit_scale_min(int n, int nmax, const float* x_in, const float* w_in, uint8_
       for (int l = 0; l < NL; ++l)
         L[i][l] = take[l] ? trial[i][l] : L[i][l];
   }
-  // A constant lane (max == min) ends with L = 0, scale = 1 / inf = 0 and min_out = -min, as it
-  // should: its rounding saw NaN (0 * inf), which nearest_int makes 0, and no trial had det > 0.
+  // A constant lane: all quants 0 (x - min is 0), no trial with det > 0, scale 0.
   for (int l = 0; l < NL; ++l) {
     min_out[l] = -mn[l];
-    scale_out[l] = scale[l];
+    scale_out[l] = flat[l] ? 0.0f : scale[l];
     for (int i = 0; i < n; ++i) L_out[l * n + i] = static_cast<uint8_t>(L[i][l]);
   }
 }
