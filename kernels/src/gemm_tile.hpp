@@ -47,33 +47,37 @@ struct Tile {
   static float* dmin(uint8_t* tb) { return reinterpret_cast<float*>(tb + quant_bytes + 12 * vec_bytes); }
 };
 
-// Puts one row's 256 quants (element order) into lane r of the block's group vectors.
+// Puts TR rows' 256 quants each (q[r * 256 + k], element order) into the block's group vectors:
+// group g, lane r = q[r * 256 + 4 g .. 4 g + 3]. This is a TR x 64 transpose of 32-bit words.
 template <int TR>
-inline void scatter_row(const uint8_t* q, int r, uint8_t* tb) {
-  for (int g = 0; g < 64; ++g) std::memcpy(tb + g * Tile<TR>::group_bytes + 4 * r, q + 4 * g, 4);
+inline void scatter_rows(const uint8_t* q, uint8_t* tb) {
+  for (int r = 0; r < TR; ++r)
+    for (int g = 0; g < 64; ++g) std::memcpy(tb + g * Tile<TR>::group_bytes + 4 * r, q + r * QK_K + 4 * g, 4);
 }
 
-// U::q4_K / U::q6_K(block, q): the ISA's unpacker of a block's 256 quants in element order.
+// U: the ISA's unpacker: U::q4_K / U::q6_K(block, q) give a block's 256 quants in element order,
+// U::groups(q, tb) does scatter_rows<TR> (an ISA may transpose with shuffles). Packing goes block
+// by block: every row's block b, then its transpose, then the rows' scales.
 template <int TR, typename U>
 void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
   using T = Tile<TR>;
   std::memset(tile, 0, nb * T::template block_bytes<block_q4_K>());
-  uint8_t q[QK_K];
-  for (int r = 0; r < rows; ++r) {
-    const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* tb = tile + b * T::template block_bytes<block_q4_K>();
-      U::q4_K(x[b], q);
-      scatter_row<TR>(q, r, tb);
-      const float d = fp16_to_fp32(x[b].d);
+  alignas(64) uint8_t q[TR * QK_K] = {};
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* tb = tile + b * T::template block_bytes<block_q4_K>();
+    for (int r = 0; r < rows; ++r) {
+      const auto& x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes)[b];
+      U::q4_K(x, q + r * QK_K);
+      const float d = fp16_to_fp32(x.d);
       for (int j = 0; j < 8; ++j) {
         uint8_t sc, m;
-        q4_K_scale_min(x[b].scales, j, &sc, &m);
+        q4_K_scale_min(x.scales, j, &sc, &m);
         T::dsc(tb, j)[r] = d * sc;
         T::mins(tb, j / 2)[2 * r + (j & 1)] = m;
       }
-      T::dmin(tb)[r] = fp16_to_fp32(x[b].dmin);
+      T::dmin(tb)[r] = fp16_to_fp32(x.dmin);
     }
+    U::groups(q, tb);  // rows past `rows` are zero (q starts zeroed and only rows < rows change)
   }
 }
 
@@ -81,16 +85,16 @@ template <int TR, typename U>
 void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
   using T = Tile<TR>;
   std::memset(tile, 0, nb * T::template block_bytes<block_q6_K>());
-  uint8_t q[QK_K];
-  for (int r = 0; r < rows; ++r) {
-    const auto* x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* tb = tile + b * T::template block_bytes<block_q6_K>();
-      U::q6_K(x[b], q);
-      scatter_row<TR>(q, r, tb);
-      const float d = fp16_to_fp32(x[b].d);
-      for (int j = 0; j < 16; ++j) T::dsc(tb, j)[r] = d * x[b].scales[j];
+  alignas(64) uint8_t q[TR * QK_K] = {};
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* tb = tile + b * T::template block_bytes<block_q6_K>();
+    for (int r = 0; r < rows; ++r) {
+      const auto& x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes)[b];
+      U::q6_K(x, q + r * QK_K);
+      const float d = fp16_to_fp32(x.d);
+      for (int j = 0; j < 16; ++j) T::dsc(tb, j)[r] = d * x.scales[j];
     }
+    U::groups(q, tb);
   }
 }
 

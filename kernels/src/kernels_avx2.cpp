@@ -535,6 +535,7 @@ void dequantize_row_q6_K_avx2(const block_q6_K* x, float* y, int64_t k) {
 struct Unpack {
   static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
+  static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<kTileRows>(q, tb); }
 };
 
 // The matmul tiles: decode kernel (one weight row after the other, which streams best from

@@ -435,9 +435,55 @@ constexpr int kActPerPass = 8;
 constexpr int kTileVecs = kTileRows / 16;  // zmm vectors per group / scale vector
 constexpr int kGemmMinAct = 8;  // below this the decode kernel (rows re-read from L1) wins (measured)
 using Tile = gemm::Tile<kTileRows>;
+// A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
+// transposes of 32-bit words (unpack 32 / 64-bit, then two 128-bit lane shuffles), where a word
+// at a time would be 1024 loads and stores per block.
+inline void transpose16x16_epi32(__m512i r[16]) {
+  __m512i t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 4; ++i) {
+    for (int k = 0; k < 2; ++k) {
+      r[4 * i + k] = _mm512_unpacklo_epi64(t[4 * i + k], t[4 * i + 2 + k]);
+      r[4 * i + 2 + k] = _mm512_unpackhi_epi64(t[4 * i + k], t[4 * i + 2 + k]);
+    }
+  }
+  // r[4 i + c]: rows 4i..4i+3, word column c (+ 4 per 128-bit lane)
+#pragma GCC unroll 16
+  for (int i = 0; i < 2; ++i) {
+    for (int c = 0; c < 4; ++c) {
+      t[8 * i + c] = _mm512_shuffle_i32x4(r[8 * i + c], r[8 * i + 4 + c], 0x88);
+      t[8 * i + 4 + c] = _mm512_shuffle_i32x4(r[8 * i + c], r[8 * i + 4 + c], 0xDD);
+    }
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xDD);
+  }
+}
+
+// Output vector k of transpose16x16_epi32 holds word column kTransposeOrder[k] (lanes = rows).
+constexpr int kTransposeOrder[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
+
 struct Unpack {
   static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
+  static void groups(const uint8_t* q, uint8_t* tb) {
+    static_assert(kTileRows == 16);
+    for (int c = 0; c < 4; ++c) {  // groups 16 c .. 16 c + 15
+      __m512i r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(q + i * QK_K + 64 * c);
+      transpose16x16_epi32(r);
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) _mm512_store_si512(tb + (16 * c + kTransposeOrder[k]) * Tile::group_bytes, r[k]);
+    }
+  }
 };
 
 inline __m512i bcast4(const int8_t* p) {

@@ -396,6 +396,7 @@ struct DotprodRowsQ4K {
 struct UnpackPortable {
   static void q4_K(const block_q4_K& b, uint8_t* q) { detail::unpack_q4_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { detail::unpack_q6_K(b, q); }
+  static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<dotprod::kTileRows>(q, tb); }
 };
 template <int NA>
 struct DotprodRowsQ6K {
