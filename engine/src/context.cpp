@@ -24,6 +24,7 @@
 namespace edgellm::engine {
 
 using kernels::matmul;
+using kernels::MatmulOut;
 using kernels::ThreadPool;
 
 namespace {
@@ -177,9 +178,8 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
     // Attention block.
     for (int i = 0; i < n; ++i) kernels::rms_norm(x + i * E, L.attn_norm, xb + i * E, E, hp.rms_eps);
     act_.reset(xb, n, E);
-    matmul(ks_, *pool_, L.wq, act_, q_.data(), Q);
-    matmul(ks_, *pool_, L.wk, act_, k_.data(), KV);
-    matmul(ks_, *pool_, L.wv, act_, v_.data(), KV);
+    const MatmulOut qkv[] = {{&L.wq, q_.data(), Q}, {&L.wk, k_.data(), KV}, {&L.wv, v_.data(), KV}};
+    matmul(ks_, *pool_, qkv, act_);
     for (int i = 0; i < n; ++i) {
       const float* cs = &rope_[sz(i) * sz(hp.n_rot)];
       kernels::rope_norm_with(&q_[sz(i * Q)], hp.n_head, hp.head_dim, hp.n_rot, cs);
@@ -194,8 +194,8 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
     // Feed-forward block (SwiGLU).
     for (int i = 0; i < n; ++i) kernels::rms_norm(x + i * E, L.ffn_norm, xb + i * E, E, hp.rms_eps);
     act_.reset(xb, n, E);
-    matmul(ks_, *pool_, L.w_gate, act_, hb_.data(), F);
-    matmul(ks_, *pool_, L.w_up, act_, hb2_.data(), F);
+    const MatmulOut gate_up[] = {{&L.w_gate, hb_.data(), F}, {&L.w_up, hb2_.data(), F}};
+    matmul(ks_, *pool_, gate_up, act_);
     kernels::silu_mul(hb_.data(), hb2_.data(), hb_.data(), n * F);
     act_.reset(hb_.data(), n, F);
     matmul(ks_, *pool_, L.w_down, act_, xb2, E);

@@ -111,35 +111,72 @@ const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, T
 
 void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activations& x,
             float* y, int64_t ldy) {
-  const KernelSet::MatmulTile tile = tile_for(ks, w.type);
-  if (!tile) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
-  if (x.n_cols() != w.cols) {
-    throw std::invalid_argument("matmul: activation rows have " + std::to_string(x.n_cols()) +
-                                " values, weight rows " + std::to_string(w.cols));
-  }
-  const auto row_bytes = dtype_row_bytes(w.type, static_cast<uint64_t>(w.cols));
-  if (!row_bytes || *row_bytes != w.row_bytes || w.rows < 0 || ldy < w.rows) {
-    throw std::invalid_argument("matmul: bad " + type_name(w.type) + " weight matrix shape (" +
-                                std::to_string(w.rows) + " x " + std::to_string(w.cols) +
-                                ", ldy " + std::to_string(ldy) + ")");
-  }
-  if (w.rows == 0 || x.n_rows() == 0) return;
-  if (w.data == nullptr || x.f32() == nullptr || y == nullptr) {
-    throw std::invalid_argument("matmul: null weight, activation or output pointer");
-  }
+  const MatmulOut one{&w, y, ldy};
+  matmul(ks, pool, std::span<const MatmulOut>(&one, 1), x);
+}
 
-  const ActivationFormat f = activation_format(w.type);
-  const void* a = x.quantized_for(w.type, ks, pool);
-  const size_t a_row_bytes = static_cast<size_t>(w.cols / f.block) * f.block_bytes;
-  const int64_t n_grains = (w.rows + kRowGrain - 1) / kRowGrain;
-  const auto* wdata = static_cast<const uint8_t*>(w.data);
+void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> outs, Activations& x) {
+  struct Job {
+    KernelSet::MatmulTile tile;
+    const uint8_t* w;
+    const void* a;
+    size_t a_row_bytes;
+    int64_t n_grains;
+  };
+  constexpr size_t kMaxOuts = 8;
+  if (outs.size() > kMaxOuts) throw std::invalid_argument("matmul: more than 8 products in one call");
+  Job jobs[kMaxOuts];
+  int64_t total_bytes = 0;
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const WeightMatrix& w = *outs[j].w;
+    const int64_t ldy = outs[j].ldy;
+    const KernelSet::MatmulTile tile = tile_for(ks, w.type);
+    if (!tile) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
+    if (x.n_cols() != w.cols) {
+      throw std::invalid_argument("matmul: activation rows have " + std::to_string(x.n_cols()) +
+                                  " values, weight rows " + std::to_string(w.cols));
+    }
+    const auto row_bytes = dtype_row_bytes(w.type, static_cast<uint64_t>(w.cols));
+    if (!row_bytes || *row_bytes != w.row_bytes || w.rows < 0 || ldy < w.rows) {
+      throw std::invalid_argument("matmul: bad " + type_name(w.type) + " weight matrix shape (" +
+                                  std::to_string(w.rows) + " x " + std::to_string(w.cols) +
+                                  ", ldy " + std::to_string(ldy) + ")");
+    }
+    if (w.rows > 0 && x.n_rows() > 0 && (w.data == nullptr || x.f32() == nullptr || outs[j].y == nullptr)) {
+      throw std::invalid_argument("matmul: null weight, activation or output pointer");
+    }
+    const ActivationFormat f = activation_format(w.type);
+    jobs[j] = {tile, static_cast<const uint8_t*>(w.data), nullptr,
+               static_cast<size_t>(w.cols / f.block) * f.block_bytes,
+               x.n_rows() > 0 ? (w.rows + kRowGrain - 1) / kRowGrain : 0};
+    total_bytes += jobs[j].n_grains * kRowGrain * static_cast<int64_t>(w.row_bytes);
+  }
+  if (total_bytes == 0) return;
+  for (size_t j = 0; j < outs.size(); ++j)
+    if (jobs[j].n_grains > 0) jobs[j].a = x.quantized_for(outs[j].w->type, ks, pool);
+
+  // Thread t takes the grains (16 rows of one matrix) whose weight bytes start in
+  // [t * total / nth, (t + 1) * total / nth), in matrix order.
   pool.run([&](int ith, int nth) {
-    int64_t g0, g1;
-    ThreadPool::split(n_grains, ith, nth, g0, g1);
-    const int64_t r0 = g0 * kRowGrain, r1 = std::min(g1 * kRowGrain, w.rows);
-    if (r0 >= r1) return;
-    tile(w.cols, wdata + r0 * w.row_bytes, w.row_bytes, r1 - r0, a, a_row_bytes, x.n_rows(),
-         y + r0, ldy);
+    const int64_t lo = total_bytes * ith / nth, hi = total_bytes * (ith + 1) / nth;
+    int64_t at = 0;  // weight bytes before the current matrix
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const WeightMatrix& w = *outs[j].w;
+      const Job& job = jobs[j];
+      const int64_t grain_bytes = kRowGrain * static_cast<int64_t>(w.row_bytes);
+      const int64_t size = job.n_grains * grain_bytes;
+      if (at + size > lo && at < hi) {
+        // grains g with at + g * grain_bytes in [lo, hi)
+        const int64_t g0 = lo <= at ? 0 : (lo - at + grain_bytes - 1) / grain_bytes;
+        const int64_t g1 = std::min(job.n_grains, (hi - at + grain_bytes - 1) / grain_bytes);
+        const int64_t r0 = g0 * kRowGrain, r1 = std::min(g1 * kRowGrain, w.rows);
+        if (r0 < r1) {
+          job.tile(w.cols, job.w + r0 * w.row_bytes, w.row_bytes, r1 - r0, job.a, job.a_row_bytes, x.n_rows(),
+                   outs[j].y + r0, outs[j].ldy);
+        }
+      }
+      at += size;
+    }
   });
 }
 

@@ -577,6 +577,46 @@ TEST_CASE("matmul_kn stays within the fma-chain bound of the reference on every 
   }
 }
 
+// Several products in one call split all their rows over the threads by weight bytes; every row
+// must come out exactly as the one-matrix call computes it (the same tile on the same rows).
+TEST_CASE("matmul of several matrices equals one call per matrix", "[matmul]") {
+  const TestMatrix a = make_matrix(DType::Q4_K, 37, 512), b = make_matrix(DType::Q6_K, 16, 512),
+                   c = make_matrix(DType::Q4_K, 70, 512), d = make_matrix(DType::F16, 5, 512);
+  const TestMatrix* mats[] = {&a, &b, &c, &d};
+  for (int64_t m : {1, 3, 9}) {
+    std::vector<float> xf(m * 512);
+    for (auto& v : xf) v = normal();
+    for (Isa isa : available_isas()) {
+      const KernelSet& ks = *kernels_for(isa);
+      for (int threads : {1, 2, 3}) {
+        INFO("isa " << isa_label(isa) << " rows " << m << " threads " << threads);
+        ThreadPool pool(threads);
+        Activations act;
+        act.reset(xf.data(), m, 512);
+        std::vector<WeightMatrix> views;
+        for (const TestMatrix* t : mats) views.push_back(t->view());
+        std::vector<std::vector<float>> one(4), many(4);
+        std::vector<MatmulOut> outs;
+        for (size_t j = 0; j < 4; ++j) {
+          const int64_t ldy = views[j].rows + 1;
+          one[j].assign(m * ldy, 0.0f);
+          many[j].assign(m * ldy, std::numeric_limits<float>::quiet_NaN());
+          matmul(ks, pool, views[j], act, one[j].data(), ldy);
+          outs.push_back({&views[j], many[j].data(), ldy});
+        }
+        matmul(ks, pool, outs, act);
+        for (size_t j = 0; j < 4; ++j) {
+          const int64_t ldy = views[j].rows + 1;
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t r = 0; r < views[j].rows; ++r) REQUIRE(many[j][i * ldy + r] == one[j][i * ldy + r]);
+            CHECK(std::isnan(many[j][i * ldy + views[j].rows]));  // padding untouched
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
   ThreadPool pool(1);
   const KernelSet& ks = *kernels_for(Isa::scalar);

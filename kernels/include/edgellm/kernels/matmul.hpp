@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "edgellm/dtype.hpp"
@@ -55,5 +56,15 @@ class Activations {
 // y: x.n_rows() rows of w.rows floats, row stride ldy (>= w.rows).
 void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activations& x,
             float* y, int64_t ldy);
+
+// Several products of the same activations (Q, K and V; gate and up) as one pool job: the
+// threads split all their rows by weight bytes, so a decode step waits for its threads once
+// instead of once per matrix, and a small matrix (attn_k, attn_v) is not split alone.
+struct MatmulOut {
+  const WeightMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> outs, Activations& x);
 
 }  // namespace edgellm::kernels
