@@ -196,7 +196,7 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
     act_.reset(xb, n, E);
     const MatmulOut gate_up[] = {{&L.w_gate, hb_.data(), F}, {&L.w_up, hb2_.data(), F}};
     matmul(ks_, *pool_, gate_up, act_);
-    kernels::silu_mul(hb_.data(), hb2_.data(), hb_.data(), n * F);
+    ks_.silu_mul(hb_.data(), hb2_.data(), hb_.data(), n * F);
     act_.reset(hb_.data(), n, F);
     matmul(ks_, *pool_, L.w_down, act_, xb2, E);
     kernels::add(x, xb2, x, n * E);
@@ -237,10 +237,7 @@ void Context::attention(int layer, int n, int pos0) {
       const int n_pos = pos0 + i + 1;
       const int64_t first = i * Q + (int64_t{g} * group + h0) * hp.head_dim;  // first query head
       kv_.k_dots(ks_, layer, g, &q_[sz(first)], nq, n_pos, scores, ld);
-      for (int h = 0; h < nq; ++h) {
-        kernels::scale(scores + h * ld, scale, n_pos);
-        kernels::softmax(scores + h * ld, n_pos);
-      }
+      for (int h = 0; h < nq; ++h) ks_.softmax_scaled(scores + h * ld, n_pos, scale);
       kv_.v_weighted_sum(ks_, layer, g, scores, nq, ld, n_pos, &att_[sz(first)]);
     }
   });

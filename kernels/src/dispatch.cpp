@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "kernel_sets.hpp"
 
@@ -60,6 +61,8 @@ KernelSet scalar_kernel_set() {
   ks.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_ref>;
   ks.matmul_kn_f16_f32 = matmul_kn_f16_f32_ref;
   ks.matmul_kn_f32_f32 = matmul_kn_f32_f32_ref;
+  ks.softmax_scaled = softmax_scaled;
+  ks.silu_mul = silu_mul;
   return ks;
 }
 

@@ -334,6 +334,75 @@ float vec_dot_to_f32(int64_t n, const typename L::T* x, const float* y) {
   return sum;
 }
 
+// ---- softmax and silu_mul (element-wise, but per token they grow with the context / batch) ----
+
+// e^x: x = n ln2 + r with |r| <= ln2 / 2, e^r by its degree-6 Taylor polynomial (relative error
+// < 2e-7 there), times 2^(n-1) built in the exponent bits, times 2. x is clamped to [-86.6, 88.72]
+// (there 2^(n-1) is a normal float); below, the result is 0 (the true value is < 2.5e-38), above
+// it is inf; NaN stays NaN (vmaxps / vminps return their second operand for NaN).
+inline __m256 exp_ps(__m256 x_in) {
+  const __m256 lo = _mm256_set1_ps(-86.6f), hi = _mm256_set1_ps(88.72f);
+  const __m256 x = _mm256_min_ps(hi, _mm256_max_ps(lo, x_in));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(126)), 23);
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_set1_ps(2.0f));
+  y = _mm256_andnot_ps(_mm256_cmp_ps(x_in, lo, _CMP_LT_OQ), y);                             // -> 0
+  return _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x_in, hi, _CMP_GT_OQ));  // -> inf
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// Full vectors, then the last n % 8 through a padded copy (-inf pads exponentiate to 0).
+void softmax_scaled_avx2(float* x, int64_t n, float s) {
+  if (n <= 0) return;
+  const __m256 vs = _mm256_set1_ps(s);
+  const int64_t nv = n / 8 * 8;
+  alignas(32) float tail[8];
+  for (int k = 0; k < 8; ++k) tail[k] = nv + k < n ? x[nv + k] * s : -INFINITY;
+  __m256 vmax = _mm256_load_ps(tail);
+  for (int64_t i = 0; i < nv; i += 8) vmax = _mm256_max_ps(vmax, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+  const float max = hmax(vmax);
+  const __m256 mx = _mm256_set1_ps(max);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nv; i += 8) {
+    const __m256 e = exp_ps(_mm256_fmsub_ps(_mm256_loadu_ps(x + i), vs, mx));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  const __m256 et = exp_ps(_mm256_sub_ps(_mm256_load_ps(tail), mx));
+  sum = _mm256_add_ps(sum, et);
+  const float inv = 1.0f / hsum(sum);
+  _mm256_store_ps(tail, _mm256_mul_ps(et, _mm256_set1_ps(inv)));
+  for (int64_t i = 0; i < nv; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
+  for (int64_t k = 0; nv + k < n; ++k) x[nv + k] = tail[k];
+}
+
+void silu_mul_avx2(const float* gate, const float* up, float* y, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 // y = x . W for a k-major W (attention scores): column blocks of 16 for up to 4 query rows, each
 // converted W vector feeding 4 fma with a broadcast query element; columns past the last full 8
 // in scalar, the same fma chain per y.
@@ -585,6 +654,8 @@ const KernelSet* avx2_kernels() {
     k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx2>;
     k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx2;
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx2;
+    k.softmax_scaled = softmax_scaled_avx2;
+    k.silu_mul = silu_mul_avx2;
     k.matmul_q4_K_q8_K = matmul_q4_K_avx2;
     k.matmul_q6_K_q8_K = matmul_q6_K_avx2;
     return k;

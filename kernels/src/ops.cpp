@@ -88,6 +88,11 @@ void softmax(float* x, int64_t n) {
   scale(x, static_cast<float>(1.0 / sum), n);
 }
 
+void softmax_scaled(float* x, int64_t n, float s) {
+  scale(x, s, n);
+  softmax(x, n);
+}
+
 // ---- silu_mul ----
 
 void silu_mul_ref(const float* gate, const float* up, float* y, int64_t n) {

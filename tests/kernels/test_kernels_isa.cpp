@@ -18,6 +18,7 @@
 
 #include "edgellm/kernels/dispatch.hpp"
 #include "edgellm/kernels/matmul.hpp"
+#include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "edgellm/kernels/thread_pool.hpp"
 
@@ -613,6 +614,53 @@ TEST_CASE("matmul of several matrices equals one call per matrix", "[matmul]") {
           }
         }
       }
+    }
+  }
+}
+
+// The KernelSet's softmax_scaled and silu_mul against ops.hpp's references: within the bound
+// dispatch.hpp states, widened for the softmax's float sum over n values (a lane adds n / 8).
+TEST_CASE("softmax_scaled and silu_mul stay within the stated bound on every ISA", "[ops]") {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> rows;
+  for (int64_t n : {1, 2, 7, 8, 15, 16, 17, 31, 33, 100, 512, 2049}) rows.push_back(random_floats(n, 3.0f));
+  std::vector<float> masked = random_floats(64, 5.0f);
+  for (size_t i = 20; i < 64; ++i) masked[i] = -inf;  // causal mask
+  rows.push_back(masked);
+  std::vector<float> wide(300);
+  for (size_t i = 0; i < wide.size(); ++i) wide[i] = -90.0f + 0.6f * float(i);  // exp from ~0 to huge
+  rows.push_back(wide);
+  for (Isa isa : available_isas()) {
+    const KernelSet& k = *kernels_for(isa);
+    for (size_t t = 0; t < rows.size(); ++t) {
+      const std::vector<float>& x = rows[t];
+      const int64_t n = int64_t(x.size());
+      INFO("isa " << isa_label(isa) << " row " << t << " n " << n);
+      for (float sc : {1.0f, 0.125f}) {
+        std::vector<float> ref = x, got = x;
+        for (float& v : ref) v *= sc;
+        softmax_ref(ref.data(), n);
+        k.softmax_scaled(got.data(), n, sc);
+        const double rel = (8.0 + double(n) / 8) * std::ldexp(1.0, -24);
+        int bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          if (!(std::fabs(double(got[i]) - ref[i]) <= rel * std::fabs(ref[i]) + 1e-30) && ++bad <= 3)
+            FAIL_CHECK("softmax y[" << i << "] = " << got[i] << ", ref " << ref[i]);
+        }
+        CHECK(bad == 0);
+      }
+      const std::vector<float> up = random_floats(n, 2.0f);
+      std::vector<float> ref(static_cast<size_t>(n)), got(static_cast<size_t>(n));
+      std::vector<float> gate = x;
+      for (float& v : gate) v = std::isinf(v) ? -100.0f : v * 10.0f;  // wide gate range, finite
+      silu_mul_ref(gate.data(), up.data(), ref.data(), n);
+      k.silu_mul(gate.data(), up.data(), got.data(), n);
+      int bad = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (!(std::fabs(double(got[i]) - ref[i]) <= std::ldexp(1.0, -20) * std::fabs(ref[i]) + 1e-30) && ++bad <= 3)
+          FAIL_CHECK("silu_mul y[" << i << "] = " << got[i] << ", ref " << ref[i] << " (gate " << gate[i] << ")");
+      }
+      CHECK(bad == 0);
     }
   }
 }

@@ -60,6 +60,13 @@ struct KernelSet {
                             int64_t ldx, int64_t n_x, float* y, int64_t ldy);
   void (*matmul_kn_f32_f32)(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
                             int64_t ldx, int64_t n_x, float* y, int64_t ldy);
+
+  // The two element-wise steps whose cost grows with the work (the attention softmax with the
+  // context, silu_mul with the batch): x = softmax(s * x) and y = silu(gate) * up, as ops.hpp's,
+  // within |y - y_ref| <= 2^-20 |y_ref| + 1e-30 of softmax_ref (after x *= s) and silu_mul_ref
+  // (a ~2-ulp exp and float sums). The scalar set uses ops.hpp's portable versions.
+  void (*softmax_scaled)(float* x, int64_t n, float s);
+  void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n);
 };
 
 // The set for this process: EDGELLM_ISA if set (falls back to the best, with a note on stderr, if

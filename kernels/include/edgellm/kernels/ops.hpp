@@ -3,9 +3,10 @@
 // `_ref` that defines its numbers. n is the element count; any n >= 0 works (tails are scalar).
 //
 // How close the xsimd versions are to the refs (checked by tests/kernels/test_kernels_ref.cpp):
-//   add, scale, rope_norm           bit-identical
-//   rms_norm                        |y - y_ref| <= 1e-6 |y_ref| + 1e-30 (float vs double sum of squares)
+//   add, scale, rope_norm, rms_norm bit-identical
 //   softmax, silu_mul               |y - y_ref| <= 4e-6 |y_ref| + 1e-30 (xsimd::exp vs libm expf)
+// The attention softmax and the FFN's silu_mul also have AVX2 / AVX-512 versions in the KernelSet
+// (KernelSet::softmax_scaled, silu_mul; bounds in dispatch.hpp).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,8 @@ void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, floa
 // -Inf entries (masked positions) give 0; a row that is all -Inf gives NaN.
 void softmax(float* x, int64_t n);
 void softmax_ref(float* x, int64_t n);
+// x = softmax(s * x) (attention: the 1/sqrt(head_dim) scale folded in).
+void softmax_scaled(float* x, int64_t n, float s);
 
 // y = silu(gate) * up, silu(g) = g / (1 + exp(-g))
 void silu_mul(const float* gate, const float* up, float* y, int64_t n);
