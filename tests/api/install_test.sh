@@ -15,7 +15,7 @@ mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" || die "cmake --install failed: $(tail -3 "$work/install.log")"
 
 # The shared library exports the C API and nothing else.
-lib=$(find "$work/prefix" -name 'libedgellm.so' | head -1)
+lib=$(find "$work/prefix" -name 'libedgellm.so' -print -quit)
 [ -n "$lib" ] || die "no libedgellm.so installed"
 [ -f "$(dirname "$lib")/libedgellm.a" ] || die "no libedgellm.a installed"
 extra=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^edgellm_' || true)
@@ -28,10 +28,12 @@ done
 cmake -S "$src/tests/api/consumer" -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; die "configure with find_package failed"; }
 cmake --build "$work/consumer" >>"$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; die "consumer build failed"; }
-ldd "$work/consumer/consumer_c" | grep -q "$work/prefix" || die "consumer_c does not use the installed libedgellm.so"
+# (ldd's output captured first: with pipefail, grep -q closing the pipe early can fail ldd with SIGPIPE)
+deps=$(ldd "$work/consumer/consumer_c")
+grep -q "$work/prefix" <<<"$deps" || die "consumer_c does not use the installed libedgellm.so"
 
 # pkg-config + cc
-pc=$(find "$work/prefix" -name edgellm.pc | head -1)
+pc=$(find "$work/prefix" -name edgellm.pc -print -quit)
 [ -n "$pc" ] || die "no edgellm.pc installed"
 export PKG_CONFIG_PATH=$(dirname "$pc")
 libdir=$(pkg-config --variable=libdir edgellm)
