@@ -480,13 +480,12 @@ void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
 }
 
 // ---- prefill: a tile of 16 weight rows unpacked once, times many activation rows ----
-// Each weight vector (16 rows x 4 k) serves 8 activation rows, each 4-byte activation broadcast
-// kTileVecs vpdpbusd. Measured on the Q4_K 512-row GEMM: 8 activation rows per pass slightly ahead
-// of 4; 32-row tiles no faster and four times slower to pack.
+// Each weight vector (16 rows x 4 k) serves 8 activation rows. Measured on the Q4_K 512-row GEMM:
+// 8 activation rows per pass slightly ahead of 4; 32-row tiles (two vectors per broadcast) no
+// faster.
 
 constexpr int kTileRows = 16;
 constexpr int kActPerPass = 8;
-constexpr int kTileVecs = kTileRows / 16;  // zmm vectors per group / scale vector
 constexpr int kGemmMinAct = 8;  // below this the decode kernel (rows re-read from L1) wins (measured)
 using Tile = gemm::Tile<kTileRows>;
 // A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
@@ -551,12 +550,9 @@ inline __m512i bcast4(const int8_t* p) {
 template <int NA>
 void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs,
                     float* y) {
-  constexpr int V = kTileVecs;
-  __m512 out[NA][V];
+  __m512 out[NA];
 #pragma GCC unroll 16
-  for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) out[i][v] = _mm512_setzero_ps();
+  for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
@@ -564,111 +560,71 @@ void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
 #pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) d8[i] = _mm512_set1_ps(a[i][b].d);
     for (int j = 0; j < 8; ++j) {
-      __m512i acc[NA][V];
+      __m512i acc[NA];
 #pragma GCC unroll 16
-      for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-        for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_si512();
+      for (int i = 0; i < NA; ++i) acc[i] = _mm512_setzero_si512();
 #pragma GCC unroll 16
       for (int g = 0; g < 8; ++g) {
-        __m512i w[V];
+        const __m512i w = _mm512_load_si512(tb + (8 * j + g) * Tile::group_bytes);
 #pragma GCC unroll 16
-        for (int v = 0; v < V; ++v) w[v] = _mm512_load_si512(tb + (8 * j + g) * Tile::group_bytes + 64 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i) {
-          const __m512i av = bcast4(a[i][b].qs + 32 * j + 4 * g);
-#pragma GCC unroll 16
-          for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], w[v], av);
-        }
+        for (int i = 0; i < NA; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], w, bcast4(a[i][b].qs + 32 * j + 4 * g));
       }
-#pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) {
-        const __m512 dj = _mm512_load_ps(dsc + j * kTileRows + 16 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i)
-          out[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), _mm512_mul_ps(dj, d8[i]), out[i][v]);
-      }
-    }
-    const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
-    const auto* dmin = reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes);
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) {
-      __m512i macc[NA];
-#pragma GCC unroll 16
-      for (int i = 0; i < NA; ++i) macc[i] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-      for (int p = 0; p < 4; ++p) {
-        const __m512i m = _mm512_load_si512(mins + p * Tile::vec_bytes + 64 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i)
-          macc[i] = _mm512_dpwssd_epi32(macc[i], m, bcast4(reinterpret_cast<const int8_t*>(bs[i] + 8 * b + 2 * p)));
-      }
-      const __m512 dm = _mm512_load_ps(dmin + 16 * v);
+      const __m512 dj = _mm512_load_ps(dsc + j * kTileRows);
 #pragma GCC unroll 16
       for (int i = 0; i < NA; ++i)
-        out[i][v] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc[i]), _mm512_mul_ps(dm, d8[i]), out[i][v]);
+        out[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), _mm512_mul_ps(dj, d8[i]), out[i]);
     }
+    const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
+    __m512i macc[NA];
+#pragma GCC unroll 16
+    for (int i = 0; i < NA; ++i) macc[i] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int p = 0; p < 4; ++p) {
+      const __m512i m = _mm512_load_si512(mins + p * Tile::vec_bytes);
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i)
+        macc[i] = _mm512_dpwssd_epi32(macc[i], m, bcast4(reinterpret_cast<const int8_t*>(bs[i] + 8 * b + 2 * p)));
+    }
+    const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(tb + Tile::quant_bytes + 12 * Tile::vec_bytes));
+#pragma GCC unroll 16
+    for (int i = 0; i < NA; ++i) out[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc[i]), _mm512_mul_ps(dm, d8[i]), out[i]);
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) _mm512_store_ps(y + i * kTileRows + 16 * v, out[i][v]);
+  for (int i = 0; i < NA; ++i) _mm512_store_ps(y + i * kTileRows, out[i]);
 }
 
 // NA activation rows times one Q6_K tile: y lane r = sum_b d8 sum_j d s_j ((q . a)_j - 32 bsum_j).
 template <int NA>
 void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const*,
                     float* y) {
-  constexpr int V = kTileVecs;
-  __m512 out[NA][V];
+  __m512 out[NA];
 #pragma GCC unroll 16
-  for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) out[i][v] = _mm512_setzero_ps();
+  for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + b * Tile::block_bytes<block_q6_K>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
-    __m512 sumf[NA][V];
+    __m512 sumf[NA];
 #pragma GCC unroll 16
-    for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) sumf[i][v] = _mm512_setzero_ps();
+    for (int i = 0; i < NA; ++i) sumf[i] = _mm512_setzero_ps();
     for (int j = 0; j < 16; ++j) {
-      __m512i acc[NA][V];
+      __m512i acc[NA];
 #pragma GCC unroll 16
-      for (int i = 0; i < NA; ++i) {
-        const __m512i c = _mm512_set1_epi32(-32 * a[i][b].bsums[j]);
-#pragma GCC unroll 16
-        for (int v = 0; v < V; ++v) acc[i][v] = c;
-      }
+      for (int i = 0; i < NA; ++i) acc[i] = _mm512_set1_epi32(-32 * a[i][b].bsums[j]);
 #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) {
-        __m512i w[V];
+        const __m512i w = _mm512_load_si512(tb + (4 * j + g) * Tile::group_bytes);
 #pragma GCC unroll 16
-        for (int v = 0; v < V; ++v) w[v] = _mm512_load_si512(tb + (4 * j + g) * Tile::group_bytes + 64 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i) {
-          const __m512i av = bcast4(a[i][b].qs + 16 * j + 4 * g);
-#pragma GCC unroll 16
-          for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], w[v], av);
-        }
+        for (int i = 0; i < NA; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], w, bcast4(a[i][b].qs + 16 * j + 4 * g));
       }
+      const __m512 dj = _mm512_load_ps(dsc + j * kTileRows);
 #pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) {
-        const __m512 dj = _mm512_load_ps(dsc + j * kTileRows + 16 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i) sumf[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), dj, sumf[i][v]);
-      }
+      for (int i = 0; i < NA; ++i) sumf[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), dj, sumf[i]);
     }
 #pragma GCC unroll 16
-    for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) out[i][v] = _mm512_fmadd_ps(sumf[i][v], _mm512_set1_ps(a[i][b].d), out[i][v]);
+    for (int i = 0; i < NA; ++i) out[i] = _mm512_fmadd_ps(sumf[i], _mm512_set1_ps(a[i][b].d), out[i]);
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < NA; ++i)
-#pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) _mm512_store_ps(y + i * kTileRows + 16 * v, out[i][v]);
+  for (int i = 0; i < NA; ++i) _mm512_store_ps(y + i * kTileRows, out[i]);
 }
 
 template <int NA>
