@@ -54,28 +54,26 @@ void KvCache::store(int layer, int pos, const float* k, const float* v) {
 void KvCache::k_dots(const kernels::KernelSet& ks, int layer, int kv_head, const float* q, int n_q,
                      int n_pos, float* scores, int64_t ld) const {
   // Each K^T block is a [head_dim x 32] matrix of 32 positions; the queries are n_q rows.
-  const size_t block = size_t(head_dim_) * kKeyBlock;
+  const size_t block_bytes = size_t(head_dim_) * kKeyBlock * elem_bytes();
   for (int t0 = 0; t0 < n_pos; t0 += kKeyBlock) {
     const int cols = n_pos - t0 < kKeyBlock ? n_pos - t0 : kKeyBlock;
-    const size_t at = size_t(t0 / kKeyBlock) * block;
-    if (type_ == KvType::F32)
-      ks.matmul_kn_f32_f32(head_dim_, reinterpret_cast<const float*>(k_head(layer, kv_head)) + at, kKeyBlock, cols,
-                           q, head_dim_, n_q, scores + t0, ld);
-    else
-      ks.matmul_kn_f16_f32(head_dim_, reinterpret_cast<const kernels::fp16_t*>(k_head(layer, kv_head)) + at,
-                           kKeyBlock, cols, q, head_dim_, n_q, scores + t0, ld);
+    matmul_kn(ks, head_dim_, k_head(layer, kv_head) + size_t(t0 / kKeyBlock) * block_bytes, kKeyBlock, cols, q,
+              head_dim_, n_q, scores + t0, ld);
   }
 }
 
 void KvCache::v_weighted_sum(const kernels::KernelSet& ks, int layer, int kv_head, const float* w,
                              int n_q, int64_t ld, int n_pos, float* out) const {
   // V of this head is a [n_pos x head_dim] matrix; the softmax weights are n_q rows.
+  matmul_kn(ks, n_pos, v_head(layer, kv_head), head_dim_, head_dim_, w, ld, n_q, out, head_dim_);
+}
+
+void KvCache::matmul_kn(const kernels::KernelSet& ks, int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols,
+                        const float* x, int64_t ldx, int64_t n_x, float* y, int64_t ldy) const {
   if (type_ == KvType::F32)
-    ks.matmul_kn_f32_f32(n_pos, reinterpret_cast<const float*>(v_head(layer, kv_head)), head_dim_, head_dim_, w,
-                         ld, n_q, out, head_dim_);
+    ks.matmul_kn_f32_f32(n, reinterpret_cast<const float*>(w), ldw, n_cols, x, ldx, n_x, y, ldy);
   else
-    ks.matmul_kn_f16_f32(n_pos, reinterpret_cast<const kernels::fp16_t*>(v_head(layer, kv_head)), head_dim_,
-                         head_dim_, w, ld, n_q, out, head_dim_);
+    ks.matmul_kn_f16_f32(n, reinterpret_cast<const kernels::fp16_t*>(w), ldw, n_cols, x, ldx, n_x, y, ldy);
 }
 
 }  // namespace edgellm::engine

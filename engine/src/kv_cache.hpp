@@ -56,6 +56,9 @@ class KvCache {
 
  private:
   size_t elem_bytes() const { return type_ == KvType::F16 ? 2 : 4; }
+  // KernelSet::matmul_kn_* for this cache's element type; w is a byte address in data_.
+  void matmul_kn(const kernels::KernelSet& ks, int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols,
+                 const float* x, int64_t ldx, int64_t n_x, float* y, int64_t ldy) const;
   static constexpr int kKeyBlock = 32;  // positions per K^T block
   // n_ctx rounded up to whole K^T blocks (the V block is as large, for one head size).
   size_t head_bytes() const {
