@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "edgellm/kernels/dispatch.hpp"
@@ -30,7 +31,10 @@ struct ContextOptions {
   int n_batch = 512;      // most tokens one prefill step runs (longer batches go in chunks)
   KvType kv_type = KvType::F16;
   bool logits_all = false;  // keep the logits of every token of an eval, not only the last
-  const kernels::KernelSet* kernels = nullptr;  // nullptr: kernels::active_kernels()
+  // Where the forward pass runs: "cpu", or "auto" (the best backend this build and machine have;
+  // the CPU until a GPU backend exists). Anything else is refused with InvalidArgument.
+  std::string backend = "auto";
+  const kernels::KernelSet* kernels = nullptr;  // CPU backend: nullptr = kernels::active_kernels()
 };
 
 // Time spent in one path of the forward pass.

@@ -23,6 +23,8 @@ struct DTypeInfo {
   std::string_view name;   // as llama.cpp prints it: "q4_K", "f32", ...
   uint32_t block_size;     // elements per block (1 for plain types)
   uint32_t type_size;      // bytes per block
+  int32_t file_type;       // llama.cpp's general.file_type for a file mostly of this type
+                           // (LLAMA_FTYPE_MOSTLY_*: q4_K -> 15 "Q4_K - Medium"); -1: none
 };
 
 // Geometry of a type id read from a file; nullopt for ids no GGUF type has.
