@@ -143,7 +143,7 @@ void gemv(benchmark::State& state, DType type, const KernelSet* ks, GgmlVecDot g
   Activations act;
   act.reset(x.data(), 1, s.cols);
   const KernelSet& qks = ks ? *ks : active_kernels();
-  const void* xq = act.quantized_for(type, qks, pool(threads));
+  const void* xq = act.rows_for(qks.type(type)->act, qks, pool(threads));
   const size_t xq_bytes = (s.cols / QK_K) * sizeof(block_q8_K);
   std::vector<float> y(s.rows);
   size_t m = 0;
@@ -183,7 +183,7 @@ void gemm(benchmark::State& state, DType type, const KernelSet& ks, Shape s, int
   const WeightMatrix w{type, wdata, s.rows, s.cols, rb};
   Activations act;
   act.reset(x.data(), m, s.cols);
-  act.quantized_for(type, ks, pool(threads));  // once, as the engine does for Q, K and V
+  act.rows_for(ks.type(type)->act, ks, pool(threads));  // once, as the engine does for Q, K and V
   for (auto _ : state) {
     matmul(ks, pool(threads), w, act, y.data(), s.rows);
     benchmark::DoNotOptimize(y.data());
@@ -199,8 +199,7 @@ void dequantize(benchmark::State& state, DType type, const KernelSet& ks) {
   const uint8_t* src = weight_bytes(bytes);
   std::vector<float> y(n);
   for (auto _ : state) {
-    if (type == DType::Q4_K) ks.dequantize_row_q4_K(reinterpret_cast<const block_q4_K*>(src), y.data(), n);
-    else ks.dequantize_row_q6_K(reinterpret_cast<const block_q6_K*>(src), y.data(), n);
+    ks.type(type)->dequantize_row(src, y.data(), n);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
@@ -310,6 +309,29 @@ int main(int argc, char** argv) {
                                      [type, &ks, s, t](benchmark::State& st) { gemm(st, type, ks, s, 512, t); })
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  // The GEMV/GEMM switch (TypeKernels::gemm_min_rows): the same product of m activation rows
+  // through the gemv tile and through the gemm tile, forced by a copy of the table whose switch
+  // point is 1 (always gemm) or never; the crossover is the measured gemm_min_rows.
+  static std::vector<std::unique_ptr<KernelSet>> forced;
+  for (Isa isa : available_isas()) {
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+      if (!kernels_for(isa)->type(type)->gemm) continue;
+      for (const char* path : {"gemv", "gemm"}) {
+        forced.push_back(std::make_unique<KernelSet>(*kernels_for(isa)));
+        forced.back()->row(type).gemm_min_rows = std::string(path) == "gemm" ? 1 : INT64_MAX;
+        const KernelSet& ks = *forced.back();
+        for (int64_t m : {2, 4, 6, 8, 12, 16}) {
+          const int t = 2;
+          const Shape s{2048, 2048};
+          benchmark::RegisterBenchmark(("switch/" + type_name(type) + "/" + std::string(isa_name(isa)) + "/" + path +
+                                        "/m:" + std::to_string(m) + "/threads:" + std::to_string(t)).c_str(),
+                                       [type, &ks, s, m, t](benchmark::State& st) { gemm(st, type, ks, s, m, t); })
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
     }
   }

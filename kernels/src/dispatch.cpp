@@ -1,7 +1,7 @@
 // Kernel tables and the run-time choice between them (see dispatch.hpp).
 #include "edgellm/kernels/dispatch.hpp"
 
-#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -33,34 +33,60 @@ std::optional<Isa> parse_isa(std::string_view name) {
   return std::nullopt;
 }
 
+namespace {
+
+void copy_row_f32(const float* x, void* y, int64_t k) { std::memcpy(y, x, static_cast<size_t>(k) * sizeof(float)); }
+void dequantize_row_f32(const void* x, float* y, int64_t k) { std::memcpy(y, x, static_cast<size_t>(k) * sizeof(float)); }
+
+// Activation rows for F16 / BF16 weights: floats rounded to the weight's precision.
+void round_row_f16(const float* x, void* y, int64_t k) {
+  auto* out = static_cast<float*>(y);
+  for (int64_t i = 0; i < k; ++i) out[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+void round_row_bf16(const float* x, void* y, int64_t k) {
+  auto* out = static_cast<float*>(y);
+  for (int64_t i = 0; i < k; ++i) out[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+}
+
+// One weight type's reference row: its activation form, reference kernels and gemv tile.
+template <auto Dot, auto Dequantize, auto Quantize>
+void set_ref_row(KernelSet& ks, DType t, ActForm act) {
+  TypeKernels& row = ks.row(t);
+  row.act = act;
+  set_vec_dot<Dot>(row);
+  set_dequantize<Dequantize>(row);
+  row.quantize_row_ref = erased_quantize<Quantize>;
+}
+
+}  // namespace
+
 KernelSet scalar_kernel_set() {
   KernelSet ks{};
   ks.isa = Isa::scalar;
   ks.name = "scalar";
-  ks.dequantize_row_q4_K = dequantize_row_q4_K_ref;
-  ks.dequantize_row_q6_K = dequantize_row_q6_K_ref;
-  ks.dequantize_row_q8_0 = dequantize_row_q8_0_ref;
-  ks.dequantize_row_q4_0 = dequantize_row_q4_0_ref;
-  ks.dequantize_row_f16 = dequantize_row_f16_ref;
-  ks.dequantize_row_bf16 = dequantize_row_bf16_ref;
-  ks.quantize_row_q8_K = quantize_row_q8_K_ref;
-  ks.quantize_row_q8_0 = quantize_row_q8_0_act_ref;
-  ks.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_ref;
-  ks.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_ref;
-  ks.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_ref;
-  ks.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_ref;
-  ks.vec_dot_f16_f32 = vec_dot_f16_f32_ref;
-  ks.vec_dot_bf16_f32 = vec_dot_bf16_f32_ref;
-  ks.vec_dot_f32_f32 = vec_dot_f32_f32_ref;
-  ks.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_ref>;
-  ks.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_ref>;
-  ks.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_ref>;
-  ks.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_ref>;
-  ks.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_ref>;
-  ks.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_ref>;
-  ks.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_ref>;
+  set_ref_row<vec_dot_q4_K_q8_K_ref, dequantize_row_q4_K_ref, quantize_row_q4_K_ref>(ks, DType::Q4_K, ActForm::q8_K);
+  set_ref_row<vec_dot_q6_K_q8_K_ref, dequantize_row_q6_K_ref, quantize_row_q6_K_ref>(ks, DType::Q6_K, ActForm::q8_K);
+  set_ref_row<vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, quantize_row_q8_0_ref>(ks, DType::Q8_0, ActForm::q8_0);
+  set_ref_row<vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, quantize_row_q4_0_ref>(ks, DType::Q4_0, ActForm::q8_0);
+  set_ref_row<vec_dot_f16_f32_ref, dequantize_row_f16_ref, quantize_row_f16_ref>(ks, DType::F16, ActForm::f16);
+  set_ref_row<vec_dot_bf16_f32_ref, dequantize_row_bf16_ref, quantize_row_bf16_ref>(ks, DType::BF16, ActForm::bf16);
+  {
+    TypeKernels& f32 = ks.row(DType::F32);
+    f32.act = ActForm::f32;
+    set_vec_dot<vec_dot_f32_f32_ref>(f32);
+    f32.dequantize_row = dequantize_row_f32;
+    f32.quantize_row_ref = copy_row_f32;
+  }
+  ks.act(ActForm::f32) = {1, sizeof(float), nullptr};
+  ks.act(ActForm::f16) = {1, sizeof(float), round_row_f16};
+  ks.act(ActForm::bf16) = {1, sizeof(float), round_row_bf16};
+  ks.act(ActForm::q8_0) = {QK8_0, sizeof(block_q8_0), erased_quantize<quantize_row_q8_0_act_ref>};
+  ks.act(ActForm::q8_K) = {QK_K, sizeof(block_q8_K), erased_quantize<quantize_row_q8_K_ref>};
   ks.matmul_kn_f16_f32 = matmul_kn_f16_f32_ref;
   ks.matmul_kn_f32_f32 = matmul_kn_f32_f32_ref;
+  ks.rms_norm = rms_norm;
+  ks.add = add;
+  ks.rope_norm_with = rope_norm_with;
   ks.softmax_scaled = softmax_scaled;
   ks.silu_mul = silu_mul;
   return ks;
@@ -151,18 +177,34 @@ Isa choose_isa(const char* env_value, bool* fell_back) {
   return best;
 }
 
-const KernelSet& active_kernels() {
-  static const KernelSet* active = [] {
+namespace {
+
+struct ActiveChoice {
+  const KernelSet* set;
+  std::string note;  // isa_fallback_note()
+};
+
+const ActiveChoice& active_choice() {
+  static const ActiveChoice choice = [] {
     const char* env = std::getenv("EDGELLM_ISA");
     bool fell_back = false;
     const Isa isa = choose_isa(env, &fell_back);
+    std::string note;
     if (fell_back) {
-      std::fprintf(stderr, "edgellm: EDGELLM_ISA=%s is not available on this CPU/build; using %s\n",
-                   env, std::string(isa_name(isa)).c_str());
+      std::string shown;  // the variable's value, escaped: it may hold anything
+      for (unsigned char c : std::string_view(env).substr(0, 32))
+        shown += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : "?";
+      note = "EDGELLM_ISA=" + shown + " is not available on this CPU/build; using " + std::string(isa_name(isa));
     }
-    return find_kernels(isa);
+    return ActiveChoice{find_kernels(isa), std::move(note)};
   }();
-  return *active;
+  return choice;
 }
+
+}  // namespace
+
+const KernelSet& active_kernels() { return *active_choice().set; }
+
+std::string_view isa_fallback_note() { return active_choice().note; }
 
 }  // namespace edgellm::kernels

@@ -140,7 +140,9 @@ float vec_dot_q6_K_q8_K_avx2(int64_t n, const block_q6_K* x, const block_q8_K* y
 // ---- prefill: a tile of 8 weight rows unpacked once (gemm_tile.hpp), times many activation rows ----
 
 constexpr int kTileRows = 8;
-constexpr int kGemmMinAct = 8;  // below this the decode kernel (rows re-read from L1) wins (measured)
+// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1):
+// measured with bench-kernels (see docs/PERFORMANCE.md, "GEMV/GEMM switch"); matmul() reads it.
+constexpr int64_t kGemmMinRows = 8;
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -607,24 +609,16 @@ struct Unpack {
   static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<kTileRows>(q, tb); }
 };
 
-// The matmul tiles: decode kernel (one weight row after the other, which streams best from
-// memory) for a few activation rows, prefill kernel for many.
+// The prefill tiles (matmul() picks them from kGemmMinRows activation rows on; below, the decode
+// kernel: one weight row after the other, which streams best from memory).
 void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                       size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                      n_act, y, ldy);
+  gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                       size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx2>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                      n_act, y, ldy);
+  gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 }  // namespace
@@ -634,30 +628,26 @@ const KernelSet* avx2_kernels() {
     KernelSet k = scalar_kernel_set();
     k.isa = Isa::avx2;
     k.name = "avx2";
-    k.dequantize_row_q4_K = dequantize_row_q4_K_avx2;
-    k.dequantize_row_q6_K = dequantize_row_q6_K_avx2;
-    k.dequantize_row_f16 = dequantize_row_f16_avx2;
-    k.dequantize_row_bf16 = dequantize_row_bf16_avx2;
-    k.quantize_row_q8_K = quantize_row_q8_K_avx2;
-    k.quantize_row_q8_0 = x86::quantize_row_q8_0;
-    k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx2;
-    k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx2;
-    k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx2;
-    k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_avx2;
-    k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_avx2>;
-    k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_avx2>;
-    k.vec_dot_f16_f32 = vec_dot_f16_f32_avx2;
-    k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx2;
-    k.vec_dot_f32_f32 = vec_dot_f32_f32_avx2;
-    k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx2>;
-    k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx2>;
-    k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx2>;
+    TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);
+    set_dequantize<dequantize_row_q4_K_avx2>(q4_K);
+    set_vec_dot<vec_dot_q4_K_q8_K_avx2>(q4_K);
+    set_gemm(q4_K, matmul_q4_K_avx2, kGemmMinRows);
+    set_dequantize<dequantize_row_q6_K_avx2>(q6_K);
+    set_vec_dot<vec_dot_q6_K_q8_K_avx2>(q6_K);
+    set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRows);
+    set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
+    set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
+    set_dequantize<dequantize_row_f16_avx2>(k.row(DType::F16));
+    set_vec_dot<vec_dot_f16_f32_avx2>(k.row(DType::F16));
+    set_dequantize<dequantize_row_bf16_avx2>(k.row(DType::BF16));
+    set_vec_dot<vec_dot_bf16_f32_avx2>(k.row(DType::BF16));
+    set_vec_dot<vec_dot_f32_f32_avx2>(k.row(DType::F32));
+    k.act(ActForm::q8_K).from_f32 = erased_quantize<quantize_row_q8_K_avx2>;
+    k.act(ActForm::q8_0).from_f32 = erased_quantize<x86::quantize_row_q8_0>;
     k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx2;
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx2;
     k.softmax_scaled = softmax_scaled_avx2;
     k.silu_mul = silu_mul_avx2;
-    k.matmul_q4_K_q8_K = matmul_q4_K_avx2;
-    k.matmul_q6_K_q8_K = matmul_q6_K_avx2;
     return k;
   }();
   return &ks;

@@ -486,7 +486,9 @@ void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
 
 constexpr int kTileRows = 16;
 constexpr int kActPerPass = 8;
-constexpr int kGemmMinAct = 8;  // below this the decode kernel (rows re-read from L1) wins (measured)
+// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1):
+// measured with bench-kernels (see docs/PERFORMANCE.md, "GEMV/GEMM switch"); matmul() reads it.
+constexpr int64_t kGemmMinRows = 8;
 using Tile = gemm::Tile<kTileRows>;
 // A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
 // transposes of 32-bit words (unpack 32 / 64-bit, then two 128-bit lane shuffles), where a word
@@ -640,23 +642,15 @@ struct RowsQ6K {
   }
 };
 
-// The matmul tiles: decode kernel for a few activation rows, prefill kernel for many.
+// The prefill tiles (matmul() picks them from kGemmMinRows activation rows on).
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                        n_act, y, ldy);
+  gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_avx512>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                        n_act, y, ldy);
+  gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 }  // namespace
@@ -666,30 +660,26 @@ const KernelSet* avx512_kernels() {
     KernelSet k = scalar_kernel_set();
     k.isa = Isa::avx512;
     k.name = "avx512";
-    k.dequantize_row_q4_K = dequantize_row_q4_K_avx512;
-    k.dequantize_row_q6_K = dequantize_row_q6_K_avx512;
-    k.dequantize_row_f16 = dequantize_row_f16_avx512;
-    k.dequantize_row_bf16 = dequantize_row_bf16_avx512;
-    k.quantize_row_q8_K = quantize_row_q8_K_avx512;
-    k.quantize_row_q8_0 = x86::quantize_row_q8_0;
-    k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_avx512;
-    k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_avx512;
-    k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx512;
-    k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_avx512;
-    k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_avx512>;
-    k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_avx512>;
-    k.vec_dot_f16_f32 = vec_dot_f16_f32_avx512;
-    k.vec_dot_bf16_f32 = vec_dot_bf16_f32_avx512;
-    k.vec_dot_f32_f32 = vec_dot_f32_f32_avx512;
-    k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_avx512>;
-    k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_avx512>;
-    k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_avx512>;
+    TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);
+    set_dequantize<dequantize_row_q4_K_avx512>(q4_K);
+    set_vec_dot<vec_dot_q4_K_q8_K_avx512>(q4_K);
+    set_gemm(q4_K, matmul_q4_K_avx512, kGemmMinRows);
+    set_dequantize<dequantize_row_q6_K_avx512>(q6_K);
+    set_vec_dot<vec_dot_q6_K_q8_K_avx512>(q6_K);
+    set_gemm(q6_K, matmul_q6_K_avx512, kGemmMinRows);
+    set_vec_dot<vec_dot_q8_0_q8_0_avx512>(k.row(DType::Q8_0));
+    set_vec_dot<vec_dot_q4_0_q8_0_avx512>(k.row(DType::Q4_0));
+    set_dequantize<dequantize_row_f16_avx512>(k.row(DType::F16));
+    set_vec_dot<vec_dot_f16_f32_avx512>(k.row(DType::F16));
+    set_dequantize<dequantize_row_bf16_avx512>(k.row(DType::BF16));
+    set_vec_dot<vec_dot_bf16_f32_avx512>(k.row(DType::BF16));
+    set_vec_dot<vec_dot_f32_f32_avx512>(k.row(DType::F32));
+    k.act(ActForm::q8_K).from_f32 = erased_quantize<quantize_row_q8_K_avx512>;
+    k.act(ActForm::q8_0).from_f32 = erased_quantize<x86::quantize_row_q8_0>;
     k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx512;
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx512;
     k.softmax_scaled = softmax_scaled_avx512;
     k.silu_mul = silu_mul_avx512;
-    k.matmul_q4_K_q8_K = matmul_q4_K_avx512;
-    k.matmul_q6_K_q8_K = matmul_q6_K_avx512;
     return k;
   }();
   return &ks;

@@ -14,6 +14,8 @@
 #if defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 #include "edgellm/kernels/quants.hpp"
@@ -351,28 +353,21 @@ KernelSet make_v8_set() {
   KernelSet k = scalar_kernel_set();
   k.isa = Isa::neon;
   k.name = "neon";
-  k.dequantize_row_q4_K = dequantize_row_q4_K_neon;
-  k.dequantize_row_q6_K = dequantize_row_q6_K_neon;
-  k.dequantize_row_q8_0 = dequantize_row_q8_0_neon;
-  k.dequantize_row_q4_0 = dequantize_row_q4_0_neon;
-  k.dequantize_row_f16 = dequantize_row_f16_neon;
-  k.dequantize_row_bf16 = dequantize_row_bf16_neon;
-  k.quantize_row_q8_K = quantize_row_q8_K_neon;
-  k.quantize_row_q8_0 = quantize_row_q8_0_neon;
-  k.vec_dot_q4_K_q8_K = vec_dot_q4_K_q8_K_neon;
-  k.vec_dot_q6_K_q8_K = vec_dot_q6_K_q8_K_neon;
-  k.vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_neon;
-  k.vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_neon;
-  k.vec_dot_f16_f32 = vec_dot_f16_f32_neon;
-  k.vec_dot_bf16_f32 = vec_dot_bf16_f32_neon;
-  k.vec_dot_f32_f32 = vec_dot_f32_f32_neon;
-  k.matmul_q4_K_q8_K = tile_from_vec_dot<block_q4_K, block_q8_K, vec_dot_q4_K_q8_K_neon>;
-  k.matmul_q6_K_q8_K = tile_from_vec_dot<block_q6_K, block_q8_K, vec_dot_q6_K_q8_K_neon>;
-  k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, vec_dot_q8_0_q8_0_neon>;
-  k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, vec_dot_q4_0_q8_0_neon>;
-  k.matmul_f16_f32 = tile_from_vec_dot<fp16_t, float, vec_dot_f16_f32_neon>;
-  k.matmul_bf16_f32 = tile_from_vec_dot<bf16_t, float, vec_dot_bf16_f32_neon>;
-  k.matmul_f32_f32 = tile_from_vec_dot<float, float, vec_dot_f32_f32_neon>;
+  set_dequantize<dequantize_row_q4_K_neon>(k.row(DType::Q4_K));
+  set_vec_dot<vec_dot_q4_K_q8_K_neon>(k.row(DType::Q4_K));
+  set_dequantize<dequantize_row_q6_K_neon>(k.row(DType::Q6_K));
+  set_vec_dot<vec_dot_q6_K_q8_K_neon>(k.row(DType::Q6_K));
+  set_dequantize<dequantize_row_q8_0_neon>(k.row(DType::Q8_0));
+  set_vec_dot<vec_dot_q8_0_q8_0_neon>(k.row(DType::Q8_0));
+  set_dequantize<dequantize_row_q4_0_neon>(k.row(DType::Q4_0));
+  set_vec_dot<vec_dot_q4_0_q8_0_neon>(k.row(DType::Q4_0));
+  set_dequantize<dequantize_row_f16_neon>(k.row(DType::F16));
+  set_vec_dot<vec_dot_f16_f32_neon>(k.row(DType::F16));
+  set_dequantize<dequantize_row_bf16_neon>(k.row(DType::BF16));
+  set_vec_dot<vec_dot_bf16_f32_neon>(k.row(DType::BF16));
+  set_vec_dot<vec_dot_f32_f32_neon>(k.row(DType::F32));
+  k.act(ActForm::q8_K).from_f32 = erased_quantize<quantize_row_q8_K_neon>;
+  k.act(ActForm::q8_0).from_f32 = erased_quantize<quantize_row_q8_0_neon>;
   k.matmul_kn_f16_f32 = matmul_kn_f16_f32_neon;
   k.matmul_kn_f32_f32 = matmul_kn_f32_f32_neon;
   return k;
@@ -381,10 +376,10 @@ KernelSet make_v8_set() {
 // ---- dotprod matmul tiles ----
 // The driver and the packing (gemm_tile.hpp) are instantiated here, in armv8.0 code; only the
 // inner kernels they call live in kernels_dotprod.cpp. A few activation rows use the decode
-// kernel (one weight row after the other); from kGemmMinAct rows on, a weight tile is unpacked
-// once and shared by all of them. (The threshold is the crossover measured on x86 with the same
-// tile layout; untested on ARM hardware, which qemu cannot stand in for.)
-constexpr int kGemmMinAct = 8;
+// kernel (one weight row after the other); from kGemmMinRows rows on (matmul() switches), a
+// weight tile is unpacked once and shared by all of them. (NOT measured on ARM: qemu cannot stand
+// in for hardware, so this is the x86 crossover of the same tile layout, until a device says.)
+constexpr int64_t kGemmMinRows = 8;
 
 template <int NA>
 struct DotprodRowsQ4K {
@@ -407,36 +402,26 @@ struct DotprodRowsQ6K {
 
 void matmul_q4_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                          size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<dotprod::kTileRows, block_q4_K, DotprodRowsQ4K, UnpackPortable>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                        n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q4_K, block_q8_K, dotprod::vec_dot_q4_K_q8_K>(n, w, w_row_bytes, n_rows, a,
-                                                                          a_row_bytes, n_act, y, ldy);
+  gemm::matmul_tiles<dotprod::kTileRows, block_q4_K, DotprodRowsQ4K, UnpackPortable>(n, w, w_row_bytes, n_rows, a,
+                                                                                     a_row_bytes, n_act, y, ldy);
 }
 
 void matmul_q6_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                          size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  if (n_act >= kGemmMinAct)
-    gemm::matmul_tiles<dotprod::kTileRows, block_q6_K, DotprodRowsQ6K, UnpackPortable>(n, w, w_row_bytes, n_rows, a, a_row_bytes,
-                                                                        n_act, y, ldy);
-  else
-    tile_from_vec_dot<block_q6_K, block_q8_K, dotprod::vec_dot_q6_K_q8_K>(n, w, w_row_bytes, n_rows, a,
-                                                                          a_row_bytes, n_act, y, ldy);
+  gemm::matmul_tiles<dotprod::kTileRows, block_q6_K, DotprodRowsQ6K, UnpackPortable>(n, w, w_row_bytes, n_rows, a,
+                                                                                     a_row_bytes, n_act, y, ldy);
 }
 
 // The armv8.0 table with the sdot kernels: dot products, and the matmul tiles built on them.
 KernelSet make_dotprod_set() {
   KernelSet k = make_v8_set();
   k.name = "neon+dotprod";
-  k.vec_dot_q4_K_q8_K = dotprod::vec_dot_q4_K_q8_K;
-  k.vec_dot_q6_K_q8_K = dotprod::vec_dot_q6_K_q8_K;
-  k.vec_dot_q8_0_q8_0 = dotprod::vec_dot_q8_0_q8_0;
-  k.vec_dot_q4_0_q8_0 = dotprod::vec_dot_q4_0_q8_0;
-  k.matmul_q4_K_q8_K = matmul_q4_K_dotprod;
-  k.matmul_q6_K_q8_K = matmul_q6_K_dotprod;
-  k.matmul_q8_0_q8_0 = tile_from_vec_dot<block_q8_0, block_q8_0, dotprod::vec_dot_q8_0_q8_0>;
-  k.matmul_q4_0_q8_0 = tile_from_vec_dot<block_q4_0, block_q8_0, dotprod::vec_dot_q4_0_q8_0>;
+  set_vec_dot<dotprod::vec_dot_q4_K_q8_K>(k.row(DType::Q4_K));
+  set_gemm(k.row(DType::Q4_K), matmul_q4_K_dotprod, kGemmMinRows);
+  set_vec_dot<dotprod::vec_dot_q6_K_q8_K>(k.row(DType::Q6_K));
+  set_gemm(k.row(DType::Q6_K), matmul_q6_K_dotprod, kGemmMinRows);
+  set_vec_dot<dotprod::vec_dot_q8_0_q8_0>(k.row(DType::Q8_0));
+  set_vec_dot<dotprod::vec_dot_q4_0_q8_0>(k.row(DType::Q4_0));
   return k;
 }
 
@@ -445,10 +430,18 @@ KernelSet make_dotprod_set() {
 bool cpu_has_dotprod() {
 #if defined(__linux__)
   static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-  return has;
+#elif defined(__APPLE__)
+  // Apple's sysctl for FEAT_DotProd (every Apple M-series CPU has it). Not built or run here (no
+  // Mac): written to compile by construction against <sys/sysctl.h>.
+  static const bool has = [] {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &value, &size, nullptr, 0) == 0 && value != 0;
+  }();
 #else
-  return false;  // no run-time check on this OS yet: the armv8.0 kernels run everywhere
+  static const bool has = false;  // no run-time check on this OS: the armv8.0 kernels run everywhere
 #endif
+  return has;
 }
 
 const KernelSet* neon_v8_kernels() {

@@ -15,49 +15,11 @@ namespace {
 // Output rows are handed to threads in multiples of this (the ISA tiles take 16 rows at a time).
 constexpr int64_t kRowGrain = 16;
 
-// Bytes of one activation row in the format a weight type's dot product takes.
-struct ActivationFormat {
-  DType type;        // F32, Q8_K or Q8_0; F16 / BF16: floats rounded to that precision
-  int64_t block;     // elements per block
-  size_t block_bytes;
-};
-
-ActivationFormat activation_format(DType weight_type) {
-  switch (weight_type) {
-    case DType::Q4_K:
-    case DType::Q6_K: return {DType::Q8_K, QK_K, sizeof(block_q8_K)};
-    case DType::Q8_0:
-    case DType::Q4_0: return {DType::Q8_0, QK8_0, sizeof(block_q8_0)};
-    case DType::F16: return {DType::F16, 1, sizeof(float)};
-    case DType::BF16: return {DType::BF16, 1, sizeof(float)};
-    default: return {DType::F32, 1, sizeof(float)};
-  }
-}
-
-KernelSet::MatmulTile tile_for(const KernelSet& ks, DType type) {
-  switch (type) {
-    case DType::Q4_K: return ks.matmul_q4_K_q8_K;
-    case DType::Q6_K: return ks.matmul_q6_K_q8_K;
-    case DType::Q8_0: return ks.matmul_q8_0_q8_0;
-    case DType::Q4_0: return ks.matmul_q4_0_q8_0;
-    case DType::F16: return ks.matmul_f16_f32;
-    case DType::BF16: return ks.matmul_bf16_f32;
-    case DType::F32: return ks.matmul_f32_f32;
-    default: return nullptr;
-  }
-}
-
 std::string type_name(DType t) { return dtype_name(static_cast<uint32_t>(t)); }
 
 }  // namespace
 
-bool matmul_supports(DType type) {
-  switch (type) {
-    case DType::Q4_K: case DType::Q6_K: case DType::Q8_0: case DType::Q4_0:
-    case DType::F16: case DType::BF16: case DType::F32: return true;
-    default: return false;
-  }
-}
+bool matmul_supports(const KernelSet& ks, DType type) { return ks.type(type) != nullptr; }
 
 void Activations::reset(const float* x, int64_t n_rows, int64_t n_cols) {
   x_ = x;
@@ -66,46 +28,36 @@ void Activations::reset(const float* x, int64_t n_rows, int64_t n_cols) {
   for (bool& h : have_) h = false;
 }
 
-const void* Activations::quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool) {
-  const ActivationFormat f = activation_format(weight_type);
-  if (f.type == DType::F32) return x_;
+size_t Activations::row_bytes(const KernelSet& ks, ActForm form) const {
+  const ActKernels& f = ks.act(form);
+  return static_cast<size_t>(n_cols_ / f.block) * f.block_bytes;
+}
+
+const void* Activations::rows_for(ActForm form, const KernelSet& ks, ThreadPool& pool) {
+  const ActKernels& f = ks.act(form);
+  if (!f.from_f32) return x_;
   if (n_cols_ % f.block != 0) {
     throw std::invalid_argument("matmul: activation rows of " + std::to_string(n_cols_) +
-                                " values are not a whole number of " + type_name(f.type) +
-                                " blocks (" + std::to_string(f.block) + ")");
+                                " values are not a whole number of " + std::to_string(f.block) +
+                                "-element blocks");
   }
-  const Form form = f.type == DType::Q8_K   ? kQ8_K
-                    : f.type == DType::Q8_0 ? kQ8_0
-                    : f.type == DType::F16  ? kF16
-                                            : kBF16;
-  std::vector<uint8_t>& buf = buf_[form];
-  if (have_[form]) return buf.data();
-  const size_t row_bytes = static_cast<size_t>(n_cols_ / f.block) * f.block_bytes;
+  const auto i = static_cast<size_t>(form);
+  std::vector<uint8_t>& buf = buf_[i];
+  if (have_[i]) return buf.data();
+  const size_t row_bytes = this->row_bytes(ks, form);
   if (buf.size() < row_bytes * n_rows_) buf.resize(row_bytes * n_rows_);
   const float* x = x_;
   const int64_t n_cols = n_cols_, n_rows = n_rows_;
   uint8_t* out = buf.data();
-  const auto quantize_rows = [&](int ith, int nth) {
+  const auto convert_rows = [&](int ith, int nth) {
     int64_t begin, end;
     ThreadPool::split(n_rows, ith, nth, begin, end);
-    for (int64_t i = begin; i < end; ++i) {
-      const float* xi = x + i * n_cols;
-      void* yi = out + i * row_bytes;
-      switch (form) {
-        case kQ8_K: ks.quantize_row_q8_K(xi, static_cast<block_q8_K*>(yi), n_cols); break;
-        case kQ8_0: ks.quantize_row_q8_0(xi, static_cast<block_q8_0*>(yi), n_cols); break;
-        case kF16:
-          for (int64_t c = 0; c < n_cols; ++c) static_cast<float*>(yi)[c] = fp16_to_fp32(fp32_to_fp16(xi[c]));
-          break;
-        default:
-          for (int64_t c = 0; c < n_cols; ++c) static_cast<float*>(yi)[c] = bf16_to_fp32(fp32_to_bf16(xi[c]));
-      }
-    }
+    for (int64_t r = begin; r < end; ++r) f.from_f32(x + r * n_cols, out + r * row_bytes, n_cols);
   };
   // A decode step's single row is quicker to quantize here than to hand to the pool.
-  if (n_rows < 4 * pool.size()) quantize_rows(0, 1);
-  else pool.run(quantize_rows);
-  have_[form] = true;
+  if (n_rows < 4 * pool.size()) convert_rows(0, 1);
+  else pool.run(convert_rows);
+  have_[i] = true;
   return buf.data();
 }
 
@@ -117,7 +69,7 @@ void matmul(const KernelSet& ks, ThreadPool& pool, const WeightMatrix& w, Activa
 
 void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> outs, Activations& x) {
   struct Job {
-    KernelSet::MatmulTile tile;
+    MatmulTile tile;
     const uint8_t* w;
     const void* a;
     size_t a_row_bytes;
@@ -130,8 +82,10 @@ void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> ou
   for (size_t j = 0; j < outs.size(); ++j) {
     const WeightMatrix& w = *outs[j].w;
     const int64_t ldy = outs[j].ldy;
-    const KernelSet::MatmulTile tile = tile_for(ks, w.type);
-    if (!tile) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
+    const TypeKernels* t = ks.type(w.type);
+    if (!t) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
+    // The one GEMV/GEMM switch: a type's prefill tile from its measured row count on.
+    const MatmulTile tile = t->gemm && x.n_rows() >= t->gemm_min_rows ? t->gemm : t->gemv;
     if (x.n_cols() != w.cols) {
       throw std::invalid_argument("matmul: activation rows have " + std::to_string(x.n_cols()) +
                                   " values, weight rows " + std::to_string(w.cols));
@@ -145,15 +99,13 @@ void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> ou
     if (w.rows > 0 && x.n_rows() > 0 && (w.data == nullptr || x.f32() == nullptr || outs[j].y == nullptr)) {
       throw std::invalid_argument("matmul: null weight, activation or output pointer");
     }
-    const ActivationFormat f = activation_format(w.type);
-    jobs[j] = {tile, static_cast<const uint8_t*>(w.data), nullptr,
-               static_cast<size_t>(w.cols / f.block) * f.block_bytes,
+    jobs[j] = {tile, static_cast<const uint8_t*>(w.data), nullptr, x.row_bytes(ks, t->act),
                x.n_rows() > 0 ? (w.rows + kRowGrain - 1) / kRowGrain : 0};
     total_bytes += jobs[j].n_grains * kRowGrain * static_cast<int64_t>(w.row_bytes);
   }
   if (total_bytes == 0) return;
   for (size_t j = 0; j < outs.size(); ++j)
-    if (jobs[j].n_grains > 0) jobs[j].a = x.quantized_for(outs[j].w->type, ks, pool);
+    if (jobs[j].n_grains > 0) jobs[j].a = x.rows_for(ks.type(outs[j].w->type)->act, ks, pool);
 
   // Thread t takes the grains (16 rows of one matrix) whose weight bytes start in
   // [t * total / nth, (t + 1) * total / nth), in matrix order.

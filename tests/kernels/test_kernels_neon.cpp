@@ -215,20 +215,20 @@ TEST_CASE("NEON dequantization is bit-exact with the reference", "[neon][dequant
       got_fn(blocks.data(), got.data(), k);
       CHECK(same_bits(want, got));
     };
-    check(q4k, QK_K, dequantize_row_q4_K_ref, ks->dequantize_row_q4_K);
-    check(q6k, QK_K, dequantize_row_q6_K_ref, ks->dequantize_row_q6_K);
-    check(q80, QK8_0, dequantize_row_q8_0_ref, ks->dequantize_row_q8_0);
-    check(q40, QK4_0, dequantize_row_q4_0_ref, ks->dequantize_row_q4_0);
+    check(q4k, QK_K, dequantize_row_q4_K_ref, ks->type(DType::Q4_K)->dequantize_row);
+    check(q6k, QK_K, dequantize_row_q6_K_ref, ks->type(DType::Q6_K)->dequantize_row);
+    check(q80, QK8_0, dequantize_row_q8_0_ref, ks->type(DType::Q8_0)->dequantize_row);
+    check(q40, QK4_0, dequantize_row_q4_0_ref, ks->type(DType::Q4_0)->dequantize_row);
     // Every 16-bit pattern (subnormals, Inf, NaN with payloads), at odd offsets and lengths.
     for (int64_t off : {0, 3}) {
       for (int64_t n : {int64_t{65536}, int64_t{1}, int64_t{15}, int64_t{17}, int64_t{47}}) {
         INFO("offset " << off << " length " << n);
         std::vector<float> want(n, 0.0f), got(n, 1.0f);
         dequantize_row_f16_ref(all.data() + off, want.data(), n);
-        ks->dequantize_row_f16(all.data() + off, got.data(), n);
+        ks->type(DType::F16)->dequantize_row(all.data() + off, got.data(), n);
         CHECK(same_bits(want, got));
         dequantize_row_bf16_ref(all.data() + off, want.data(), n);
-        ks->dequantize_row_bf16(all.data() + off, got.data(), n);
+        ks->type(DType::BF16)->dequantize_row(all.data() + off, got.data(), n);
         CHECK(same_bits(want, got));
       }
     }
@@ -272,12 +272,12 @@ TEST_CASE("NEON Q8_K / Q8_0 quantization is bit-exact with the reference", "[neo
       std::vector<block_q8_K> want(n / QK_K), got(n / QK_K);
       std::memset(got.data(), 0x5A, got.size() * sizeof(block_q8_K));
       quantize_row_q8_K_ref(x.data(), want.data(), n);
-      ks->quantize_row_q8_K(x.data(), got.data(), n);
+      ks->act(ActForm::q8_K).from_f32(x.data(), got.data(), n);
       CHECK(same_bits(want, got));
       std::vector<block_q8_0> want0(n / QK8_0), got0(n / QK8_0);
       std::memset(got0.data(), 0x5A, got0.size() * sizeof(block_q8_0));
       quantize_row_q8_0_act_ref(x.data(), want0.data(), n);
-      ks->quantize_row_q8_0(x.data(), got0.data(), n);
+      ks->act(ActForm::q8_0).from_f32(x.data(), got0.data(), n);
       CHECK(same_bits(want0, got0));
     }
   }
@@ -315,7 +315,7 @@ TEST_CASE("NEON K-quant dot products stay within the stated bound", "[neon][vec_
         const double ref = vec_dot_q4_K_q8_K_ref(n, w4[r].data(), a.data());
         const double bound = dot_bound(n, abs_dot(w4_abs[r], a_f));
         for (const KernelSet* ks : flavours()) {
-          const double got = ks->vec_dot_q4_K_q8_K(n, w4[r].data(), a.data());
+          const double got = ks->type(DType::Q4_K)->vec_dot(n, w4[r].data(), a.data());
           INFO("Q4_K flavour " << ks->name << " blocks " << nb << " row " << r << " ref " << ref << " got " << got);
           CHECK(std::abs(got - ref) <= bound);
         }
@@ -324,7 +324,7 @@ TEST_CASE("NEON K-quant dot products stay within the stated bound", "[neon][vec_
         const double ref = vec_dot_q6_K_q8_K_ref(n, w6[r].data(), a.data());
         const double bound = dot_bound(n, abs_dot(w6_abs[r], a_f));
         for (const KernelSet* ks : flavours()) {
-          const double got = ks->vec_dot_q6_K_q8_K(n, w6[r].data(), a.data());
+          const double got = ks->type(DType::Q6_K)->vec_dot(n, w6[r].data(), a.data());
           INFO("Q6_K flavour " << ks->name << " blocks " << nb << " row " << r << " ref " << ref << " got " << got);
           CHECK(std::abs(got - ref) <= bound);
         }
@@ -353,7 +353,7 @@ TEST_CASE("NEON Q8_0 / Q4_0 dot products stay within the stated bound", "[neon][
         const double ref = vec_dot_q8_0_q8_0_ref(n, w.data(), a.data());
         const double bound = dot_bound(n, abs_dot(w_f, a_f));
         for (const KernelSet* ks : flavours()) {
-          const double got = ks->vec_dot_q8_0_q8_0(n, w.data(), a.data());
+          const double got = ks->type(DType::Q8_0)->vec_dot(n, w.data(), a.data());
           INFO("Q8_0 flavour " << ks->name << " blocks " << nb << " ref " << ref << " got " << got);
           CHECK(std::abs(got - ref) <= bound);
         }
@@ -363,7 +363,7 @@ TEST_CASE("NEON Q8_0 / Q4_0 dot products stay within the stated bound", "[neon][
         const double ref = vec_dot_q4_0_q8_0_ref(n, w.data(), a.data());
         const double bound = dot_bound(n, abs_dot(w_f, a_f));
         for (const KernelSet* ks : flavours()) {
-          const double got = ks->vec_dot_q4_0_q8_0(n, w.data(), a.data());
+          const double got = ks->type(DType::Q4_0)->vec_dot(n, w.data(), a.data());
           INFO("Q4_0 flavour " << ks->name << " blocks " << nb << " ref " << ref << " got " << got);
           CHECK(std::abs(got - ref) <= bound);
         }
@@ -388,21 +388,27 @@ TEST_CASE("NEON float dot products stay within the stated bound", "[neon][vec_do
       dequantize_row_bf16_ref(b.data(), bf.data(), len);
       for (const KernelSet* ks : flavours()) {
         INFO("flavour " << ks->name);
-        CHECK(std::abs(ks->vec_dot_f32_f32(len, x.data(), y.data()) - vec_dot_f32_f32_ref(len, x.data(), y.data())) <=
+        CHECK(std::abs(ks->type(DType::F32)->vec_dot(len, x.data(), y.data()) - vec_dot_f32_f32_ref(len, x.data(), y.data())) <=
               dot_bound(len, abs_dot(x, y)));
-        CHECK(std::abs(ks->vec_dot_f16_f32(len, h.data(), y.data()) - vec_dot_f16_f32_ref(len, h.data(), y.data())) <=
+        CHECK(std::abs(ks->type(DType::F16)->vec_dot(len, h.data(), y.data()) - vec_dot_f16_f32_ref(len, h.data(), y.data())) <=
               dot_bound(len, abs_dot(hf, y)));
-        CHECK(std::abs(ks->vec_dot_bf16_f32(len, b.data(), y.data()) - vec_dot_bf16_f32_ref(len, b.data(), y.data())) <=
+        CHECK(std::abs(ks->type(DType::BF16)->vec_dot(len, b.data(), y.data()) - vec_dot_bf16_f32_ref(len, b.data(), y.data())) <=
               dot_bound(len, abs_dot(bf, y)));
       }
     }
   }
 }
 
-// The matmul tiles: for a few activation rows they are built from the flavour's dot products;
-// the dotprod flavour's Q4_K / Q6_K tiles switch to the packed 8-row prefill kernel for many
-// (kernels_dotprod.cpp). Every output within the dot-product bound of the reference, for row
+// The matmul tiles: every type's gemv tile (built from the flavour's dot products) and, where
+// the flavour has one, its gemm tile (the dotprod flavour's packed 8-row Q4_K / Q6_K prefill
+// kernel, kernels_dotprod.cpp), each for every activation count (matmul() picks between them). Every output within the dot-product bound of the reference, for row
 // counts that leave partial 8-row tiles and activation counts that leave partial groups of 4.
+static std::vector<MatmulTile> tiles_of(const KernelSet& ks, DType t) {
+  std::vector<MatmulTile> v{ks.type(t)->gemv};
+  if (ks.type(t)->gemm) v.push_back(ks.type(t)->gemm);
+  return v;
+}
+
 TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]") {
   Rng rng(23);
   const int64_t n = 3 * QK_K;
@@ -450,14 +456,14 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
           dequantize_row_q4_K_ref(m.data(), out, k);
         };
         auto copy_f32 = [](const float* v, float* out, int64_t k) { std::memcpy(out, v, k * sizeof(float)); };
-        check("Q4_K", ks->matmul_q4_K_q8_K, vec_dot_q4_K_q8_K_ref, q4_K_abs, dequantize_row_q8_K_ref, w4, a8k);
-        check("Q6_K", ks->matmul_q6_K_q8_K, vec_dot_q6_K_q8_K_ref, dequantize_row_q6_K_ref, dequantize_row_q8_K_ref,
+        for (MatmulTile tile : tiles_of(*ks, DType::Q4_K)) check("Q4_K", tile, vec_dot_q4_K_q8_K_ref, q4_K_abs, dequantize_row_q8_K_ref, w4, a8k);
+        for (MatmulTile tile : tiles_of(*ks, DType::Q6_K)) check("Q6_K", tile, vec_dot_q6_K_q8_K_ref, dequantize_row_q6_K_ref, dequantize_row_q8_K_ref,
               w6, a8k);
-        check("Q8_0", ks->matmul_q8_0_q8_0, vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, dequantize_row_q8_0_ref,
+        for (MatmulTile tile : tiles_of(*ks, DType::Q8_0)) check("Q8_0", tile, vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, dequantize_row_q8_0_ref,
               w8, a80);
-        check("Q4_0", ks->matmul_q4_0_q8_0, vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, dequantize_row_q8_0_ref,
+        for (MatmulTile tile : tiles_of(*ks, DType::Q4_0)) check("Q4_0", tile, vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, dequantize_row_q8_0_ref,
               w40, a80);
-        check("F32", ks->matmul_f32_f32, vec_dot_f32_f32_ref, copy_f32, copy_f32, wf, x);
+        for (MatmulTile tile : tiles_of(*ks, DType::F32)) check("F32", tile, vec_dot_f32_f32_ref, copy_f32, copy_f32, wf, x);
       }
     }
   }

@@ -8,6 +8,7 @@
 #include <span>
 #include <string_view>
 
+#include "edgellm/dtype.hpp"
 #include "edgellm/kernels/blocks.hpp"
 
 namespace edgellm::kernels {
@@ -15,63 +16,90 @@ namespace edgellm::kernels {
 enum class Isa { scalar, avx2, avx512, neon };
 std::string_view isa_name(Isa isa);
 
-// Every entry is set; an ISA without its own version of a kernel uses the scalar reference.
+// The form of activation rows a weight type's dot product takes (ggml's vec_dot_type): the floats
+// themselves, floats rounded to fp16 / bf16 precision (what llama.cpp multiplies F16 / BF16
+// weights with), or Q8_0 / Q8_K blocks.
+enum class ActForm : uint8_t { f32, f16, bf16, q8_0, q8_K };
+inline constexpr int kActForms = 5;
+
+// Kernel signatures over rows of one type's blocks (blocks.hpp: the layouts are the file format).
+// k and n are element counts, whole blocks.
+using DequantizeRow = void (*)(const void* x, float* y, int64_t k);  // blocks -> f32
+using QuantizeRow = void (*)(const float* x, void* y, int64_t k);    // f32 -> blocks
+using VecDot = float (*)(int64_t n, const void* w, const void* a);   // weight row . activation row
+// A matrix tile, the inner kernel of matmul(): many weight rows times many activation rows,
+//   y[i * ldy + r] = dot(weight row r, activation row i)   for r < n_rows, i < n_act.
+// w: n_rows rows, w_row_bytes apart; a: n_act activation rows in the type's ActForm, a_row_bytes
+// apart; n elements per row.
+using MatmulTile = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows,
+                            const void* a, size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy);
+
+// What one ISA computes with one weight type: one row of the type table (ggml's type_traits and
+// type_traits_cpu in one). The format-level facts (name, block geometry) are DTypeInfo's.
+struct TypeKernels {
+  ActForm act = ActForm::f32;              // the activation form vec_dot and the tiles take
+  DequantizeRow dequantize_row = nullptr;  // bit-exact with the type's _ref
+  QuantizeRow quantize_row_ref = nullptr;  // weights, the reference quantizer (model writers)
+  VecDot vec_dot = nullptr;                // nullptr: this engine cannot compute with the type
+  MatmulTile gemv = nullptr;               // one vec_dot per (row, activation row): decode
+  MatmulTile gemm = nullptr;               // optional prefill tile (unpacks a weight tile once
+                                           // for many activation rows; it owns its pack policy)
+  int64_t gemm_min_rows = 0;               // activation rows from which gemm beats gemv
+                                           // (measured per ISA; matmul() reads it)
+};
+
+// How activation rows are brought into one ActForm.
+struct ActKernels {
+  int64_t block = 1;            // elements per block
+  size_t block_bytes = 4;       // bytes per block
+  QuantizeRow from_f32 = nullptr;  // nullptr for f32: the rows are used as they are
+};
+
+// One ISA's kernels. Every entry is set; an ISA without its own version of a kernel uses the
+// scalar reference (or ops.hpp's portable version).
 struct KernelSet {
+  static constexpr size_t kTypeSlots = 48;  // DType ids are below this
   Isa isa;
   std::string_view name;  // e.g. "avx512" or "neon+dotprod"
 
-  void (*dequantize_row_q4_K)(const block_q4_K* x, float* y, int64_t k);
-  void (*dequantize_row_q6_K)(const block_q6_K* x, float* y, int64_t k);
-  void (*dequantize_row_q8_0)(const block_q8_0* x, float* y, int64_t k);
-  void (*dequantize_row_q4_0)(const block_q4_0* x, float* y, int64_t k);
-  void (*dequantize_row_f16)(const fp16_t* x, float* y, int64_t k);
-  void (*dequantize_row_bf16)(const bf16_t* x, float* y, int64_t k);
+  TypeKernels types[kTypeSlots] = {};  // by DType id
+  ActKernels acts[kActForms] = {};     // by ActForm
 
-  void (*quantize_row_q8_K)(const float* x, block_q8_K* y, int64_t k);
-  void (*quantize_row_q8_0)(const float* x, block_q8_0* y, int64_t k);  // activations: _act_ref
+  // The row of a weight type this set computes with, nullptr if it has none.
+  const TypeKernels* type(DType t) const {
+    const auto i = static_cast<size_t>(t);
+    return i < kTypeSlots && types[i].vec_dot ? &types[i] : nullptr;
+  }
+  TypeKernels& row(DType t) { return types[static_cast<size_t>(t)]; }  // for building tables
+  const ActKernels& act(ActForm f) const { return acts[static_cast<size_t>(f)]; }
+  ActKernels& act(ActForm f) { return acts[static_cast<size_t>(f)]; }
 
-  float (*vec_dot_q4_K_q8_K)(int64_t n, const block_q4_K* x, const block_q8_K* y);
-  float (*vec_dot_q6_K_q8_K)(int64_t n, const block_q6_K* x, const block_q8_K* y);
-  float (*vec_dot_q8_0_q8_0)(int64_t n, const block_q8_0* x, const block_q8_0* y);
-  float (*vec_dot_q4_0_q8_0)(int64_t n, const block_q4_0* x, const block_q8_0* y);
-  float (*vec_dot_f16_f32)(int64_t n, const fp16_t* x, const float* y);
-  float (*vec_dot_bf16_f32)(int64_t n, const bf16_t* x, const float* y);
-  float (*vec_dot_f32_f32)(int64_t n, const float* x, const float* y);
-
-  // Matrix tiles, the inner kernels of matmul(): many weight rows times many activation rows,
-  //   y[i * ldy + r] = dot(weight row r, activation row i)   for r < n_rows, i < n_act.
-  // w: n_rows rows, w_row_bytes apart; a: n_act activation rows (Q8_K for Q4_K/Q6_K, Q8_0 for
-  // Q8_0/Q4_0, f32 for F16/BF16/F32), a_row_bytes apart; n elements per row. An ISA without its
-  // own tile kernel uses one built from its vec_dot.
-  using MatmulTile = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows,
-                              const void* a, size_t a_row_bytes, int64_t n_act, float* y,
-                              int64_t ldy);
-  MatmulTile matmul_q4_K_q8_K;
-  MatmulTile matmul_q6_K_q8_K;
-  MatmulTile matmul_q8_0_q8_0;
-  MatmulTile matmul_q4_0_q8_0;
-  MatmulTile matmul_f16_f32;
-  MatmulTile matmul_bf16_f32;
-  MatmulTile matmul_f32_f32;
-
-  // Products with a k-major matrix, the attention scores over the transposed key cache (see
-  // matmul_kn_f16_f32_ref): no horizontal sums, each converted key element serves every query.
+  // Products with a k-major matrix, the attention over the KV cache (see matmul_kn_f16_f32_ref):
+  // no horizontal sums, each converted cache element serves every query.
   void (*matmul_kn_f16_f32)(int64_t n, const fp16_t* w, int64_t ldw, int64_t n_cols, const float* x,
                             int64_t ldx, int64_t n_x, float* y, int64_t ldy);
   void (*matmul_kn_f32_f32)(int64_t n, const float* w, int64_t ldw, int64_t n_cols, const float* x,
                             int64_t ldx, int64_t n_x, float* y, int64_t ldy);
 
-  // The two element-wise steps whose cost grows with the work (the attention softmax with the
-  // context, silu_mul with the batch): x = softmax(s * x) and y = silu(gate) * up, as ops.hpp's,
-  // within |y - y_ref| <= 2^-20 |y_ref| + 1e-30 of softmax_ref (after x *= s) and silu_mul_ref
-  // (a ~2-ulp exp and float sums). The scalar set uses ops.hpp's portable versions.
+  // Row and element-wise ops of the forward pass (ops.hpp's semantics):
+  //   rms_norm, add, rope_norm_with   bit-identical with ops.hpp's _ref on every ISA
+  //   softmax_scaled, silu_mul        within |y - y_ref| <= 2^-20 |y_ref| + 1e-30 of softmax_ref
+  //                                   (after x *= s) and silu_mul_ref (a ~2-ulp exp, float sums)
+  void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
+  void (*add)(const float* a, const float* b, float* y, int64_t n);
+  void (*rope_norm_with)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos_sin);
   void (*softmax_scaled)(float* x, int64_t n, float s);
   void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n);
 };
 
-// The set for this process: EDGELLM_ISA if set (falls back to the best, with a note on stderr, if
-// that ISA is not available), else the best the CPU supports. Chosen once, thread-safe.
+// The set for this process: EDGELLM_ISA if set (falls back to the best if that ISA is not
+// available: isa_fallback_note() says so), else the best the CPU supports. Chosen once,
+// thread-safe. Writes nothing anywhere (the engine logs the note through its log callback).
 const KernelSet& active_kernels();
+
+// Why active_kernels() did not take EDGELLM_ISA ("EDGELLM_ISA=avx512 is not available on this
+// CPU/build; using avx2"), empty when it did or the variable is unset.
+std::string_view isa_fallback_note();
 
 // The set for one ISA, or nullptr if it was not compiled in or this CPU cannot run it.
 const KernelSet* kernels_for(Isa isa);

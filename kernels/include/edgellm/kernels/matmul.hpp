@@ -27,8 +27,8 @@ struct WeightMatrix {
   size_t row_bytes = 0;   // bytes per row
 };
 
-// True if matmul() supports this weight type.
-bool matmul_supports(DType type);
+// True if matmul() with `ks` supports this weight type (ks.type(type) has a row).
+bool matmul_supports(const KernelSet& ks, DType type);
 
 // Activation rows plus their quantized forms, made once and shared by every matmul that reads the
 // same input (Q, K and V; gate and up).
@@ -39,18 +39,18 @@ class Activations {
   int64_t n_rows() const { return n_rows_; }
   int64_t n_cols() const { return n_cols_; }
   const float* f32() const { return x_; }
-  // Rows in the form the weight type's dot product takes: quantized to Q8_K for Q4_K / Q6_K, to
-  // Q8_0 for Q8_0 / Q4_0; for F16 / BF16 weights, floats rounded to fp16 / bf16 precision (what
-  // llama.cpp multiplies such weights with: its F16 and BF16 dot products take activations of
-  // the weight's type); for F32 the rows themselves. Made on first use, on the pool.
-  const void* quantized_for(DType weight_type, const KernelSet& ks, ThreadPool& pool);
+  // The rows in one activation form (the one a weight type's TypeKernels::act names: Q8_K for
+  // the K-quants, Q8_0 for Q8_0 / Q4_0, floats rounded to fp16 / bf16 for F16 / BF16 weights, the
+  // rows themselves for F32), made with ks.act(form).from_f32 on first use, on the pool.
+  const void* rows_for(ActForm form, const KernelSet& ks, ThreadPool& pool);
+  // Bytes of one row in that form.
+  size_t row_bytes(const KernelSet& ks, ActForm form) const;
 
  private:
-  enum Form { kQ8_K, kQ8_0, kF16, kBF16, kForms };
   const float* x_ = nullptr;
   int64_t n_rows_ = 0, n_cols_ = 0;
-  std::vector<uint8_t> buf_[kForms];
-  bool have_[kForms] = {};
+  std::vector<uint8_t> buf_[kActForms];
+  bool have_[kActForms] = {};
 };
 
 // y: x.n_rows() rows of w.rows floats, row stride ldy (>= w.rows).
