@@ -130,6 +130,49 @@ void copy_out(std::string_view text, char* buf, size_t capacity, size_t* length)
   buf[text.size()] = '\0';
 }
 
+// The ABI rule (edgellm.h): a struct's first struct_size bytes are the caller's; fields beyond
+// them are ones the caller's header did not have, and keep the library's defaults.
+template <class T>
+size_t checked_struct_size(const T& s, const char* type) {
+  const size_t n = s.struct_size;
+  if (n < sizeof(size_t))
+    fail(EDGELLM_ERR_INVALID_ARGUMENT, std::string(type) + ".struct_size is " + std::to_string(n) +
+                                           ": initialize the struct (" + type +
+                                           " p = ..._default_params(), or p.struct_size = sizeof p)");
+  if (n > sizeof(T))
+    fail(EDGELLM_ERR_INVALID_ARGUMENT, std::string(type) + ".struct_size is " + std::to_string(n) +
+                                           " but this library (" + edgellm::version_string() + ") knows " +
+                                           std::to_string(sizeof(T)) +
+                                           " bytes: the program was built against a newer edgellm.h");
+  return n;
+}
+
+// The caller's params (NULL: the defaults), read under the ABI rule.
+template <class T>
+T read_params(const T* in, T defaults, const char* type) {
+  if (!in) return defaults;
+  std::memcpy(static_cast<void*>(&defaults), in, checked_struct_size(*in, type));
+  defaults.struct_size = sizeof(T);
+  return defaults;
+}
+
+// Writes a struct the library fills in: only the first struct_size bytes the caller has.
+template <class T>
+void write_out(T* out, T value, const char* type) {
+  const size_t n = checked_struct_size(*out, type);
+  value.struct_size = n;
+  std::memcpy(static_cast<void*>(out), &value, n);
+}
+
+// *_params_init: the defaults, cut to the caller's struct_size (a larger struct_size, from a
+// newer header, is kept so that the call that gets the struct can refuse it).
+template <class T>
+void init_params(T* out, size_t struct_size, T defaults) {
+  if (!out || struct_size < sizeof(size_t)) return;
+  defaults.struct_size = struct_size;
+  std::memcpy(static_cast<void*>(out), &defaults, std::min(struct_size, sizeof(T)));
+}
+
 uint64_t peak_rss_bytes() {
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
@@ -407,26 +450,34 @@ void edgellm_set_log_callback(edgellm_log_callback callback, edgellm_log_level m
   }
 }
 
-edgellm_model_params edgellm_model_default_params(void) {
+}  // extern "C"
+
+namespace {
+
+edgellm_model_params model_defaults() {
   edgellm_model_params p;
+  p.struct_size = sizeof p;
   p.use_mmap = true;
   p.progress_callback = nullptr;
   p.progress_user_data = nullptr;
   return p;
 }
 
-edgellm_context_params edgellm_context_default_params(void) {
+edgellm_context_params context_defaults() {
   edgellm_context_params p;
+  p.struct_size = sizeof p;
   p.n_ctx = 2048;
   p.n_threads = 0;
   p.kv_type = EDGELLM_KV_F16;
   p.logits_all = false;
+  p.backend = "auto";
   return p;
 }
 
-edgellm_sampler_params edgellm_sampler_default_params(void) {
+edgellm_sampler_params sampler_defaults() {
   const edgellm::SamplerParams d;  // the engine's defaults are llama.cpp's
   edgellm_sampler_params p;
+  p.struct_size = sizeof p;
   p.temperature = d.temperature;
   p.top_k = d.top_k;
   p.top_p = d.top_p;
@@ -439,14 +490,32 @@ edgellm_sampler_params edgellm_sampler_default_params(void) {
   return p;
 }
 
-edgellm_generate_params edgellm_generate_default_params(void) {
+edgellm_generate_params generate_defaults() {
   edgellm_generate_params p;
+  p.struct_size = sizeof p;
   p.n_predict = -1;
   p.stop_strings = nullptr;
   p.n_stop_strings = 0;
   p.callback = nullptr;
   p.user_data = nullptr;
   return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+void edgellm_model_params_init(edgellm_model_params* params, size_t struct_size) {
+  init_params(params, struct_size, model_defaults());
+}
+void edgellm_context_params_init(edgellm_context_params* params, size_t struct_size) {
+  init_params(params, struct_size, context_defaults());
+}
+void edgellm_sampler_params_init(edgellm_sampler_params* params, size_t struct_size) {
+  init_params(params, struct_size, sampler_defaults());
+}
+void edgellm_generate_params_init(edgellm_generate_params* params, size_t struct_size) {
+  init_params(params, struct_size, generate_defaults());
 }
 
 // ---- Tokenizer ---------------------------------------------------------------------------------
@@ -509,7 +578,7 @@ edgellm_status edgellm_sampler_create(const edgellm_model* model, const edgellm_
     REQUIRE_ARG(sampler != nullptr, "sampler is NULL");
     *sampler = nullptr;
     REQUIRE_ARG(model != nullptr, "model is NULL");
-    const edgellm_sampler_params p = params ? *params : edgellm_sampler_default_params();
+    const edgellm_sampler_params p = read_params(params, sampler_defaults(), "edgellm_sampler_params");
     edgellm::SamplerParams sp;
     sp.temperature = p.temperature < 0 ? 0.0f : p.temperature;  // llama.cpp: temp <= 0 is greedy
     sp.top_k = p.top_k;
@@ -574,11 +643,16 @@ edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler, 
                                 edgellm_generate_result* result) {
   edgellm_generate_result r{};
   r.stop_reason = EDGELLM_STOP_N_PREDICT;
+  // A result struct that cannot be written is refused before anything runs.
+  if (result) {
+    const edgellm_status s = guarded("edgellm_generate", [&] { checked_struct_size(*result, "edgellm_generate_result"); });
+    if (s != EDGELLM_OK) return s;
+  }
   edgellm_status status = guarded("edgellm_generate", [&] {
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
     REQUIRE_ARG(sampler != nullptr, "sampler is NULL");
     REQUIRE_ARG(prompt != nullptr && n_prompt > 0, "the prompt is empty (give at least one token, e.g. BOS)");
-    const edgellm_generate_params p = params ? *params : edgellm_generate_default_params();
+    const edgellm_generate_params p = read_params(params, generate_defaults(), "edgellm_generate_params");
     REQUIRE_ARG(p.stop_strings != nullptr || p.n_stop_strings == 0, "stop_strings is NULL but n_stop_strings is not 0");
     const edgellm_model& model = *ctx->model;
 
@@ -614,7 +688,11 @@ edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler, 
     if (r.stop_reason != EDGELLM_STOP_STRING && r.stop_reason != EDGELLM_STOP_CALLBACK) stream.finish(last);
     if (r.stop_reason == EDGELLM_STOP_CANCELLED) fail(EDGELLM_ERR_CANCELLED, "cancelled by edgellm_cancel()");
   });
-  if (result) *result = r;
+  if (result) {
+    const size_t n = result->struct_size;
+    r.struct_size = n;
+    std::memcpy(static_cast<void*>(result), &r, n);  // n was checked above
+  }
   return status;
 }
 
@@ -668,7 +746,7 @@ edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* 
   return guarded("edgellm_model_load", [&] {
     REQUIRE_ARG(path != nullptr, "path is NULL");
     REQUIRE_ARG(model != nullptr, "model is NULL");
-    const edgellm_model_params p = params ? *params : edgellm_model_default_params();
+    const edgellm_model_params p = read_params(params, model_defaults(), "edgellm_model_params");
     auto progress = [&](float x) {
       if (p.progress_callback && !p.progress_callback(x, p.progress_user_data))
         fail(EDGELLM_ERR_CANCELLED, "the progress callback cancelled loading '" + std::string(path) + "'");
@@ -711,7 +789,7 @@ edgellm_status edgellm_model_get_info(const edgellm_model* model, edgellm_model_
   return guarded("edgellm_model_get_info", [&] {
     REQUIRE_ARG(model != nullptr, "model is NULL");
     REQUIRE_ARG(info != nullptr, "info is NULL");
-    *info = model->info;
+    write_out(info, model->info, "edgellm_model_info");
   });
 }
 
@@ -723,7 +801,7 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
   return guarded("edgellm_context_create", [&] {
     REQUIRE_ARG(model != nullptr, "model is NULL");
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
-    const edgellm_context_params p = params ? *params : edgellm_context_default_params();
+    const edgellm_context_params p = read_params(params, context_defaults(), "edgellm_context_params");
     REQUIRE_ARG(p.n_ctx > 0, "n_ctx must be > 0, got " + std::to_string(p.n_ctx));
     REQUIRE_ARG(p.n_threads >= 0, "n_threads must be >= 0 (0: physical cores), got " + std::to_string(p.n_threads));
     REQUIRE_ARG(p.n_threads <= 1024, "n_threads must be <= 1024, got " + std::to_string(p.n_threads));
@@ -742,10 +820,11 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
     o.n_threads = c->n_threads;
     o.kv_type = p.kv_type == EDGELLM_KV_F16 ? edgellm::engine::KvType::F16 : edgellm::engine::KvType::F32;
     o.logits_all = p.logits_all;
+    o.backend = p.backend ? p.backend : "auto";  // the engine knows the names and refuses others
     c->context = std::make_unique<edgellm::engine::Context>(*model->model, o);
     c->n_threads = c->context->n_threads();
-    edgellm::log().info("context: n_ctx {}, {} threads, KV {}", c->n_ctx, c->n_threads,
-                        p.kv_type == EDGELLM_KV_F16 ? "f16" : "f32");
+    edgellm::log().info("context: n_ctx {}, {} threads, KV {}, backend {}", c->n_ctx, c->n_threads,
+                        p.kv_type == EDGELLM_KV_F16 ? "f16" : "f32", o.backend);
     *ctx = c.release();
   });
 }
@@ -807,7 +886,7 @@ edgellm_status edgellm_get_perf(const edgellm_context* ctx, edgellm_perf* perf) 
     p.n_sample = ctx->n_sample;
     p.sample_ms = ctx->sample_ms;
     p.peak_rss_bytes = peak_rss_bytes();
-    *perf = p;
+    write_out(perf, p, "edgellm_perf");
   });
 }
 

@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -43,6 +45,14 @@ std::vector<int32_t> read_ids(const std::string& path) {
 }
 
 std::string last_error() { return edgellm_last_error(); }
+
+// A struct the library fills in, with its struct_size set (the ABI rule in edgellm.h).
+template <class T>
+T sized() {
+  T t{};
+  t.struct_size = sizeof t;
+  return t;
+}
 
 struct Loaded {
   edgellm_model* model = nullptr;
@@ -110,7 +120,7 @@ TEST_CASE("bad model arguments give a status and a message", "[api]") {
   CHECK(m == nullptr);
   CHECK_FALSE(last_error().empty());
 
-  edgellm_model_info info;
+  edgellm_model_info info = sized<edgellm_model_info>();
   CHECK(edgellm_model_get_info(nullptr, &info) == EDGELLM_ERR_INVALID_ARGUMENT);
   edgellm_model_free(nullptr);
   edgellm_context_free(nullptr);
@@ -149,7 +159,7 @@ TEST_CASE("a progress callback sees the load and can cancel it", "[api]") {
 
 TEST_CASE("model info matches the file", "[api]") {
   Loaded l;
-  edgellm_model_info info{};
+  edgellm_model_info info = sized<edgellm_model_info>();
   REQUIRE(edgellm_model_get_info(l.model, &info) == EDGELLM_OK);
   auto file = edgellm::gguf::File::open(kStories);
   uint64_t bytes = 0, params = 0;
@@ -202,6 +212,151 @@ TEST_CASE("bad context arguments give a status and a message", "[api]") {
   cp.n_threads = 0;  // physical cores
   REQUIRE(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
   CHECK(edgellm_n_threads(c) >= 1);
+  edgellm_context_free(c);
+  edgellm_model_free(m);
+}
+
+TEST_CASE("the backend is chosen by name: cpu and auto run, other names are refused", "[api]") {
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+  CHECK(std::string(edgellm_context_default_params().backend) == "auto");
+  const edgellm_token bos = 1;
+  std::vector<std::vector<float>> logits;
+  for (const char* name : {"cpu", "auto", static_cast<const char*>(nullptr)}) {
+    INFO("backend " << (name ? name : "NULL"));
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 16;
+    cp.n_threads = 1;
+    cp.backend = name;
+    edgellm_context* c = nullptr;
+    REQUIRE(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+    REQUIRE(edgellm_eval(c, &bos, 1) == EDGELLM_OK);
+    const float* p = edgellm_get_logits(c);
+    REQUIRE(p);
+    logits.emplace_back(p, p + 512);
+    edgellm_context_free(c);
+  }
+  CHECK(logits[0] == logits[1]);  // auto is the CPU today
+  CHECK(logits[0] == logits[2]);
+  edgellm_model_free(m);
+}
+
+TEST_CASE("an unknown backend name is refused with the name in the message", "[api]") {
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+  for (const char* bad : {"metal", "", "CPU"}) {
+    INFO("backend '" << bad << "'");
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.backend = bad;
+    edgellm_context* c = reinterpret_cast<edgellm_context*>(0x1);
+    CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(c == nullptr);
+    if (c) edgellm_context_free(c);
+    std::string quoted = "'";
+    quoted += bad;
+    quoted += "'";
+    CHECK(last_error().find("backend") != std::string::npos);
+    CHECK(last_error().find(quoted) != std::string::npos);
+  }
+  edgellm_model_free(m);
+}
+
+// The context parameters as an app built against an older edgellm.h, without `backend`, has them.
+struct OldContextParams {
+  size_t struct_size;
+  int32_t n_ctx;
+  int32_t n_threads;
+  edgellm_kv_type kv_type;
+  bool logits_all;
+};
+static_assert(offsetof(edgellm_context_params, backend) >= sizeof(OldContextParams),
+              "a new field starts after the old struct's end (the ABI rule)");
+
+TEST_CASE("structs follow the struct_size rule: old sizes work, 0 and newer sizes are refused", "[api]") {
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+
+  // _params_init writes only the caller's struct_size bytes.
+  unsigned char raw[sizeof(edgellm_context_params) + 16];
+  std::memset(raw, 0xAB, sizeof raw);
+  edgellm_context_params_init(reinterpret_cast<edgellm_context_params*>(raw), sizeof(OldContextParams));
+  OldContextParams old;
+  std::memcpy(&old, raw, sizeof old);
+  CHECK(old.struct_size == sizeof(OldContextParams));
+  CHECK(old.n_ctx == 2048);
+  CHECK(old.n_threads == 0);
+  for (size_t i = sizeof(OldContextParams); i < sizeof raw; ++i) CHECK(raw[i] == 0xAB);
+
+  // An old app's struct: its fields are used, the one it lacks (backend) takes its default.
+  old.n_ctx = 24;
+  old.n_threads = 1;
+  edgellm_context* c = nullptr;
+  REQUIRE(edgellm_context_create(m, reinterpret_cast<const edgellm_context_params*>(&old), &c) == EDGELLM_OK);
+  CHECK(edgellm_n_ctx(c) == 24);
+  CHECK(edgellm_n_threads(c) == 1);
+
+  // Output structs: only the caller's bytes are written.
+  struct OldPerf {
+    size_t struct_size;
+    double load_ms;
+  };
+  unsigned char perf_raw[sizeof(edgellm_perf)];
+  std::memset(perf_raw, 0xCD, sizeof perf_raw);
+  const size_t old_perf_size = sizeof(OldPerf);
+  std::memcpy(perf_raw, &old_perf_size, sizeof old_perf_size);
+  REQUIRE(edgellm_get_perf(c, reinterpret_cast<edgellm_perf*>(perf_raw)) == EDGELLM_OK);
+  OldPerf op;
+  std::memcpy(&op, perf_raw, sizeof op);
+  CHECK(op.struct_size == sizeof(OldPerf));
+  CHECK(op.load_ms > 0);
+  for (size_t i = sizeof(OldPerf); i < sizeof perf_raw; ++i) CHECK(perf_raw[i] == 0xCD);
+  edgellm_context_free(c);
+
+  // A struct never initialized (struct_size 0), and one from a newer header, are refused.
+  edgellm_context_params cp = edgellm_context_default_params();
+  cp.struct_size = 0;
+  c = nullptr;
+  CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("edgellm_context_params.struct_size is 0") != std::string::npos);
+  cp.struct_size = sizeof cp + 8;
+  CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("newer edgellm.h") != std::string::npos);
+  CHECK(c == nullptr);
+  edgellm_model_info info{};
+  CHECK(edgellm_model_get_info(m, &info) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("edgellm_model_info.struct_size") != std::string::npos);
+  edgellm_sampler_params sp = edgellm_sampler_default_params();
+  sp.struct_size = 0;
+  edgellm_sampler* s = nullptr;
+  CHECK(edgellm_sampler_create(m, &sp, &s) == EDGELLM_ERR_INVALID_ARGUMENT);
+  edgellm_model_params mp = edgellm_model_default_params();
+  mp.struct_size = 0;
+  edgellm_model* m2 = nullptr;
+  CHECK(edgellm_model_load(kStories.c_str(), &mp, &m2) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(m2 == nullptr);
+
+  // generate: a bad params or result struct_size is refused before anything runs.
+  cp = edgellm_context_default_params();
+  cp.n_ctx = 16;
+  cp.n_threads = 1;
+  REQUIRE(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+  s = greedy_sampler(m);
+  const edgellm_token bos = 1;
+  edgellm_generate_params gp = edgellm_generate_default_params();
+  gp.n_predict = 2;
+  edgellm_generate_result r{};
+  CHECK(edgellm_generate(c, s, &bos, 1, &gp, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(edgellm_n_past(c) == 0);
+  gp.struct_size = 0;
+  r = sized<edgellm_generate_result>();
+  CHECK(edgellm_generate(c, s, &bos, 1, &gp, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(edgellm_n_past(c) == 0);
+  gp = edgellm_generate_default_params();
+  gp.n_predict = 2;
+  REQUIRE(edgellm_generate(c, s, &bos, 1, &gp, &r) == EDGELLM_OK);
+  CHECK(r.n_generated == 2);
+  CHECK(r.struct_size == sizeof r);
+  edgellm_sampler_free(s);
   edgellm_context_free(c);
   edgellm_model_free(m);
 }
@@ -336,7 +491,7 @@ TEST_CASE("greedy generation gives the known ids and their text", "[api]") {
   gp.n_predict = n;
   gp.callback = collect;
   gp.user_data = &c;
-  edgellm_generate_result r{};
+  edgellm_generate_result r = sized<edgellm_generate_result>();
   REQUIRE(edgellm_generate(l.ctx, s, prompt.data(), static_cast<int32_t>(prompt.size()), &gp, &r) == EDGELLM_OK);
   CHECK(r.stop_reason == EDGELLM_STOP_N_PREDICT);
   CHECK(r.n_generated == n);
@@ -404,7 +559,7 @@ TEST_CASE("stop strings end generation and are not emitted", "[api]") {
   gp.user_data = &cut;
   gp.stop_strings = stops;
   gp.n_stop_strings = 2;
-  edgellm_generate_result r{};
+  edgellm_generate_result r = sized<edgellm_generate_result>();
   REQUIRE(edgellm_generate(l.ctx, s, prompt.data(), 1, &gp, &r) == EDGELLM_OK);
   CHECK(r.stop_reason == EDGELLM_STOP_STRING);
   CHECK(cut.text == full.text.substr(0, at));
@@ -429,7 +584,7 @@ TEST_CASE("generation stops when the context is full, and prompts that do not fi
   std::vector<edgellm_token> prompt = {1, 403, 385};
   edgellm_generate_params gp = edgellm_generate_default_params();
   gp.n_predict = -1;
-  edgellm_generate_result r{};
+  edgellm_generate_result r = sized<edgellm_generate_result>();
   REQUIRE(edgellm_generate(l.ctx, s, prompt.data(), 3, &gp, &r) == EDGELLM_OK);
   CHECK(r.stop_reason == EDGELLM_STOP_CONTEXT_FULL);
   CHECK(edgellm_n_past(l.ctx) == 12);
@@ -457,7 +612,7 @@ TEST_CASE("edgellm_cancel from another thread stops generation between tokens", 
     if (++st->calls == 2) std::thread([c = st->ctx] { edgellm_cancel(c); }).join();
     return true;
   };
-  edgellm_generate_result r{};
+  edgellm_generate_result r = sized<edgellm_generate_result>();
   CHECK(edgellm_generate(l.ctx, s, prompt.data(), 1, &gp, &r) == EDGELLM_ERR_CANCELLED);
   CHECK(r.stop_reason == EDGELLM_STOP_CANCELLED);
   CHECK(r.n_generated < 5);
@@ -477,7 +632,7 @@ TEST_CASE("perf counters count prefill, decode and sampling; reset clears them",
   edgellm_generate_params gp = edgellm_generate_default_params();
   gp.n_predict = 10;
   REQUIRE(edgellm_generate(l.ctx, s, prompt.data(), 4, &gp, nullptr) == EDGELLM_OK);
-  edgellm_perf p{};
+  edgellm_perf p = sized<edgellm_perf>();
   REQUIRE(edgellm_get_perf(l.ctx, &p) == EDGELLM_OK);
   CHECK(p.load_ms > 0);
   CHECK(p.n_prefill_tokens == 4);

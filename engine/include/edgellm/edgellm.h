@@ -10,6 +10,25 @@
  *   edgellm_token t[64]; int32_t n; edgellm_tokenize(m, "Hello", -1, true, false, t, 64, &n);
  *   edgellm_eval(c, t, n);  -> edgellm_get_logits(c)
  * or edgellm_generate() with a sampler and a per-token callback.
+ *
+ * Growing the API without breaking apps (the ABI rule). Every struct that crosses the API by
+ * pointer starts with `size_t struct_size`: sizeof that struct as the app's copy of this header
+ * declares it. The *_default_params() functions set it; they are inline, so the sizeof is the
+ * app's, and the library function behind them (*_params_init) writes only that many bytes. For
+ * the structs the library fills in (edgellm_model_info, edgellm_generate_result, edgellm_perf),
+ * the app sets it: `edgellm_perf p; p.struct_size = sizeof p;`. The library reads and writes only
+ * the first struct_size bytes of a struct; fields it knows that lie beyond them take their
+ * defaults. Rules for whoever changes this header:
+ *   - fields are only ever appended, each at an offset >= the struct's sizeof in the previous
+ *     release (so an old app's padding is never read as a new field); never removed, reordered
+ *     or retyped; a function's signature never changes (add a new function instead);
+ *   - a new field's default is what the library did before the field existed.
+ * So an app built against an older edgellm.h runs unchanged with a newer library. A struct_size
+ * of 0 (a struct never initialized) or larger than this library knows (an app built against a
+ * newer header) is refused with EDGELLM_ERR_INVALID_ARGUMENT and a message that says so.
+ * Why sized structs rather than opaque params with setters: the structs stay plain C values (on
+ * the stack, no allocation, nothing to free), code written as `p = edgellm_context_default_params();
+ * p.n_ctx = 512;` compiles unchanged, and one check in the library covers every field.
  */
 #ifndef EDGELLM_H
 #define EDGELLM_H
@@ -80,13 +99,20 @@ typedef struct edgellm_sampler edgellm_sampler;
 typedef bool (*edgellm_progress_callback)(float progress, void* user_data);
 
 typedef struct edgellm_model_params {
+  size_t struct_size;                          /* sizeof(edgellm_model_params): see the ABI rule */
   bool use_mmap;                               /* map the file (default; the only mode so far:
                                                   false is accepted and maps too) */
   edgellm_progress_callback progress_callback; /* may be NULL */
   void* progress_user_data;
 } edgellm_model_params;
 
-EDGELLM_API edgellm_model_params edgellm_model_default_params(void);
+/* Writes the defaults into the first struct_size bytes of *params (struct_size included). */
+EDGELLM_API void edgellm_model_params_init(edgellm_model_params* params, size_t struct_size);
+static inline edgellm_model_params edgellm_model_default_params(void) {
+  edgellm_model_params p;
+  edgellm_model_params_init(&p, sizeof p);
+  return p;
+}
 
 /* params may be NULL (defaults). On success *model is a new model; on failure it is NULL. */
 EDGELLM_API edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* params,
@@ -94,6 +120,7 @@ EDGELLM_API edgellm_status edgellm_model_load(const char* path, const edgellm_mo
 EDGELLM_API void edgellm_model_free(edgellm_model* model);
 
 typedef struct edgellm_model_info {
+  size_t struct_size;       /* set by the app: sizeof(edgellm_model_info) */
   const char* architecture; /* "llama"; owned by the model */
   const char* description;  /* "llama 1B Q4_K - Medium"; owned by the model */
   int32_t n_vocab;
@@ -149,13 +176,23 @@ EDGELLM_API edgellm_status edgellm_detokenize(const edgellm_model* model, const 
 typedef enum edgellm_kv_type { EDGELLM_KV_F16 = 0, EDGELLM_KV_F32 = 1 } edgellm_kv_type;
 
 typedef struct edgellm_context_params {
+  size_t struct_size;      /* sizeof(edgellm_context_params): see the ABI rule */
   int32_t n_ctx;           /* positions in the KV cache (> 0; default 2048) */
   int32_t n_threads;       /* worker threads; 0 = number of physical cores */
   edgellm_kv_type kv_type; /* default F16 */
   bool logits_all;         /* keep logits for every token of a batch, not only the last */
+  const char* backend;     /* where the forward pass runs: "cpu", or "auto" (the default; also
+                              NULL): the best backend this build and machine have, the CPU
+                              until a GPU backend exists. Any other name is refused with
+                              EDGELLM_ERR_INVALID_ARGUMENT. Read only during the call. */
 } edgellm_context_params;
 
-EDGELLM_API edgellm_context_params edgellm_context_default_params(void);
+EDGELLM_API void edgellm_context_params_init(edgellm_context_params* params, size_t struct_size);
+static inline edgellm_context_params edgellm_context_default_params(void) {
+  edgellm_context_params p;
+  edgellm_context_params_init(&p, sizeof p);
+  return p;
+}
 
 /* params may be NULL (defaults). The model must outlive the context. */
 EDGELLM_API edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_context_params* params,
@@ -193,6 +230,7 @@ EDGELLM_API void edgellm_cancel(edgellm_context* ctx);
 #define EDGELLM_SEED_RANDOM 0xFFFFFFFFu
 
 typedef struct edgellm_sampler_params {
+  size_t struct_size;      /* sizeof(edgellm_sampler_params): see the ABI rule */
   float temperature;       /* <= 0: greedy (argmax), as llama.cpp's --temp 0 */
   int32_t top_k;           /* 0: off */
   float top_p;             /* 1: off */
@@ -205,7 +243,12 @@ typedef struct edgellm_sampler_params {
 } edgellm_sampler_params;
 
 /* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties, window 64. */
-EDGELLM_API edgellm_sampler_params edgellm_sampler_default_params(void);
+EDGELLM_API void edgellm_sampler_params_init(edgellm_sampler_params* params, size_t struct_size);
+static inline edgellm_sampler_params edgellm_sampler_default_params(void) {
+  edgellm_sampler_params p;
+  edgellm_sampler_params_init(&p, sizeof p);
+  return p;
+}
 
 /* params may be NULL (defaults). The sampler is for the model's vocabulary. */
 EDGELLM_API edgellm_status edgellm_sampler_create(const edgellm_model* model, const edgellm_sampler_params* params,
@@ -256,6 +299,7 @@ typedef enum edgellm_stop_reason {
 } edgellm_stop_reason;
 
 typedef struct edgellm_generate_params {
+  size_t struct_size;              /* sizeof(edgellm_generate_params): see the ABI rule */
   int32_t n_predict;               /* tokens to generate at most; < 0: until EOG or a full cache */
   const char* const* stop_strings; /* may be NULL */
   size_t n_stop_strings;
@@ -264,17 +308,24 @@ typedef struct edgellm_generate_params {
 } edgellm_generate_params;
 
 typedef struct edgellm_generate_result {
+  size_t struct_size;      /* set by the app: sizeof(edgellm_generate_result) */
   int32_t n_prompt;        /* prompt tokens evaluated */
   int32_t n_generated;     /* tokens sampled (an EOG token is counted, not emitted) */
   edgellm_stop_reason stop_reason;
 } edgellm_generate_result;
 
-EDGELLM_API edgellm_generate_params edgellm_generate_default_params(void);
+EDGELLM_API void edgellm_generate_params_init(edgellm_generate_params* params, size_t struct_size);
+static inline edgellm_generate_params edgellm_generate_default_params(void) {
+  edgellm_generate_params p;
+  edgellm_generate_params_init(&p, sizeof p);
+  return p;
+}
 
 /* Evaluate the prompt tokens at the current position (n_past; so a chat continues its cache),
  * then sample, stream and evaluate up to n_predict tokens. Every sampled token is accepted by the
  * sampler; the last sampled token is not evaluated (so n_past = prompt end + n_generated - 1
- * when it stops after n_predict). result may be NULL. */
+ * when it stops after n_predict). result may be NULL (else set its struct_size); it is written
+ * also when the call fails. */
 EDGELLM_API edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler,
                                             const edgellm_token* prompt, int32_t n_prompt,
                                             const edgellm_generate_params* params,
@@ -283,6 +334,7 @@ EDGELLM_API edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sample
 /* ---- Performance counters -------------------------------------------------------------------- */
 
 typedef struct edgellm_perf {
+  size_t struct_size;        /* set by the app: sizeof(edgellm_perf) */
   double load_ms;            /* the model's load time */
   int32_t n_prefill_tokens;  /* tokens evaluated in batches of more than one */
   double prefill_ms;

@@ -78,6 +78,7 @@ class Model {
 
   edgellm_model_info info() const {
     edgellm_model_info i{};
+    i.struct_size = sizeof i;
     detail::check(edgellm_model_get_info(m_, &i));
     return i;
   }
@@ -223,6 +224,7 @@ class Context {
       };
     }
     edgellm_generate_result r{};
+    r.struct_size = sizeof r;
     edgellm_status s = edgellm_generate(c_, sampler.get(), prompt.data(), static_cast<int32_t>(prompt.size()), &p, &r);
     if (call.error) std::rethrow_exception(call.error);
     detail::check(s);
@@ -231,6 +233,7 @@ class Context {
 
   edgellm_perf perf() const {
     edgellm_perf p{};
+    p.struct_size = sizeof p;
     detail::check(edgellm_get_perf(c_, &p));
     return p;
   }

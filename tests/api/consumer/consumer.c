@@ -39,9 +39,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (edgellm_model_load(argv[1], NULL, &model) != EDGELLM_OK) return fail("load");
+  info.struct_size = sizeof info; /* the library writes only what this header declares */
   if (edgellm_model_get_info(model, &info) != EDGELLM_OK) return fail("info");
   cp.n_ctx = 64;
   cp.n_threads = 1;
+  cp.backend = "cpu";
   if (edgellm_context_create(model, &cp, &ctx) != EDGELLM_OK) return fail("context");
   if (edgellm_tokenize(model, "", 0, true, false, prompt, 4, &n_prompt) != EDGELLM_OK) return fail("tokenize");
 
