@@ -1,5 +1,6 @@
-// A Llama model loaded from GGUF: hyperparameters from the `llama.*` metadata and every weight
-// tensor bound by name, shape- and type-checked, and used in place from the file's memory map.
+// A model loaded from GGUF: the architecture's entry in the table (arch.hpp), hyperparameters from
+// the `<arch>.*` metadata and every weight tensor bound by name, shape- and type-checked, and used
+// in place from the file's memory map. Llama is the only architecture for now.
 //
 //   auto model = edgellm::engine::Model::load("stories260K.gguf");
 //   model.hparams().n_layer;                   // 5
@@ -14,26 +15,28 @@
 #include <string>
 #include <vector>
 
+#include "arch.hpp"
 #include "edgellm/gguf.hpp"
 #include "edgellm/kernels/dispatch.hpp"
 #include "edgellm/kernels/matmul.hpp"
 
 namespace edgellm::engine {
 
-// Model shape, read from `llama.*` metadata (defaults as llama.cpp applies them).
+// Model shape, read from `<arch>.*` metadata (defaults as llama.cpp applies them).
 struct HParams {
-  int n_layer = 0;        // llama.block_count
-  int n_embd = 0;         // llama.embedding_length
-  int n_ff = 0;           // llama.feed_forward_length
-  int n_head = 0;         // llama.attention.head_count
-  int n_head_kv = 0;      // llama.attention.head_count_kv (default n_head)
+  const ArchInfo* arch = nullptr;  // general.architecture's table entry: the forward pass's switches
+  int n_layer = 0;        // <arch>.block_count
+  int n_embd = 0;         // <arch>.embedding_length
+  int n_ff = 0;           // <arch>.feed_forward_length
+  int n_head = 0;         // <arch>.attention.head_count
+  int n_head_kv = 0;      // <arch>.attention.head_count_kv (default n_head)
   int head_dim = 0;       // n_embd / n_head
-  int n_rot = 0;          // llama.rope.dimension_count (default head_dim)
-  float rope_freq_base = 10000.0f;  // llama.rope.freq_base
-  float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor for linear scaling
-  float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
-  int n_ctx_train = 0;    // llama.context_length
-  int n_vocab = 0;        // llama.vocab_size, else token_embd's row count
+  int n_rot = 0;          // <arch>.rope.dimension_count (default head_dim)
+  float rope_freq_base = 10000.0f;  // <arch>.rope.freq_base
+  float rope_freq_scale = 1.0f;     // 1 / <arch>.rope.scaling.factor for linear scaling
+  float rms_eps = 1e-5f;            // <arch>.attention.layer_norm_rms_epsilon
+  int n_ctx_train = 0;    // <arch>.context_length
+  int n_vocab = 0;        // <arch>.vocab_size, else token_embd's row count
 
   int n_embd_q() const { return n_head * head_dim; }
   int n_embd_kv() const { return n_head_kv * head_dim; }  // K (and V) values per position
@@ -48,6 +51,9 @@ struct LayerWeights {
   kernels::WeightMatrix wq;          // n_embd_q  x n_embd
   kernels::WeightMatrix wk;          // n_embd_kv x n_embd
   kernels::WeightMatrix wv;          // n_embd_kv x n_embd
+  const float* bq = nullptr;         // [n_embd_q]  biases, bound when arch->qkv_bias, else nullptr
+  const float* bk = nullptr;         // [n_embd_kv]
+  const float* bv = nullptr;         // [n_embd_kv]
   kernels::WeightMatrix wo;          // n_embd    x n_embd_q
   const float* ffn_norm = nullptr;   // [n_embd]
   kernels::WeightMatrix w_gate;      // n_ff   x n_embd
@@ -68,12 +74,14 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const HParams& hparams() const { return hparams_; }
+  const ArchInfo& arch() const { return *hparams_.arch; }
   const gguf::File& file() const { return file_; }
 
   const kernels::WeightMatrix& token_embd() const { return token_embd_; }  // n_vocab x n_embd
   const float* output_norm() const { return output_norm_; }                 // [n_embd]
   const kernels::WeightMatrix& output() const { return output_; }          // n_vocab x n_embd
-  bool output_tied() const { return output_tied_; }  // no output.weight: the LM head is token_embd
+  // No output.weight (and arch().output_may_be_tied): the LM head is token_embd.
+  bool output_tied() const { return output_tied_; }
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
   // rope_freqs.weight (n_rot / 2 F32 divisors of the RoPE angles, Llama 3.1-style scaling), or
   // nullptr when the file has none.

@@ -1,0 +1,112 @@
+// The architectures this engine runs, as one table: each entry's GGUF name (`general.architecture`)
+// and the switches the loader and the forward pass read, plus the GGUF metadata keys and tensor
+// names, so no other file spells an "<arch>." key prefix or "blk.N." itself. Facts (key and tensor names, each
+// architecture's RoPE mode) as in llama.cpp's src/llama-arch.cpp; code our own.
+//
+//   const ArchInfo& a = arch_info(file_arch_name);            // throws Error(Unsupported)
+//   key(a, Key::block_count);                                 // a.name + ".block_count"
+//   tensor_name(Tensor::attn_q, 3);                           // "blk.3.attn_q.weight"
+//   tensor_name(Tensor::attn_q, 3, TensorPart::bias);         // "blk.3.attn_q.bias"
+//
+// Only Llama is in the table for now; a new architecture is a new Arch value, a table row, and
+// whatever its switches need in the loader and the forward pass.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace edgellm::engine {
+
+// The general (unprefixed) key naming the architecture.
+inline constexpr std::string_view kArchitectureKey = "general.architecture";
+
+enum class Arch { llama };
+
+// How RoPE pairs the rotated dimensions of a head.
+enum class RopeMode {
+  Norm,  // adjacent pairs (2i, 2i+1): ggml mode 0 (LLAMA_ROPE_TYPE_NORM); Llama
+  Neox,  // halves (i, i + n_rot/2): ggml mode 2 (NEOX); Qwen2, Gemma, Phi-3
+};
+
+// The activation of the gate in the gated FFN, act(gate(x)) * up(x).
+enum class FfnActivation {
+  Silu,  // SwiGLU; Llama, Qwen2, Phi-3
+  Gelu,  // GeGLU (tanh approximation); Gemma
+};
+
+struct ArchInfo {
+  Arch arch;
+  std::string_view name;  // general.architecture, also the metadata keys' prefix
+  RopeMode rope_mode;
+  FfnActivation ffn_activation;
+  bool qkv_bias;             // blk.N.attn_{q,k,v}.bias are required (Qwen2)
+  bool output_may_be_tied;   // no output.weight: the LM head is token_embd
+  bool embd_scale_sqrt;      // the embedding row is multiplied by sqrt(n_embd) (Gemma)
+  bool fused_qkv;            // one blk.N.attn_qkv instead of attn_q/k/v (Phi-3)
+  bool fused_gate_up;        // blk.N.ffn_up holds gate and up, 2*n_ff rows, no ffn_gate (Phi-3)
+};
+
+// Every architecture this engine runs.
+std::span<const ArchInfo> supported_archs();
+
+const ArchInfo& arch_info(Arch arch);
+// The entry named `name`, or nullptr.
+const ArchInfo* find_arch(std::string_view name);
+// The entry named `name`; throws Error(Unsupported) naming it (escaped) and the supported ones.
+const ArchInfo& arch_info(std::string_view name);
+
+// Per-architecture metadata keys, "<arch>.<suffix>".
+enum class Key {
+  context_length,                    // context_length
+  embedding_length,                  // embedding_length
+  block_count,                       // block_count
+  feed_forward_length,               // feed_forward_length
+  attention_head_count,              // attention.head_count
+  attention_head_count_kv,           // attention.head_count_kv
+  attention_key_length,              // attention.key_length (head_dim when not n_embd/n_head)
+  attention_value_length,            // attention.value_length
+  attention_layer_norm_rms_epsilon,  // attention.layer_norm_rms_epsilon
+  rope_dimension_count,              // rope.dimension_count
+  rope_freq_base,                    // rope.freq_base
+  rope_scaling_type,                 // rope.scaling.type
+  rope_scaling_factor,               // rope.scaling.factor
+  rope_scale_linear,                 // rope.scale_linear (older files)
+  vocab_size,                        // vocab_size
+};
+
+std::string_view key_suffix(Key k);  // "block_count"
+std::string key(const ArchInfo& arch, Key k);  // arch.name + "." + key_suffix(k)
+std::string key(Arch arch, Key k);
+
+// Tensor names. Global tensors take no layer; per-layer ones live under "blk.<layer>.".
+enum class Tensor {
+  token_embd,
+  output_norm,
+  output,
+  rope_freqs,
+  attn_norm,
+  attn_q,
+  attn_k,
+  attn_v,
+  attn_qkv,  // fused Q/K/V (fused_qkv architectures)
+  attn_output,
+  ffn_norm,
+  ffn_gate,
+  ffn_up,
+  ffn_down,
+};
+
+enum class TensorPart { weight, bias };
+
+std::string_view tensor_base_name(Tensor t);  // "attn_q"
+bool is_per_layer(Tensor t);
+// "token_embd.weight", "blk.3.attn_q.weight", "blk.3.attn_q.bias". A per-layer tensor needs
+// layer >= 0 and a global one layer == -1 (std::invalid_argument otherwise: a caller's bug).
+std::string tensor_name(Tensor t, int layer = -1, TensorPart part = TensorPart::weight);
+
+// `s` fit for an error message: bytes outside printable ASCII, and the backslash, as \xNN (so a
+// file's string cannot carry terminal escape sequences into a log), cut after max_bytes with "...".
+std::string printable(std::string_view s, size_t max_bytes = 64);
+
+}  // namespace edgellm::engine

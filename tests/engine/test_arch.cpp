@@ -1,0 +1,201 @@
+// The architecture table (engine/src/arch.hpp): metadata key and tensor names, lookup of
+// general.architecture and the refusal of names not in the table (escaped in the message), and
+// that models written by the synthetic writer still bind through it.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "arch.hpp"
+#include "edgellm/gguf.hpp"
+#include "edgellm/synth.hpp"
+#include "error.hpp"
+#include "model.hpp"
+
+using namespace edgellm;
+using namespace edgellm::engine;
+
+namespace {
+
+// What loading a file with only general.architecture = `name` throws.
+Error load_error_for(const std::string& name) {
+  gguf::Writer w;
+  w.set(std::string(kArchitectureKey), name);
+  const std::vector<uint8_t> bytes = w.to_bytes({});
+  try {
+    Model m(gguf::File::parse(bytes));
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("architecture '" << printable(name) << "' was accepted");
+  return Error(Error::Kind::Format, "");
+}
+
+std::string synth_model(const std::string& name) {
+  const std::string dir = std::string(EDGELLM_TEST_TMP);
+  std::filesystem::create_directories(dir);
+  synth::Options so;
+  so.shape = synth::tiny_shape();
+  so.type = synth::WeightType::Q8_0;
+  so.n_threads = 1;
+  const std::string path = dir + "/" + name;
+  synth::write_model(path, so);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("metadata keys carry the architecture's prefix", "[engine][arch]") {
+  const ArchInfo& llama = arch_info(Arch::llama);
+  CHECK(key(llama, Key::block_count) == "llama.block_count");
+  CHECK(key(Arch::llama, Key::block_count) == "llama.block_count");
+  CHECK(key(llama, Key::context_length) == "llama.context_length");
+  CHECK(key(llama, Key::embedding_length) == "llama.embedding_length");
+  CHECK(key(llama, Key::feed_forward_length) == "llama.feed_forward_length");
+  CHECK(key(llama, Key::attention_head_count) == "llama.attention.head_count");
+  CHECK(key(llama, Key::attention_head_count_kv) == "llama.attention.head_count_kv");
+  CHECK(key(llama, Key::attention_key_length) == "llama.attention.key_length");
+  CHECK(key(llama, Key::attention_value_length) == "llama.attention.value_length");
+  CHECK(key(llama, Key::attention_layer_norm_rms_epsilon) == "llama.attention.layer_norm_rms_epsilon");
+  CHECK(key(llama, Key::rope_dimension_count) == "llama.rope.dimension_count");
+  CHECK(key(llama, Key::rope_freq_base) == "llama.rope.freq_base");
+  CHECK(key(llama, Key::rope_scaling_type) == "llama.rope.scaling.type");
+  CHECK(key(llama, Key::rope_scaling_factor) == "llama.rope.scaling.factor");
+  CHECK(key(llama, Key::rope_scale_linear) == "llama.rope.scale_linear");
+  CHECK(key(llama, Key::vocab_size) == "llama.vocab_size");
+  CHECK(key_suffix(Key::rope_freq_base) == "rope.freq_base");
+}
+
+TEST_CASE("tensor names: global ones bare, per-layer ones under blk.N.", "[engine][arch]") {
+  CHECK(tensor_name(Tensor::token_embd) == "token_embd.weight");
+  CHECK(tensor_name(Tensor::output_norm) == "output_norm.weight");
+  CHECK(tensor_name(Tensor::output) == "output.weight");
+  CHECK(tensor_name(Tensor::rope_freqs) == "rope_freqs.weight");
+  CHECK(tensor_name(Tensor::attn_norm, 0) == "blk.0.attn_norm.weight");
+  CHECK(tensor_name(Tensor::attn_q, 3) == "blk.3.attn_q.weight");
+  CHECK(tensor_name(Tensor::attn_k, 12) == "blk.12.attn_k.weight");
+  CHECK(tensor_name(Tensor::attn_v, 1) == "blk.1.attn_v.weight");
+  CHECK(tensor_name(Tensor::attn_qkv, 1) == "blk.1.attn_qkv.weight");
+  CHECK(tensor_name(Tensor::attn_output, 2) == "blk.2.attn_output.weight");
+  CHECK(tensor_name(Tensor::ffn_norm, 2) == "blk.2.ffn_norm.weight");
+  CHECK(tensor_name(Tensor::ffn_gate, 4) == "blk.4.ffn_gate.weight");
+  CHECK(tensor_name(Tensor::ffn_up, 4) == "blk.4.ffn_up.weight");
+  CHECK(tensor_name(Tensor::ffn_down, 21) == "blk.21.ffn_down.weight");
+  CHECK(tensor_name(Tensor::attn_q, 3, TensorPart::bias) == "blk.3.attn_q.bias");
+  CHECK(tensor_name(Tensor::attn_k, 0, TensorPart::bias) == "blk.0.attn_k.bias");
+  CHECK(tensor_name(Tensor::attn_v, 7, TensorPart::bias) == "blk.7.attn_v.bias");
+  CHECK(tensor_base_name(Tensor::ffn_gate) == "ffn_gate");
+  CHECK(is_per_layer(Tensor::attn_q));
+  CHECK_FALSE(is_per_layer(Tensor::token_embd));
+  // A layer where none belongs, or none where one does, is the caller's bug.
+  CHECK_THROWS_AS(tensor_name(Tensor::attn_q), std::invalid_argument);
+  CHECK_THROWS_AS(tensor_name(Tensor::attn_q, -2), std::invalid_argument);
+  CHECK_THROWS_AS(tensor_name(Tensor::token_embd, 0), std::invalid_argument);
+}
+
+TEST_CASE("llama's entry and lookup by general.architecture", "[engine][arch]") {
+  REQUIRE(supported_archs().size() == 1);
+  const ArchInfo* found = find_arch("llama");
+  REQUIRE(found != nullptr);
+  CHECK(found == &arch_info(Arch::llama));
+  CHECK(&arch_info(std::string_view("llama")) == found);
+  CHECK(found->arch == Arch::llama);
+  CHECK(found->name == "llama");
+  CHECK(found->rope_mode == RopeMode::Norm);
+  CHECK(found->ffn_activation == FfnActivation::Silu);
+  CHECK_FALSE(found->qkv_bias);
+  CHECK(found->output_may_be_tied);
+  CHECK_FALSE(found->embd_scale_sqrt);
+  CHECK_FALSE(found->fused_qkv);
+  CHECK_FALSE(found->fused_gate_up);
+  CHECK(find_arch("Llama") == nullptr);  // names are exact, as llama.cpp compares them
+  CHECK(find_arch("") == nullptr);
+}
+
+TEST_CASE("an architecture not in the table is refused, its name escaped", "[engine][arch]") {
+  {
+    const Error e = load_error_for("gpt2");
+    CHECK(e.kind() == Error::Kind::Unsupported);
+    const std::string msg = e.what();
+    CHECK(msg.find("architecture 'gpt2'") != std::string::npos);
+    CHECK(msg.find("'llama'") != std::string::npos);  // the supported ones are listed
+  }
+  {
+    // A terminal escape sequence (red text, clear screen) and a NUL in the file's string.
+    const std::string hostile = std::string("qwen\x1b[31m\x1b[2J") + '\0' + "x\\";
+    const Error e = load_error_for(hostile);
+    CHECK(e.kind() == Error::Kind::Unsupported);
+    const std::string msg = e.what();
+    CHECK(msg.find('\x1b') == std::string::npos);
+    CHECK(msg.find('\0') == std::string::npos);
+    CHECK(msg.find("architecture 'qwen\\x1b[31m\\x1b[2J\\x00x\\x5c'") != std::string::npos);
+  }
+  {
+    // A huge name is cut, not copied whole into the message.
+    const Error e = load_error_for(std::string(100000, 'a'));
+    CHECK(std::string(e.what()).size() < 300);
+    CHECK(std::string(e.what()).find(std::string(64, 'a') + "...'") != std::string::npos);
+  }
+  CHECK_THROWS_AS(arch_info(std::string_view("mamba")), Error);
+}
+
+TEST_CASE("printable escapes every byte outside printable ASCII", "[engine][arch]") {
+  CHECK(printable("llama-3 ok") == "llama-3 ok");
+  CHECK(printable(std::string_view("\x01\x7f\x80\xff", 4)) == "\\x01\\x7f\\x80\\xff");
+  CHECK(printable("caf\xc3\xa9") == "caf\\xc3\\xa9");  // UTF-8 too: C1 controls are escapes
+  CHECK(printable("a\\b") == "a\\x5cb");              // so an escaped name reads unambiguously
+  CHECK(printable("abcdef", 3) == "abc...");
+  CHECK(printable("abc", 3) == "abc");
+}
+
+TEST_CASE("a synthetic Llama model binds through the table", "[engine][arch]") {
+  const synth::Shape shape = synth::tiny_shape();
+  const std::string path = synth_model("arch-q8_0.gguf");
+  const Model model = Model::load(path);
+  const HParams& hp = model.hparams();
+  REQUIRE(hp.arch != nullptr);
+  CHECK(hp.arch == &arch_info(Arch::llama));
+  CHECK(&model.arch() == hp.arch);
+  CHECK(hp.n_layer == shape.n_layers);
+  CHECK(hp.n_embd == shape.n_embd);
+  CHECK(hp.n_ff == shape.n_ff);
+  CHECK(hp.n_head == shape.n_heads);
+  CHECK(hp.n_head_kv == shape.n_kv_heads);
+  CHECK(hp.n_rot == shape.n_embd / shape.n_heads);
+  CHECK(hp.n_ctx_train == shape.n_ctx);
+  CHECK(hp.n_vocab == shape.n_vocab);
+  CHECK_FALSE(model.output_tied());
+  for (int i = 0; i < hp.n_layer; ++i) {
+    const LayerWeights& L = model.layer(i);
+    CHECK(L.wq.rows == hp.n_embd_q());
+    CHECK(L.wk.rows == hp.n_embd_kv());
+    CHECK(L.w_down.cols == hp.n_ff);
+    // Llama has no Q/K/V biases.
+    CHECK(L.bq == nullptr);
+    CHECK(L.bk == nullptr);
+    CHECK(L.bv == nullptr);
+  }
+
+  // The same file without output.weight: llama's LM head falls back to token_embd.
+  const gguf::File& src = model.file();
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : src.metadata()) w.set(kv.key, kv.value);
+  std::vector<std::span<const uint8_t>> spans;
+  uint64_t dropped_bytes = 0;
+  for (const gguf::TensorInfo& t : src.tensors()) {
+    if (t.name == tensor_name(Tensor::output)) {
+      dropped_bytes = t.n_bytes;
+      continue;
+    }
+    w.add_tensor(t.name, t.type, std::span<const uint64_t>(t.ne, t.n_dims));
+    spans.emplace_back(t.data, t.n_bytes);
+  }
+  REQUIRE(dropped_bytes > 0);
+  const std::vector<uint8_t> bytes = w.to_bytes(spans);
+  const Model tied(gguf::File::parse(bytes));
+  CHECK(tied.output_tied());
+  CHECK(tied.output().data == tied.token_embd().data);
+  CHECK(tied.weight_bytes() == model.weight_bytes() - dropped_bytes);
+}
