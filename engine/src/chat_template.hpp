@@ -25,17 +25,13 @@
 
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace edgellm {
+#include "error.hpp"  // ChatTemplateError
 
-class ChatTemplateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace edgellm {
 
 enum class ChatFormat {
   ChatML,

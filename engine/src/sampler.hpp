@@ -18,17 +18,12 @@
 #include <cstdint>
 #include <deque>
 #include <span>
-#include <stdexcept>
 #include <vector>
 
 #include "edgellm/kernels/rng.hpp"
+#include "error.hpp"  // SamplerError
 
 namespace edgellm {
-
-class SamplerError : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
-};
 
 struct SamplerParams {
   float temperature = 0.8f;      // 0: greedy; must be >= 0

@@ -309,8 +309,9 @@ struct Tokenizer::Impl {
 
   void check_id(int32_t id) const {
     if (id < 0 || id >= n()) {
-      throw TokenizerError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                           std::to_string(n() - 1) + ")");
+      throw TokenizerError("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                               std::to_string(n()) + ")",
+                           Error::Kind::InvalidArgument);
     }
   }
 
@@ -743,12 +744,12 @@ size_t utf8_complete_prefix(std::string_view s) {
   return n_cont + 1 < need ? i - 1 : s.size();
 }
 
-StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special)
-    : tok_(&tokenizer), special_(special) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special, bool starts_text)
+    : tok_(&tokenizer), special_(special), starts_text_(starts_text) {}
 
 std::string StreamDecoder::push(int32_t id) {
   std::string_view piece = tok_->token_to_piece(id, special_);
-  if (first_ && tok_->add_space_prefix() && !piece.empty() && piece[0] == ' ') {
+  if (first_ && starts_text_ && tok_->add_space_prefix() && !piece.empty() && piece[0] == ' ') {
     piece.remove_prefix(1);
   }
   first_ = false;

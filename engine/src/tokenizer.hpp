@@ -21,21 +21,17 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "error.hpp"  // TokenizerError
 
 namespace edgellm::gguf {
 class File;
 }
 
 namespace edgellm {
-
-class TokenizerError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // Token kinds, numbered as in GGUF's `tokenizer.ggml.token_type` (and llama.cpp's
 // llama_token_type). A value outside 0..6 in a file reads as Undefined.
@@ -127,13 +123,16 @@ class Tokenizer {
 };
 
 // Turns a stream of ids into text without ever splitting a UTF-8 character: bytes of a character
-// that is not complete yet are held back until the token that completes it. The concatenation of
+// that is not complete yet are held back until the token that completes it. The one streaming
+// decoder of the library (edgellm_generate's text goes through it too). The concatenation of
 // every push() and the final flush() equals Tokenizer::decode of all the ids, except that the
 // clean_spaces rules (BPE) are not applied: like llama.cpp's streaming output, it is the pieces
-// as they are. Keeps a reference to the tokenizer, which must outlive it.
+// as they are. starts_text = false: the ids continue earlier text (generation after a prompt), so
+// the first piece keeps its leading space, which decode() would drop. Keeps a reference to the
+// tokenizer, which must outlive it.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tokenizer, bool special = false);
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool special = false, bool starts_text = true);
 
   std::string push(int32_t id);  // text that is complete now (maybe empty)
   std::string flush();           // whatever is held back (a truncated character), then reset
@@ -142,6 +141,7 @@ class StreamDecoder {
  private:
   const Tokenizer* tok_;
   bool special_;
+  bool starts_text_;
   bool first_ = true;
   std::string pending_;
 };

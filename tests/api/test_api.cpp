@@ -204,6 +204,9 @@ TEST_CASE("bad context arguments give a status and a message", "[api]") {
   cp.n_threads = -1;
   CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
   CHECK(last_error().find("n_threads") != std::string::npos);
+  cp.n_threads = 5000;
+  CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("n_threads") != std::string::npos);
   cp = edgellm_context_default_params();
   cp.kv_type = static_cast<edgellm_kv_type>(7);
   CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
@@ -433,6 +436,12 @@ TEST_CASE("tokenize: buffers, size query, round trip, token ids", "[api]") {
   }
   CHECK(joined == " " + text);
   CHECK(edgellm_token_to_piece(l.model, 512, false, buf.data(), buf.size(), &len) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("512") != std::string::npos);
+  const edgellm_token with_bad[2] = {100, -7};
+  CHECK(edgellm_detokenize(l.model, with_bad, 2, false, buf.data(), buf.size(), &len) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("-7") != std::string::npos);
+  CHECK(edgellm_detokenize(l.model, tokens.data(), -1, false, buf.data(), buf.size(), &len) ==
+        EDGELLM_ERR_INVALID_ARGUMENT);
   CHECK(edgellm_token_to_piece(l.model, 1, true, buf.data(), buf.size(), &len) == EDGELLM_OK);
   CHECK(std::string(buf.data(), len) == "<s>");
   CHECK(edgellm_tokenize(l.model, nullptr, 3, true, false, tokens.data(), n, &n) == EDGELLM_ERR_INVALID_ARGUMENT);
@@ -696,6 +705,7 @@ TEST_CASE("sampler: checked parameters, seeds reproduce, top-k 1 is greedy", "[a
   edgellm_token t;
   CHECK(edgellm_sampler_sample(g, nullptr, -1, &t) == EDGELLM_ERR_INVALID_ARGUMENT);
   CHECK(edgellm_sampler_accept(g, 9999) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("9999") != std::string::npos);
   edgellm_sampler_free(g);
 }
 
@@ -711,6 +721,12 @@ TEST_CASE("chat template: a named template, and a clear error without one", "[ap
   CHECK(last_error().find("template") != std::string::npos);
   CHECK(edgellm_chat_apply_template(l.model, "chatml", nullptr, 2, true, buf.data(), buf.size(), &len) ==
         EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(edgellm_chat_apply_template(l.model, "{{ no known format }}", msgs, 2, true, buf.data(), buf.size(), &len) ==
+        EDGELLM_ERR_UNSUPPORTED);
+  CHECK(last_error().find("unsupported chat template") != std::string::npos);
+  CHECK(edgellm_chat_apply_template(l.model, "chatml", msgs, 2, true, buf.data(), 4, &len) ==
+        EDGELLM_ERR_BUFFER_TOO_SMALL);
+  CHECK(len > 4);
 }
 
 TEST_CASE("logging: silent by default, a callback gets lines, nothing goes to stdout", "[api]") {

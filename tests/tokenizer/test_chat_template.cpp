@@ -102,6 +102,7 @@ TEST_CASE("names, fallback and errors", "[chat]") {
     resolve_chat_format(phi3);
   } catch (const ChatTemplateError& e) {
     const std::string what = e.what();
+    CHECK(e.kind() == edgellm::Error::Kind::Unsupported);  // the C API's EDGELLM_ERR_UNSUPPORTED
     CHECK(what.find("unsupported chat template") != std::string::npos);
     CHECK(what.find("chatml") != std::string::npos);  // says what is supported
   }

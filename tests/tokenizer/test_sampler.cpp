@@ -178,6 +178,12 @@ TEST_CASE("penalties change the logits as llama.cpp specifies", "[sampler]") {
   CHECK(off.sample(logits) == 4);
   CHECK_THROWS_AS(off.accept(5), SamplerError);
   CHECK_THROWS_AS(off.accept(-1), SamplerError);
+  try {
+    off.accept(5);
+    FAIL("no exception");
+  } catch (const edgellm::Error& e) {  // one family: the C API maps the kind to its status
+    CHECK(e.kind() == edgellm::Error::Kind::InvalidArgument);
+  }
 }
 
 TEST_CASE("top-k keeps the k best, sorted", "[sampler]") {

@@ -245,6 +245,14 @@ TEST_CASE("llama-spm vocab: metadata and special tokens", "[tokenizer][spm]") {
   CHECK_THROWS_AS(tok.token_to_piece(32000), TokenizerError);
   CHECK_THROWS_AS(tok.token_to_piece(-1), TokenizerError);
   CHECK_THROWS_AS(tok.decode(std::vector<int32_t>{5, 40000}), TokenizerError);
+  // One exception family: a bad id is the caller's mistake (the C API's INVALID_ARGUMENT).
+  try {
+    tok.token_to_piece(32000);
+    FAIL("no exception");
+  } catch (const edgellm::Error& e) {
+    CHECK(e.kind() == edgellm::Error::Kind::InvalidArgument);
+    CHECK(std::string(e.what()).find("32000") != std::string::npos);
+  }
 }
 
 TEST_CASE("special tokens: BOS/EOS flags and parse_special", "[tokenizer][spm]") {
@@ -317,6 +325,19 @@ TEST_CASE("streaming holds back a split character until it is complete", "[token
   CHECK(cut.push(ids[0]) == "a");
   CHECK(cut.push(ids[1]).empty());
   CHECK(cut.flush() == "\xF0");
+
+  // Text that starts here drops the first piece's leading space (as decode() does); text that
+  // continues earlier text (generation after a prompt) keeps it.
+  const auto words = tok.encode("Hello world", false, false);
+  REQUIRE(tok.token_to_piece(words[0]).front() == ' ');
+  StreamDecoder starts(tok), continues(tok, /*special=*/false, /*starts_text=*/false);
+  std::string started, continued;
+  for (int32_t id : words) {
+    started += starts.push(id);
+    continued += continues.push(id);
+  }
+  CHECK(started == "Hello world");
+  CHECK(continued == " Hello world");
 
   // SPM cannot tell a "▁" in the text from a space (llama.cpp neither): it decodes as a space.
   CHECK(tok.decode(tok.encode("a▁b", false, false)) == "a b");

@@ -1,0 +1,88 @@
+#include "describe.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "edgellm/dtype.hpp"
+#include "edgellm/gguf.hpp"
+#include "model.hpp"
+
+namespace edgellm::engine {
+
+namespace {
+
+// llama.cpp's size class for a Llama-family layer count ("1B"), "?B" when it has none.
+std::string size_class(int n_layer, int n_vocab, int n_head, int n_head_kv) {
+  switch (n_layer) {
+    case 16: case 22: return "1B";
+    case 26: case 28: return "3B";
+    case 30: return "256M";
+    case 32: return n_vocab == 49152 ? "3B" : (n_vocab < 40000 ? "7B" : "8B");
+    case 36: return "8B";
+    case 40: return "13B";
+    case 48: return "34B";
+    case 60: return "30B";
+    case 80: return n_head == n_head_kv ? "65B" : "70B";
+    default: return "?B";
+  }
+}
+
+// llama.cpp's names of general.file_type values ("Q4_K - Medium").
+std::string file_type_name(uint32_t ft) {
+  switch (ft) {
+    case 0: return "all F32";
+    case 1: return "F16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 10: return "Q2_K - Medium";
+    case 11: return "Q3_K - Small";
+    case 12: return "Q3_K - Medium";
+    case 13: return "Q3_K - Large";
+    case 14: return "Q4_K - Small";
+    case 15: return "Q4_K - Medium";
+    case 16: return "Q5_K - Small";
+    case 17: return "Q5_K - Medium";
+    case 18: return "Q6_K";
+    case 32: return "BF16";
+    default: return "unknown type " + std::to_string(ft);
+  }
+}
+
+// Without general.file_type, llama.cpp names the file after its most common weight type.
+uint32_t guess_file_type(const gguf::File& f) {
+  std::vector<uint64_t> count(64, 0);
+  for (const auto& t : f.tensors())
+    if (t.n_dims >= 2 && static_cast<uint32_t>(t.type) < count.size()) ++count[static_cast<uint32_t>(t.type)];
+  const auto most = static_cast<uint32_t>(std::max_element(count.begin(), count.end()) - count.begin());
+  const auto info = dtype_info(most);
+  return info && info->file_type >= 0 ? static_cast<uint32_t>(info->file_type) : 1000 + most;
+}
+
+}  // namespace
+
+ModelDescription describe_model(const gguf::File& f, const HParams& hp) {
+  ModelDescription d;
+  d.architecture = f.get_or<std::string>("general.architecture", "");
+  for (const auto& t : f.tensors()) {
+    d.size_bytes += t.n_bytes;
+    d.n_params += t.n_elements();
+  }
+  // A decoded token reads one row of the embedding table, unless the table is also the output
+  // matrix (no output.weight), which reads it all.
+  d.decode_bytes = d.size_bytes;
+  const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (embd && f.find_tensor("output.weight") && embd->ne[1] > 0)
+    d.decode_bytes = d.size_bytes - embd->n_bytes + embd->n_bytes / embd->ne[1];
+  if (const auto* v = f.find("tokenizer.chat_template"); v && v->type() == gguf::ValueType::STRING)
+    d.chat_template = v->as<std::string>();
+  const auto ft = f.find("general.file_type");
+  const uint32_t file_type = ft && ft->type() == gguf::ValueType::U32 ? ft->as<uint32_t>() : guess_file_type(f);
+  d.description = d.architecture + " " + size_class(hp.n_layer, hp.n_vocab, hp.n_head, hp.n_head_kv) + " " +
+                  file_type_name(file_type);
+  return d;
+}
+
+}  // namespace edgellm::engine
