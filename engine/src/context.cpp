@@ -8,9 +8,10 @@
 //     xb = rmsnorm(x, ffn_norm);   x += (silu(xb @ Wgate) * (xb @ Wup)) @ Wdown
 //   logits = rmsnorm(x, output_norm) @ Woutput
 //
-// done for a batch of n tokens at once: every row-wise step runs per row, every matmul takes all
-// n rows (one Activations quantization shared by Q/K/V and by gate/up). With n == 1 (decode) the
-// matmuls are GEMVs, with n > 1 (prefill) GEMMs.
+// done for a batch of n tokens at once, as a sequence of backend ops (backend.hpp) written once
+// for every backend: every row-wise op runs per row, every matmul takes all n rows (one
+// quantization of its input shared by Q/K/V and by gate/up). With n == 1 (decode) the matmuls
+// are GEMVs, with n > 1 (prefill) GEMMs: the kernels' matmul() picks, per weight type.
 #include "context.hpp"
 
 #include <algorithm>
@@ -18,14 +19,10 @@
 #include <cmath>
 #include <string>
 
-#include "edgellm/kernels/ops.hpp"
+#include "backend_cpu.hpp"
 #include "error.hpp"
 
 namespace edgellm::engine {
-
-using kernels::matmul;
-using kernels::MatmulOut;
-using kernels::ThreadPool;
 
 namespace {
 
@@ -47,7 +44,6 @@ ContextOptions checked(const Model& model, ContextOptions o) {
   if (o.n_threads == 0) o.n_threads = kernels::physical_core_count();
   if (o.n_threads > 1024) throw Error(Error::Kind::InvalidArgument, "context: n_threads > 1024");
   if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
-  if (!o.kernels) o.kernels = &kernels::active_kernels();
   return o;
 }
 
@@ -56,29 +52,39 @@ ContextOptions checked(const Model& model, ContextOptions o) {
 Context::Context(const Model& model, const ContextOptions& options)
     : model_(model),
       options_(checked(model, options)),
-      ks_(*options_.kernels),
-      pool_(std::make_unique<ThreadPool>(options_.n_threads)),
+      backend_(make_backend(options_.backend, {options_.n_threads, options_.kernels})),
       kv_(model.hparams().n_layer, options_.n_ctx, model.hparams().n_head_kv, model.hparams().head_dim,
           options_.kv_type) {
   const HParams& hp = model_.hparams();
-  const size_t nb = sz(options_.n_batch);
-  x_.resize(nb * sz(hp.n_embd));
-  xb_.resize(nb * sz(hp.n_embd));
-  xb2_.resize(nb * sz(hp.n_embd));
-  q_.resize(nb * sz(hp.n_embd_q()));
-  k_.resize(nb * sz(hp.n_embd_kv()));
-  v_.resize(nb * sz(hp.n_embd_kv()));
-  att_.resize(nb * sz(hp.n_embd_q()));
-  hb_.resize(nb * sz(hp.n_ff));
-  hb2_.resize(nb * sz(hp.n_ff));
-  rope_.resize(nb * sz(hp.n_rot));
-  scores_.resize(sz(options_.n_threads) * sz(hp.n_head / hp.n_head_kv) * sz(options_.n_ctx));
-  logits_.resize((options_.logits_all ? nb : 1) * sz(hp.n_vocab));
+  // The forward pass's buffers, n_batch rows each (widths as the shape comments in forward()).
+  ActShapes shapes;
+  shapes.rows = options_.n_batch;
+  auto width = [&](ActBuf b, int64_t w) { shapes.width[static_cast<size_t>(b)] = w; };
+  width(ActBuf::x, hp.n_embd);
+  width(ActBuf::xb, hp.n_embd);
+  width(ActBuf::xb2, hp.n_embd);
+  width(ActBuf::q, hp.n_embd_q());
+  width(ActBuf::k, hp.n_embd_kv());
+  width(ActBuf::v, hp.n_embd_kv());
+  width(ActBuf::att, hp.n_embd_q());
+  width(ActBuf::gate, hp.n_ff);
+  width(ActBuf::up, hp.n_ff);
+  const gguf::File& f = model_.file();
+  backend_->map_weights(f.image().data(), f.image().size());
+  backend_->alloc_activations(shapes);
+  backend_->alloc_kv(kv_.layout());
+  backend_->set_rope({hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, model_.rope_freqs()});
+  logits_.resize((options_.logits_all ? sz(options_.n_batch) : 1) * sz(hp.n_vocab));
 }
 
 Context::~Context() = default;
 
-int Context::n_threads() const { return pool_->size(); }
+int Context::n_threads() const { return backend_->n_threads(); }
+
+const kernels::KernelSet* Context::cpu_kernels() const {
+  const auto* cpu = dynamic_cast<const CpuBackend*>(backend_.get());
+  return cpu ? &cpu->kernels() : nullptr;
+}
 
 // ---- The one place that chooses the path ----------------------------------------------------------
 
@@ -162,85 +168,47 @@ void Context::truncate(int n_past) {
 
 void Context::forward(const int32_t* tokens, int n, int logits_from, float* logits) {
   const HParams& hp = model_.hparams();
+  Backend& be = *backend_;
   const int pos0 = kv_.n_past();
-  const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv(), F = hp.n_ff;
-  float *x = x_.data(), *xb = xb_.data(), *xb2 = xb2_.data();
+  using B = ActBuf;
 
-  for (int i = 0; i < n; ++i) model_.embed(tokens[i], x + i * E, ks_);
-  // RoPE angles of each row's position, shared by every layer.
-  for (int i = 0; i < n; ++i)
-    kernels::rope_norm_cos_sin(pos0 + i, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale,
-                               &rope_[sz(i) * sz(hp.n_rot)], model_.rope_freqs());
+  be.begin(n, pos0);
+  be.embed(model_.token_embd(), tokens, B::x);  // x[n][E]
 
   for (int l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& L = model_.layer(l);
 
     // Attention block.
-    for (int i = 0; i < n; ++i) kernels::rms_norm(x + i * E, L.attn_norm, xb + i * E, E, hp.rms_eps);
-    act_.reset(xb, n, E);
-    const MatmulOut qkv[] = {{&L.wq, q_.data(), Q}, {&L.wk, k_.data(), KV}, {&L.wv, v_.data(), KV}};
-    matmul(ks_, *pool_, qkv, act_);
-    for (int i = 0; i < n; ++i) {
-      const float* cs = &rope_[sz(i) * sz(hp.n_rot)];
-      kernels::rope_norm_with(&q_[sz(i * Q)], hp.n_head, hp.head_dim, hp.n_rot, cs);
-      kernels::rope_norm_with(&k_[sz(i * KV)], hp.n_head_kv, hp.head_dim, hp.n_rot, cs);
-      kv_.store(l, pos0 + i, &k_[sz(i * KV)], &v_[sz(i * KV)]);
-    }
-    attention(l, n, pos0);
-    act_.reset(att_.data(), n, Q);
-    matmul(ks_, *pool_, L.wo, act_, xb2, E);
-    kernels::add(x, xb2, x, n * E);
+    be.rms_norm(B::x, 0, n, L.attn_norm, hp.rms_eps, B::xb);                    // xb[n][E]
+    const MatmulTo qkv[] = {{&L.wq, B::q}, {&L.wk, B::k}, {&L.wv, B::v}};
+    be.matmul(B::xb, 0, n, qkv);      // q[n][Q] = xb Wq^T;  k, v[n][KV] = xb Wk^T, xb Wv^T
+    be.rope(B::q, hp.n_head);
+    be.rope(B::k, hp.n_head_kv);
+    be.kv_store(l, B::k, B::v);                                                 // cache[pos0 ..]
+    be.attention(l, hp.n_head, B::q, B::att);                                  // att[n][Q]
+    const MatmulTo wo[] = {{&L.wo, B::xb2}};
+    be.matmul(B::att, 0, n, wo);      // xb2[n][E] = att Wo^T
+    be.add(B::x, B::xb2, B::x);
 
     // Feed-forward block (SwiGLU).
-    for (int i = 0; i < n; ++i) kernels::rms_norm(x + i * E, L.ffn_norm, xb + i * E, E, hp.rms_eps);
-    act_.reset(xb, n, E);
-    const MatmulOut gate_up[] = {{&L.w_gate, hb_.data(), F}, {&L.w_up, hb2_.data(), F}};
-    matmul(ks_, *pool_, gate_up, act_);
-    ks_.silu_mul(hb_.data(), hb2_.data(), hb_.data(), n * F);
-    act_.reset(hb_.data(), n, F);
-    matmul(ks_, *pool_, L.w_down, act_, xb2, E);
-    kernels::add(x, xb2, x, n * E);
+    be.rms_norm(B::x, 0, n, L.ffn_norm, hp.rms_eps, B::xb);
+    const MatmulTo gate_up[] = {{&L.w_gate, B::gate}, {&L.w_up, B::up}};
+    be.matmul(B::xb, 0, n, gate_up);  // gate, up[n][F] = xb Wgate^T, xb Wup^T
+    be.silu_mul(B::gate, B::up, B::gate);
+    const MatmulTo down[] = {{&L.w_down, B::xb2}};
+    be.matmul(B::gate, 0, n, down);   // xb2[n][E] = gate Wdown^T
+    be.add(B::x, B::xb2, B::x);
   }
-  // The positions are in the cache now.
-  kv_.set_n_past(pos0 + n);
 
   // Final norm and LM head, for rows logits_from .. n-1 only.
   const int rows = n - logits_from;
-  if (rows <= 0) return;
-  for (int i = 0; i < rows; ++i)
-    kernels::rms_norm(x + (logits_from + i) * E, model_.output_norm(), xb + i * E, E, hp.rms_eps);
-  act_.reset(xb, rows, E);
-  matmul(ks_, *pool_, model_.output(), act_, logits, hp.n_vocab);
-}
-
-// att[i][h] = softmax(q[i][h] . K[0 .. pos0+i] / sqrt(head_dim)) . V[0 .. pos0+i]: row i sees the
-// cache and the batch's rows up to itself (the causal mask). The query heads sharing a KV head
-// (GQA) are adjacent in q, so one item (row, KV head, run of those query heads) computes their
-// scores and outputs as two small matmuls over the cache. A group is split into runs only when
-// there would be fewer items than threads (decode with few KV heads). Items are dealt to the
-// threads in turn, so the long rows at the end of a prefill batch are spread over all of them.
-void Context::attention(int layer, int n, int pos0) {
-  const HParams& hp = model_.hparams();
-  const int group = hp.n_head / hp.n_head_kv;
-  const int64_t Q = hp.n_embd_q(), ld = kv_.n_ctx();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  const int64_t n_groups = int64_t{n} * hp.n_head_kv;
-  const int runs = static_cast<int>(std::min<int64_t>(group, (pool_->size() + n_groups - 1) / n_groups));
-  const int run_len = (group + runs - 1) / runs;
-  pool_->run([&](int ith, int nth) {
-    float* scores = &scores_[sz(ith) * sz(group) * sz(ld)];  // [group][n_ctx]
-    for (int64_t j = ith; j < n_groups * runs; j += nth) {
-      const int64_t item = j / runs;
-      const int i = static_cast<int>(item / hp.n_head_kv), g = static_cast<int>(item % hp.n_head_kv);
-      const int h0 = static_cast<int>(j % runs) * run_len, nq = std::min(run_len, group - h0);
-      if (nq <= 0) continue;
-      const int n_pos = pos0 + i + 1;
-      const int64_t first = i * Q + (int64_t{g} * group + h0) * hp.head_dim;  // first query head
-      kv_.k_dots(ks_, layer, g, &q_[sz(first)], nq, n_pos, scores, ld);
-      for (int h = 0; h < nq; ++h) ks_.softmax_scaled(scores + h * ld, n_pos, scale);
-      kv_.v_weighted_sum(ks_, layer, g, scores, nq, ld, n_pos, &att_[sz(first)]);
-    }
-  });
+  if (rows > 0) {
+    be.rms_norm(B::x, logits_from, rows, model_.output_norm(), hp.rms_eps, B::xb);
+    be.lm_head(model_.output(), B::xb, logits_from, rows, logits);  // logits[rows][V] = xb Wout^T
+  }
+  be.finish();
+  // The positions are in the cache now.
+  kv_.set_n_past(pos0 + n);
 }
 
 }  // namespace edgellm::engine

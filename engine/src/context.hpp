@@ -1,5 +1,6 @@
-// An inference context: a KV cache, a persistent thread pool and scratch buffers (all allocated
-// once) for running a Model over tokens.
+// An inference context: a backend (the device the forward pass runs on, with its buffers and the
+// KV cache memory, all allocated once) and the KV cache's positions, for running a Model over
+// tokens.
 //
 //   auto model = edgellm::engine::Model::load("stories260K.gguf");
 //   edgellm::engine::Context ctx(model, {.n_ctx = 256});
@@ -17,9 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "backend.hpp"
 #include "edgellm/kernels/dispatch.hpp"
-#include "edgellm/kernels/matmul.hpp"
-#include "edgellm/kernels/thread_pool.hpp"
 #include "kv_cache.hpp"
 #include "model.hpp"
 
@@ -75,7 +75,9 @@ class Context {
   int n_vocab() const { return model_.hparams().n_vocab; }
   bool logits_all() const { return options_.logits_all; }
   const Model& model() const { return model_; }
-  const kernels::KernelSet& kernels() const { return ks_; }
+  const Backend& backend() const { return *backend_; }
+  // The CPU backend's kernel table, nullptr on another backend.
+  const kernels::KernelSet* cpu_kernels() const;
   const KvCache& kv_cache() const { return kv_; }
 
   // Forget the whole cache / every position >= n_past (0 <= n_past <= n_past()). Drops logits.
@@ -91,27 +93,11 @@ class Context {
   // The forward pass of n (<= n_batch) tokens at positions n_past() onwards (which it then adds
   // to the cache); writes the logits of rows logits_from .. n-1 to `logits` (none if n).
   void forward(const int32_t* tokens, int n, int logits_from, float* logits);
-  void attention(int layer, int n, int pos0);
 
   const Model& model_;
   ContextOptions options_;
-  const kernels::KernelSet& ks_;
-  std::unique_ptr<kernels::ThreadPool> pool_;
+  std::unique_ptr<Backend> backend_;
   KvCache kv_;
-  kernels::Activations act_;
-
-  // Scratch, allocated once for n_batch rows.
-  std::vector<float> x_;       // residual stream   [n_batch][n_embd]
-  std::vector<float> xb_;      // normed input      [n_batch][n_embd]
-  std::vector<float> xb2_;     // projection output [n_batch][n_embd]
-  std::vector<float> q_;       // queries           [n_batch][n_embd_q]
-  std::vector<float> k_;       // keys              [n_batch][n_embd_kv]
-  std::vector<float> v_;       // values            [n_batch][n_embd_kv]
-  std::vector<float> att_;     // attention output  [n_batch][n_embd_q]
-  std::vector<float> hb_;      // FFN gate          [n_batch][n_ff]
-  std::vector<float> hb2_;     // FFN up            [n_batch][n_ff]
-  std::vector<float> rope_;    // cos/sin per row   [n_batch][n_rot]
-  std::vector<float> scores_;  // per thread        [n_threads][n_head / n_head_kv][n_ctx]
   std::vector<float> logits_;  // [rows kept][n_vocab]
   int n_logits_ = 0;  // rows in logits_ from the last eval
   int n_eval_ = 0;    // tokens in the last eval

@@ -1,5 +1,6 @@
-// The KV cache: for every layer, the keys and values of every position seen so far, allocated once
-// for n_ctx positions.
+// The KV cache as the engine sees it: where every layer's keys and values go (KvLayout) and how many
+// positions are filled (KvCache). The memory itself belongs to the backend (Backend::alloc_kv),
+// and so does the attention math over it.
 //
 // Layout per layer and KV head (head_dim values per position):
 //   K: [n_ctx / 32][head_dim][32]   transposed in blocks of 32 positions, so the scores of the
@@ -10,29 +11,54 @@
 //                          decode attention at depth 1024);
 //   V: [n_ctx][head_dim]   so their outputs are the k-major product weights . V (k = positions).
 // Both products convert each cached element once for every query head of the group and need no
-// horizontal sums. Elements are F16 (default, as llama.cpp) or F32.
+// horizontal sums. Elements are F16 (default, as llama.cpp) or F32. Per layer: the K blocks of
+// every head, then their V blocks.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
-
-#include "edgellm/kernels/dispatch.hpp"
 
 namespace edgellm::engine {
 
 enum class KvType { F16, F32 };
 
+struct KvLayout {
+  static constexpr int kKeyBlock = 32;  // positions per K^T block
+
+  int n_layer = 0, n_ctx = 0, n_head_kv = 0, head_dim = 0;
+  KvType type = KvType::F16;
+
+  size_t elem_bytes() const { return type == KvType::F16 ? 2 : 4; }
+  // One head's K (or V) region: n_ctx rounded up to whole K^T blocks.
+  size_t head_bytes() const {
+    return size_t((n_ctx + kKeyBlock - 1) / kKeyBlock * kKeyBlock) * size_t(head_dim) * elem_bytes();
+  }
+  size_t bytes() const { return size_t(2) * size_t(n_layer) * size_t(n_head_kv) * head_bytes(); }
+  size_t k_offset(int layer, int kv_head) const {  // [n_ctx / 32][head_dim][32]
+    return (size_t(layer) * 2 * size_t(n_head_kv) + size_t(kv_head)) * head_bytes();
+  }
+  size_t v_offset(int layer, int kv_head) const {  // [n_ctx][head_dim]
+    return (size_t(layer) * 2 * size_t(n_head_kv) + size_t(n_head_kv) + size_t(kv_head)) * head_bytes();
+  }
+  // Element index of (pos, d) in a head's K region: column pos % 32 of K^T block pos / 32.
+  static size_t k_index(int pos, int d, int head_dim) {
+    return size_t(pos / kKeyBlock) * size_t(head_dim) * kKeyBlock + size_t(d) * kKeyBlock + size_t(pos % kKeyBlock);
+  }
+  size_t k_block_bytes() const { return size_t(head_dim) * kKeyBlock * elem_bytes(); }
+};
+
 class KvCache {
  public:
+  // Throws edgellm::Error(InvalidArgument) unless every count is > 0.
   KvCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, KvType type);
 
-  int n_ctx() const { return n_ctx_; }
-  int n_layer() const { return n_layer_; }
-  int n_head_kv() const { return n_head_kv_; }
-  int head_dim() const { return head_dim_; }
-  KvType type() const { return type_; }
-  size_t bytes() const { return data_.size(); }
+  const KvLayout& layout() const { return layout_; }
+  int n_ctx() const { return layout_.n_ctx; }
+  int n_layer() const { return layout_.n_layer; }
+  int n_head_kv() const { return layout_.n_head_kv; }
+  int head_dim() const { return layout_.head_dim; }
+  KvType type() const { return layout_.type; }
+  size_t bytes() const { return layout_.bytes(); }
 
   // Positions filled so far (the next token goes at n_past).
   int n_past() const { return n_past_; }
@@ -43,36 +69,9 @@ class KvCache {
   // the next tokens overwrite it.
   void truncate(int pos);
 
-  // Stores one position's keys and values (n_head_kv * head_dim floats each, heads contiguous).
-  void store(int layer, int pos, const float* k, const float* v);
-
-  // scores[j * ld + t] = dot(q_j, K[kv_head][t]) for t < n_pos and the n_q query heads q_j
-  // (head_dim floats each, contiguous at q) that share kv_head.
-  void k_dots(const kernels::KernelSet& ks, int layer, int kv_head, const float* q, int n_q,
-              int n_pos, float* scores, int64_t ld) const;
-  // out[j * head_dim + d] = sum_t w[j * ld + t] * V[kv_head][t][d] for t < n_pos, j < n_q.
-  void v_weighted_sum(const kernels::KernelSet& ks, int layer, int kv_head, const float* w,
-                      int n_q, int64_t ld, int n_pos, float* out) const;
-
  private:
-  size_t elem_bytes() const { return type_ == KvType::F16 ? 2 : 4; }
-  // KernelSet::matmul_kn_* for this cache's element type; w is a byte address in data_.
-  void matmul_kn(const kernels::KernelSet& ks, int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols,
-                 const float* x, int64_t ldx, int64_t n_x, float* y, int64_t ldy) const;
-  static constexpr int kKeyBlock = 32;  // positions per K^T block
-  // n_ctx rounded up to whole K^T blocks (the V block is as large, for one head size).
-  size_t head_bytes() const {
-    return size_t((n_ctx_ + kKeyBlock - 1) / kKeyBlock * kKeyBlock) * size_t(head_dim_) * elem_bytes();
-  }
-  uint8_t* k_head(int layer, int kv_head);  // [n_ctx / 32][head_dim][32]
-  uint8_t* v_head(int layer, int kv_head);  // [n_ctx][head_dim]
-  const uint8_t* k_head(int layer, int h) const { return const_cast<KvCache*>(this)->k_head(layer, h); }
-  const uint8_t* v_head(int layer, int h) const { return const_cast<KvCache*>(this)->v_head(layer, h); }
-
-  int n_layer_, n_ctx_, n_head_kv_, head_dim_;
-  KvType type_;
+  KvLayout layout_;
   int n_past_ = 0;
-  std::vector<uint8_t> data_;  // per layer: the K blocks of every head, then their V blocks
 };
 
 }  // namespace edgellm::engine

@@ -53,12 +53,18 @@ int positive(const std::string& key, int64_t v) {
   return static_cast<int>(v);
 }
 
-bool weight_type_supported(DType t) {
-  switch (t) {
-    case DType::Q4_K: case DType::Q6_K: case DType::Q8_0: case DType::Q4_0:
-    case DType::F16: case DType::BF16: case DType::F32: return kernels::matmul_supports(t);
-    default: return false;
+// The scalar table has a row for every type any ISA computes with (each ISA table starts from it).
+bool weight_type_supported(DType t) { return kernels::matmul_supports(*kernels::kernels_for(kernels::Isa::scalar), t); }
+
+// "q4_0, q8_0, ...": the weight types the type table has rows for, for messages.
+std::string supported_weight_types() {
+  std::string s;
+  for (uint32_t id = 0; id < kernels::KernelSet::kTypeSlots; ++id) {
+    if (!weight_type_supported(static_cast<DType>(id))) continue;
+    if (!s.empty()) s += ", ";
+    s += dtype_name(id);
   }
+  return s;
 }
 
 std::string shape_string(const gguf::TensorInfo& t) {
@@ -97,8 +103,8 @@ kernels::WeightMatrix bind_matrix(const gguf::TensorInfo& t, int64_t cols, int64
   if (!weight_type_supported(t.type))
     fail(Error::Kind::Unsupported, "model: tensor '" + t.name + "' has type " +
                                        dtype_name(static_cast<uint32_t>(t.type)) +
-                                       ", which this engine cannot compute with (supported: "
-                                       "q4_K, q6_K, q8_0, q4_0, f16, bf16, f32)");
+                                       ", which this engine cannot compute with (supported: " +
+                                       supported_weight_types() + ")");
   const auto row_bytes = dtype_row_bytes(t.type, static_cast<uint64_t>(cols));
   if (!row_bytes || *row_bytes * static_cast<uint64_t>(rows) != t.n_bytes)
     fail(Error::Kind::Format, "model: tensor '" + t.name + "': rows of " + std::to_string(cols) +
@@ -250,22 +256,6 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
     L.w_gate = bind_matrix(t(Tensor::ffn_gate), hp.n_embd, hp.n_ff);
     L.w_up = bind_matrix(t(Tensor::ffn_up), hp.n_embd, hp.n_ff);
     L.w_down = bind_matrix(t(Tensor::ffn_down), hp.n_ff, hp.n_embd);
-  }
-}
-
-void Model::embed(int32_t token, float* out, const kernels::KernelSet& ks) const {
-  const kernels::WeightMatrix& e = token_embd_;
-  const uint8_t* row = static_cast<const uint8_t*>(e.data) + static_cast<size_t>(token) * e.row_bytes;
-  const int64_t n = e.cols;
-  switch (e.type) {
-    case DType::F32: std::memcpy(out, row, static_cast<size_t>(n) * sizeof(float)); break;
-    case DType::F16: ks.dequantize_row_f16(reinterpret_cast<const kernels::fp16_t*>(row), out, n); break;
-    case DType::BF16: ks.dequantize_row_bf16(reinterpret_cast<const kernels::bf16_t*>(row), out, n); break;
-    case DType::Q4_K: ks.dequantize_row_q4_K(reinterpret_cast<const kernels::block_q4_K*>(row), out, n); break;
-    case DType::Q6_K: ks.dequantize_row_q6_K(reinterpret_cast<const kernels::block_q6_K*>(row), out, n); break;
-    case DType::Q8_0: ks.dequantize_row_q8_0(reinterpret_cast<const kernels::block_q8_0*>(row), out, n); break;
-    case DType::Q4_0: ks.dequantize_row_q4_0(reinterpret_cast<const kernels::block_q4_0*>(row), out, n); break;
-    default: fail(Error::Kind::Unsupported, "model: token_embd type cannot be dequantized");
   }
 }
 

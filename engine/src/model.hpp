@@ -90,10 +90,6 @@ class Model {
   // Bytes of all weight tensors (what the file maps in, metadata aside).
   uint64_t weight_bytes() const { return weight_bytes_; }
 
-  // The embedding of `token` (0 <= token < n_vocab, not checked here): one row of token_embd,
-  // dequantized with `ks` into out[n_embd].
-  void embed(int32_t token, float* out, const kernels::KernelSet& ks) const;
-
  private:
   gguf::File file_;
   HParams hparams_;

@@ -378,6 +378,7 @@ uint32_t File::version() const { return impl_->version; }
 uint32_t File::alignment() const { return impl_->alignment; }
 uint64_t File::data_offset() const { return impl_->data_offset; }
 uint64_t File::file_size() const { return impl_->bytes.size(); }
+std::span<const uint8_t> File::image() const { return impl_->bytes; }
 const std::vector<KeyValue>& File::metadata() const { return impl_->kv; }
 const std::vector<TensorInfo>& File::tensors() const { return impl_->tensors; }
 

@@ -130,6 +130,9 @@ class File {
   uint64_t data_offset() const;      // file offset of the data section (the file size for a
                                      // file without tensors that ends before the padding)
   uint64_t file_size() const;
+  // The whole file image (the mapping, page-aligned, for open; the caller's bytes for parse):
+  // every TensorInfo::data points into it.
+  std::span<const uint8_t> image() const;
 
   const std::vector<KeyValue>& metadata() const;    // in file order
   const std::vector<TensorInfo>& tensors() const;   // in file order

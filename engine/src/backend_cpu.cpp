@@ -1,0 +1,174 @@
+// The CPU backend's ops (see backend.hpp for what each computes). Row-wise ops run on the calling
+// thread (they are a few percent of a step); matmuls and attention run on the pool.
+#include "backend_cpu.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "edgellm/kernels/ops.hpp"
+#include "edgellm/kernels/quants.hpp"
+#include "error.hpp"
+
+namespace edgellm::engine {
+
+namespace {
+size_t sz(int64_t n) { return static_cast<size_t>(n); }
+}  // namespace
+
+CpuBackend::CpuBackend(const BackendOptions& options)
+    : ks_(options.kernels ? *options.kernels : kernels::active_kernels()),
+      pool_(std::make_unique<kernels::ThreadPool>(options.n_threads)) {}
+
+void CpuBackend::alloc_activations(const ActShapes& shapes) {
+  shapes_ = shapes;
+  for (int b = 0; b < kActBufs; ++b) act_[b].assign(sz(shapes.rows) * sz(shapes.width[b]), 0.0f);
+}
+
+void CpuBackend::alloc_kv(const KvLayout& layout) {
+  layout_ = layout;
+  kv_.assign(layout.bytes(), 0);
+}
+
+void CpuBackend::begin(int n, int pos0) {
+  if (n <= 0 || n > shapes_.rows || pos0 < 0 || pos0 + n > layout_.n_ctx)
+    throw Error(Error::Kind::InvalidArgument, "backend: a step of " + std::to_string(n) + " tokens at position " +
+                                                  std::to_string(pos0) + " does not fit its buffers");
+  n_ = n;
+  pos0_ = pos0;
+  rope_ready_ = false;
+}
+
+void CpuBackend::embed(const kernels::WeightMatrix& table, const int32_t* tokens, ActBuf out) {
+  const kernels::TypeKernels* t = ks_.type(table.type);
+  if (!t) throw Error(Error::Kind::Unsupported, "backend: token_embd type cannot be dequantized");
+  const auto* base = static_cast<const uint8_t*>(table.data);
+  for (int i = 0; i < n_; ++i)
+    t->dequantize_row(base + sz(tokens[i]) * table.row_bytes, buf(out) + i * width(out), table.cols);
+}
+
+void CpuBackend::rms_norm(ActBuf in, int row0, int n_rows, const float* weight, float eps, ActBuf out) {
+  const int64_t w = width(in);
+  for (int i = 0; i < n_rows; ++i) ks_.rms_norm(buf(in) + (row0 + i) * w, weight, buf(out) + (row0 + i) * w, w, eps);
+}
+
+void CpuBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulTo> products) {
+  kernels::MatmulOut outs[8];
+  if (products.size() > std::size(outs)) throw Error(Error::Kind::InvalidArgument, "backend: more than 8 products");
+  for (size_t j = 0; j < products.size(); ++j) outs[j] = {products[j].w, buf(products[j].out), width(products[j].out)};
+  act_q_.reset(buf(in) + row0 * width(in), n_rows, width(in));
+  kernels::matmul(ks_, *pool_, std::span<const kernels::MatmulOut>(outs, products.size()), act_q_);
+}
+
+void CpuBackend::rope(ActBuf x, int n_heads) {
+  const int n_rot = rope_.n_rot;
+  if (!rope_ready_) {  // the angles of each row's position, shared by every layer of the step
+    if (rope_cs_.size() < sz(n_) * sz(n_rot)) rope_cs_.resize(sz(shapes_.rows) * sz(n_rot));
+    for (int i = 0; i < n_; ++i)
+      kernels::rope_norm_cos_sin(pos0_ + i, n_rot, rope_.freq_base, rope_.freq_scale, &rope_cs_[sz(i) * sz(n_rot)],
+                                 rope_.freq_factors);
+    rope_ready_ = true;
+  }
+  const int64_t w = width(x), head_dim = w / n_heads;
+  for (int i = 0; i < n_; ++i) ks_.rope_norm_with(buf(x) + i * w, n_heads, head_dim, n_rot, &rope_cs_[sz(i) * sz(n_rot)]);
+}
+
+void CpuBackend::kv_store(int layer, ActBuf k, ActBuf v) {
+  const int hd = layout_.head_dim;
+  for (int i = 0; i < n_; ++i) {
+    const int pos = pos0_ + i;
+    for (int h = 0; h < layout_.n_head_kv; ++h) {
+      const float* kh = buf(k) + i * width(k) + h * hd;
+      const float* vh = buf(v) + i * width(v) + h * hd;
+      uint8_t* vd = v_head(layer, h) + sz(pos) * sz(hd) * layout_.elem_bytes();
+      const size_t k0 = KvLayout::k_index(pos, 0, hd);
+      if (layout_.type == KvType::F32) {
+        auto* kd = reinterpret_cast<float*>(k_head(layer, h)) + k0;
+        for (int d = 0; d < hd; ++d) kd[sz(d) * KvLayout::kKeyBlock] = kh[d];
+        std::memcpy(vd, vh, sz(hd) * sizeof(float));
+      } else {
+        auto* kd = reinterpret_cast<kernels::fp16_t*>(k_head(layer, h)) + k0;
+        for (int d = 0; d < hd; ++d) kd[sz(d) * KvLayout::kKeyBlock] = kernels::fp32_to_fp16(kh[d]);
+        kernels::quantize_row_f16_ref(vh, reinterpret_cast<kernels::fp16_t*>(vd), hd);
+      }
+    }
+  }
+}
+
+void CpuBackend::matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+                           int64_t n_x, float* y, int64_t ldy) const {
+  if (layout_.type == KvType::F32)
+    ks_.matmul_kn_f32_f32(n, reinterpret_cast<const float*>(w), ldw, n_cols, x, ldx, n_x, y, ldy);
+  else
+    ks_.matmul_kn_f16_f32(n, reinterpret_cast<const kernels::fp16_t*>(w), ldw, n_cols, x, ldx, n_x, y, ldy);
+}
+
+// att[i][h] = softmax(q[i][h] . K[0 .. pos0+i] / sqrt(head_dim)) . V[0 .. pos0+i]: row i sees the
+// cache and the step's rows up to itself (the causal mask). The query heads sharing a KV head
+// (GQA) are adjacent in q, so one item (row, KV head, run of those query heads) computes their
+// scores and outputs as two small k-major matmuls over the cache:
+//   scores[nq][n_pos] = q[nq][head_dim] . K^T[head_dim][n_pos]   (32-position K^T blocks)
+//   out[nq][head_dim] = softmax(scores)[nq][n_pos] . V[n_pos][head_dim]
+// A group is split into runs only when there would be fewer items than threads (decode with few
+// KV heads). Items are dealt to the threads in turn, so the long rows at the end of a prefill
+// batch are spread over all of them.
+void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf) {
+  const int n_head_kv = layout_.n_head_kv, hd = layout_.head_dim, n = n_, pos0 = pos0_;
+  const int group = n_head / n_head_kv;
+  const int64_t ld = layout_.n_ctx, Q = width(q_buf);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t n_groups = int64_t{n} * n_head_kv;
+  const int runs = static_cast<int>(std::min<int64_t>(group, (pool_->size() + n_groups - 1) / n_groups));
+  const int run_len = (group + runs - 1) / runs;
+  const size_t per_thread = sz(group) * sz(ld);
+  if (scores_.size() < sz(pool_->size()) * per_thread) scores_.resize(sz(pool_->size()) * per_thread);
+  const float* q = buf(q_buf);
+  float* att = buf(out_buf);
+  const size_t kblock = layout_.k_block_bytes();
+  pool_->run([&](int ith, int nth) {
+    float* scores = &scores_[sz(ith) * per_thread];  // [group][n_ctx]
+    for (int64_t j = ith; j < n_groups * runs; j += nth) {
+      const int64_t item = j / runs;
+      const int i = static_cast<int>(item / n_head_kv), g = static_cast<int>(item % n_head_kv);
+      const int h0 = static_cast<int>(j % runs) * run_len, nq = std::min(run_len, group - h0);
+      if (nq <= 0) continue;
+      const int n_pos = pos0 + i + 1;
+      const int64_t first = i * Q + (int64_t{g} * group + h0) * hd;  // first query head
+      const uint8_t* kh = k_head(layer, g);
+      for (int t0 = 0; t0 < n_pos; t0 += KvLayout::kKeyBlock) {
+        const int cols = std::min(n_pos - t0, KvLayout::kKeyBlock);
+        matmul_kn(hd, kh + sz(t0 / KvLayout::kKeyBlock) * kblock, KvLayout::kKeyBlock, cols, q + first, hd, nq,
+                  scores + t0, ld);
+      }
+      for (int h = 0; h < nq; ++h) ks_.softmax_scaled(scores + h * ld, n_pos, scale);
+      matmul_kn(n_pos, v_head(layer, g), hd, hd, scores, ld, nq, att + first, hd);
+    }
+  });
+}
+
+void CpuBackend::silu_mul(ActBuf gate, ActBuf up, ActBuf out) {
+  ks_.silu_mul(buf(gate), buf(up), buf(out), n_ * width(gate));
+}
+
+void CpuBackend::add(ActBuf a, ActBuf b, ActBuf out) { ks_.add(buf(a), buf(b), buf(out), n_ * width(a)); }
+
+void CpuBackend::lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, int n_rows, float* logits) {
+  const kernels::MatmulOut out{&w, logits, w.rows};
+  act_q_.reset(buf(in) + row0 * width(in), n_rows, width(in));
+  kernels::matmul(ks_, *pool_, std::span<const kernels::MatmulOut>(&out, 1), act_q_);
+}
+
+// ---- choosing a backend ----------------------------------------------------------------------
+
+std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOptions& options) {
+  if (name == "cpu" || name == "auto") return std::make_unique<CpuBackend>(options);
+  std::string shown;  // the name may come from anywhere: printable ASCII only
+  for (unsigned char c : name.substr(0, 64)) shown += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  throw Error(Error::Kind::InvalidArgument,
+              "context: unknown backend '" + shown + "' (this build has: " + backend_names() + ")");
+}
+
+std::string backend_names() { return "auto, cpu"; }
+
+}  // namespace edgellm::engine

@@ -1,0 +1,64 @@
+// The CPU backend: the kernel table of one ISA (kernels::KernelSet, chosen at run time), a
+// persistent thread pool, the activation buffers and the KV cache in host memory. Every op runs
+// when it is called; begin() / finish() only mark the step.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend.hpp"
+#include "edgellm/kernels/dispatch.hpp"
+#include "edgellm/kernels/matmul.hpp"
+#include "edgellm/kernels/thread_pool.hpp"
+
+namespace edgellm::engine {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options);
+
+  std::string_view name() const override { return "cpu"; }
+  int n_threads() const override { return pool_->size(); }
+  const kernels::KernelSet& kernels() const { return ks_; }
+
+  void map_weights(const void*, size_t) override {}  // weights are read in place from the mmap
+  void alloc_activations(const ActShapes& shapes) override;
+  void alloc_kv(const KvLayout& layout) override;
+  void set_rope(const RopeParams& rope) override { rope_ = rope; }
+
+  void begin(int n, int pos0) override;
+  void embed(const kernels::WeightMatrix& table, const int32_t* tokens, ActBuf out) override;
+  void rms_norm(ActBuf in, int row0, int n_rows, const float* weight, float eps, ActBuf out) override;
+  void matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulTo> products) override;
+  void rope(ActBuf x, int n_heads) override;
+  void kv_store(int layer, ActBuf k, ActBuf v) override;
+  void attention(int layer, int n_head, ActBuf q, ActBuf out) override;
+  void silu_mul(ActBuf gate, ActBuf up, ActBuf out) override;
+  void add(ActBuf a, ActBuf b, ActBuf out) override;
+  void lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, int n_rows, float* logits) override;
+  void finish() override {}
+
+ private:
+  float* buf(ActBuf b) { return act_[static_cast<size_t>(b)].data(); }
+  int64_t width(ActBuf b) const { return shapes_.width[static_cast<size_t>(b)]; }
+  uint8_t* k_head(int layer, int h) { return kv_.data() + layout_.k_offset(layer, h); }
+  uint8_t* v_head(int layer, int h) { return kv_.data() + layout_.v_offset(layer, h); }
+  // KernelSet::matmul_kn_* for the cache's element type; w is a byte address in the cache.
+  void matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
+                 int64_t n_x, float* y, int64_t ldy) const;
+
+  const kernels::KernelSet& ks_;
+  std::unique_ptr<kernels::ThreadPool> pool_;
+  kernels::Activations act_q_;  // the quantized forms of a matmul's input
+  ActShapes shapes_;
+  std::vector<float> act_[kActBufs];
+  KvLayout layout_;
+  std::vector<uint8_t> kv_;
+  RopeParams rope_;
+  std::vector<float> rope_cs_;  // cos/sin per row of the step  [n][n_rot]
+  std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
+  int n_ = 0, pos0_ = 0;        // the step begin() opened
+  bool rope_ready_ = false;     // rope_cs_ holds this step's angles
+};
+
+}  // namespace edgellm::engine
