@@ -648,6 +648,9 @@ const KernelSet* avx2_kernels() {
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx2;
     k.softmax_scaled = softmax_scaled_avx2;
     k.silu_mul = silu_mul_avx2;
+    k.rms_norm = x86::rms_norm;
+    k.add = x86::add;
+    k.rope_norm_with = x86::rope_norm_with;
     return k;
   }();
   return &ks;

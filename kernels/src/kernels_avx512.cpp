@@ -680,6 +680,9 @@ const KernelSet* avx512_kernels() {
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx512;
     k.softmax_scaled = softmax_scaled_avx512;
     k.silu_mul = silu_mul_avx512;
+    k.rms_norm = x86::rms_norm;
+    k.add = x86::add;
+    k.rope_norm_with = x86::rope_norm_with;
     return k;
   }();
   return &ks;

@@ -82,5 +82,54 @@ inline void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t k) {
   }
 }
 
+
+// ---- row and element-wise ops, 8 floats at a time (both x86 tables use these) ----
+// Bit-identical with ops.hpp's _ref: the same float operations per element, in the same order.
+// No fused multiply-add: these files are built with -mfma and GCC contracts a * b + c written
+// with operators (or generic vector intrinsics); a product feeding a sum goes through a builtin.
+
+inline void add(const float* a, const float* b, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+inline void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  // The sum of squares in ggml's order (one double, element by element; see ops.cpp's rms_norm:
+  // a partial-sum order would move the scale by an ulp now and then, and the logits with it).
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = n > 0 ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
+  const float s = 1.0f / std::sqrt(mean + eps);
+  const __m256 sv = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(weight + i)));
+  for (; i < n; ++i) y[i] = (x[i] * s) * weight[i];
+}
+
+// Adjacent pairs (2i, 2i+1) of the first n_rot dims of each head, rotated by cos_sin = (c0, s0,
+// c1, s1, ...): x' = (x0 c - x1 s, x0 s + x1 c), as addsub(x * c, swap(x) * s).
+inline void rope_norm_with(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos_sin) {
+  const int64_t n = (n_rot < head_dim ? n_rot : head_dim) & ~int64_t{1};
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 cs = _mm256_loadu_ps(cos_sin + i);
+      const __m256 v = _mm256_loadu_ps(xh + i);
+      const __m256 c = _mm256_moveldup_ps(cs), s = _mm256_movehdup_ps(cs);
+      const __m256 swapped = _mm256_permute_ps(v, 0xB1);  // (x1, x0, x3, x2, ...)
+      _mm256_storeu_ps(xh + i, _mm256_addsub_ps(_mm256_mul_ps(v, c), _mm256_mul_ps(swapped, s)));
+    }
+    for (; i < n; i += 2) {  // scalar intrinsics: GCC would fuse `x0 * c - x1 * s` into an fmsub here
+      const __m128 c = _mm_set_ss(cos_sin[i]), s = _mm_set_ss(cos_sin[i + 1]);
+      const __m128 x0 = _mm_set_ss(xh[i]), x1 = _mm_set_ss(xh[i + 1]);
+      xh[i] = _mm_cvtss_f32(_mm_sub_ss(_mm_mul_ss(x0, c), _mm_mul_ss(x1, s)));
+      xh[i + 1] = _mm_cvtss_f32(_mm_add_ss(_mm_mul_ss(x0, s), _mm_mul_ss(x1, c)));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace edgellm::kernels::x86

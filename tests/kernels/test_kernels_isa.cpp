@@ -623,6 +623,44 @@ TEST_CASE("matmul of several matrices equals one call per matrix", "[matmul]") {
   }
 }
 
+// The KernelSet's row ops against ops.hpp's references, bit for bit on every ISA: rms_norm, add
+// and rope_norm_with (also with n_rot < head_dim and odd widths, which leave scalar tails), on
+// random rows with a few extreme values (huge, tiny, zero, negative zero).
+TEST_CASE("rms_norm, add and rope are bit-identical with the reference on every ISA", "[ops]") {
+  for (Isa isa : available_isas()) {
+    const KernelSet& k = *kernels_for(isa);
+    for (int64_t n : {1, 2, 7, 8, 15, 16, 17, 64, 100, 2048, 2051}) {
+      INFO("isa " << isa_label(isa) << " n " << n);
+      std::vector<float> x = random_floats(n, 2.0f), w = random_floats(n), b = random_floats(n, 0.5f);
+      if (n > 8) x[3] = 3e30f, x[5] = 1e-38f, x[6] = 0.0f, x[7] = -0.0f;
+      for (float eps : {1e-5f, 1e-6f}) {
+        std::vector<float> ref(n), got(n, -1.0f);
+        rms_norm_ref(x.data(), w.data(), ref.data(), n, eps);
+        k.rms_norm(x.data(), w.data(), got.data(), n, eps);
+        CHECK(same_bits(ref, got));
+      }
+      std::vector<float> ref(n), got(n, -1.0f);
+      add_ref(x.data(), b.data(), ref.data(), n);
+      k.add(x.data(), b.data(), got.data(), n);
+      CHECK(same_bits(ref, got));
+    }
+    for (int64_t head_dim : {2, 8, 16, 64, 80}) {
+      for (int64_t n_rot : {head_dim, head_dim / 2, int64_t{6}}) {
+        if (n_rot > head_dim || n_rot % 2) continue;
+        for (int64_t pos : {0, 1, 17, 4095}) {
+          INFO("isa " << isa_label(isa) << " head_dim " << head_dim << " n_rot " << n_rot << " pos " << pos);
+          const int64_t n_heads = 3;
+          std::vector<float> ref = random_floats(n_heads * head_dim), got = ref, cs(n_rot);
+          rope_norm_ref(ref.data(), n_heads, head_dim, n_rot, pos, 10000.0f, 1.0f);
+          rope_norm_cos_sin(pos, n_rot, 10000.0f, 1.0f, cs.data());
+          k.rope_norm_with(got.data(), n_heads, head_dim, n_rot, cs.data());
+          CHECK(same_bits(ref, got));
+        }
+      }
+    }
+  }
+}
+
 // The KernelSet's softmax_scaled and silu_mul against ops.hpp's references: within the bound
 // dispatch.hpp states, widened for the softmax's float sum over n values (a lane adds n / 8).
 TEST_CASE("softmax_scaled and silu_mul stay within the stated bound on every ISA", "[ops]") {
