@@ -10,6 +10,7 @@
 #include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "error.hpp"
+#include "log.hpp"
 
 namespace edgellm::engine {
 
@@ -19,7 +20,11 @@ size_t sz(int64_t n) { return static_cast<size_t>(n); }
 
 CpuBackend::CpuBackend(const BackendOptions& options)
     : ks_(options.kernels ? *options.kernels : kernels::active_kernels()),
-      pool_(std::make_unique<kernels::ThreadPool>(options.n_threads)) {}
+      pool_(std::make_unique<kernels::ThreadPool>(options.n_threads)) {
+  // The kernel layer writes nothing; an EDGELLM_ISA it could not honour is said here, through
+  // the app's log callback.
+  if (!options.kernels && !kernels::isa_fallback_note().empty()) log().warn("{}", kernels::isa_fallback_note());
+}
 
 void CpuBackend::alloc_activations(const ActShapes& shapes) {
   shapes_ = shapes;
