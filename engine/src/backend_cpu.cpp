@@ -164,16 +164,4 @@ void CpuBackend::lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, in
   kernels::matmul(ks_, *pool_, std::span<const kernels::MatmulOut>(&out, 1), act_q_);
 }
 
-// ---- choosing a backend ----------------------------------------------------------------------
-
-std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOptions& options) {
-  if (name == "cpu" || name == "auto") return std::make_unique<CpuBackend>(options);
-  std::string shown;  // the name may come from anywhere: printable ASCII only
-  for (unsigned char c : name.substr(0, 64)) shown += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-  throw Error(Error::Kind::InvalidArgument,
-              "context: unknown backend '" + shown + "' (this build has: " + backend_names() + ")");
-}
-
-std::string backend_names() { return "auto, cpu"; }
-
 }  // namespace edgellm::engine

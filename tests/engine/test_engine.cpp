@@ -183,6 +183,38 @@ TEST_CASE("stories260K: prefill gives the logits of token-by-token decode", "[en
   }
 }
 
+TEST_CASE("the backend is chosen by name; unknown names are refused with the ones there are", "[engine][backend]") {
+  const int32_t bos = 1;
+  std::vector<float> first;
+  for (const char* name : {"auto", "cpu"}) {
+    ContextOptions o;
+    o.n_ctx = 16;
+    o.backend = name;
+    Context ctx(stories(), o);
+    CHECK(ctx.backend().name() == "cpu");
+    REQUIRE(ctx.cpu_kernels() != nullptr);
+    ctx.eval({&bos, 1});
+    std::vector<float> l(ctx.logits(), ctx.logits() + ctx.n_vocab());
+    if (first.empty()) first = l;
+    else CHECK(l == first);  // the same backend either way
+  }
+  for (const char* name : {"metal", "", "CPU", "cpu\x1b[2J"}) {
+    ContextOptions o;
+    o.n_ctx = 16;
+    o.backend = name;
+    try {
+      Context ctx(stories(), o);
+      FAIL("backend '" << name << "' was accepted");
+    } catch (const Error& e) {
+      CHECK(e.kind() == Error::Kind::InvalidArgument);
+      const std::string what = e.what();
+      CHECK(what.find("unknown backend") != std::string::npos);
+      CHECK(what.find("auto, cpu") != std::string::npos);
+      CHECK(what.find('\x1b') == std::string::npos);  // escaped, never raw
+    }
+  }
+}
+
 TEST_CASE("prefill in chunks of n_batch continues through the cache", "[engine]") {
   std::vector<int32_t> prompt{1};
   for (int i = 0; i < 50; ++i) prompt.push_back(3 + (i * 37) % 500);
