@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "edgellm/gguf.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 #include "sampler.hpp"
 #include "tokenizer.hpp"
 

@@ -1,11 +1,14 @@
-# Install rules for libedgellm (included from engine/CMakeLists.txt): public headers of all three
-# layers, the static and the shared library, a CMake package (find_package(edgellm) ->
-# edgellm::edgellm = shared, edgellm::edgellm_static) and a pkg-config file (edgellm.pc).
+# Install rules for libedgellm (included from engine/CMakeLists.txt): the public headers, the
+# static and the shared library, a CMake package (find_package(edgellm) -> edgellm::edgellm =
+# shared, edgellm::edgellm_static) and a pkg-config file (edgellm.pc).
 include(CMakePackageConfigHelpers)
 
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/engine/include/ ${PROJECT_SOURCE_DIR}/gguf/include/
-                  ${PROJECT_SOURCE_DIR}/kernels/include/
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
+# Only what an app can use: the C API and its header-only C++ wrapper. The gguf and kernel C++
+# headers are not installed: libedgellm.so hides their symbols (cmake/edgellm.map), so an app
+# that included them would not link against it.
+install(FILES ${PROJECT_SOURCE_DIR}/engine/include/edgellm/edgellm.h
+              ${PROJECT_SOURCE_DIR}/engine/include/edgellm/edgellm.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/edgellm)
 
 set_target_properties(edgellm_shared PROPERTIES EXPORT_NAME edgellm)
 set_target_properties(edgellm PROPERTIES EXPORT_NAME edgellm_static)

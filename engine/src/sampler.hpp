@@ -20,7 +20,7 @@
 #include <span>
 #include <vector>
 
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 #include "error.hpp"  // SamplerError
 
 namespace edgellm {

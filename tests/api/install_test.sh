@@ -20,9 +20,12 @@ lib=$(find "$work/prefix" -name 'libedgellm.so' -print -quit)
 [ -f "$(dirname "$lib")/libedgellm.a" ] || die "no libedgellm.a installed"
 extra=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^edgellm_' || true)
 [ -z "$extra" ] || die "libedgellm.so exports more than edgellm_*: $(echo "$extra" | head -5 | tr '\n' ' ')"
-for h in edgellm/edgellm.h edgellm/edgellm.hpp edgellm/gguf.hpp edgellm/dtype.hpp edgellm/kernels/matmul.hpp; do
+# The headers an app can use, and no others (the C++ layers' symbols are not exported).
+for h in edgellm/edgellm.h edgellm/edgellm.hpp; do
   [ -f "$work/prefix/include/$h" ] || die "header $h not installed"
 done
+others=$(cd "$work/prefix/include" && find . -type f ! -path ./edgellm/edgellm.h ! -path ./edgellm/edgellm.hpp)
+[ -z "$others" ] || die "headers an app cannot use are installed: $(echo "$others" | head -5 | tr '\n' ' ')"
 
 # find_package(edgellm)
 cmake -S "$src/tests/api/consumer" -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \

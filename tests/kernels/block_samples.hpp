@@ -8,7 +8,7 @@
 
 #include "edgellm/kernels/blocks.hpp"
 #include "edgellm/kernels/quants.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 
 namespace edgellm::test {
 

@@ -17,7 +17,7 @@
 #include "block_samples.hpp"
 #include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 
 using namespace edgellm::kernels;
 using namespace edgellm::test;

@@ -14,7 +14,7 @@
 #include "edgellm/dtype.hpp"
 #include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 
 using namespace edgellm::kernels;
 using namespace edgellm::test;

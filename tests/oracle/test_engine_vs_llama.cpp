@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "edgellm/edgellm.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 #include "edgellm/synth.hpp"
 #include "oracle.hpp"
 

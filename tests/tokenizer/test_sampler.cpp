@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 #include "sampler.hpp"
 
 using namespace edgellm;

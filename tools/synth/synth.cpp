@@ -18,7 +18,7 @@
 #include "edgellm/dtype.hpp"
 #include "edgellm/gguf.hpp"
 #include "edgellm/kernels/quants.hpp"
-#include "edgellm/kernels/rng.hpp"
+#include "edgellm/rng.hpp"
 #include "edgellm/kernels/thread_pool.hpp"
 
 namespace edgellm::synth {

@@ -1,5 +1,9 @@
 // A small seeded random generator whose output is defined here, not by the standard library, so a
-// seed gives the same numbers on every platform and compiler (tests, synthetic model writers).
+// seed gives the same numbers on every platform and compiler: the sampler's random stream, the
+// synthetic model writer, tests and benchmarks. Header-only and free of dependencies, in common/
+// (CMake target edgellm_rng, cmake/common.cmake) so that the kernel tests of the aarch64 cross
+// build, which has no engine, include the same file as the engine. (The namespace is still
+// edgellm::kernels, where it began; renaming it touches every user.)
 //
 //   Rng rng(seed);   xoshiro256** seeded by splitmix64(seed)
 //   rng.next()       64 random bits
