@@ -325,7 +325,7 @@ static inline edgellm_generate_params edgellm_generate_default_params(void) {
  * then sample, stream and evaluate up to n_predict tokens. Every sampled token is accepted by the
  * sampler; the last sampled token is not evaluated (so n_past = prompt end + n_generated - 1
  * when it stops after n_predict). result may be NULL (else set its struct_size); it is written
- * also when the call fails. */
+ * also when the call fails, unless its struct_size itself is refused. */
 EDGELLM_API edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler,
                                             const edgellm_token* prompt, int32_t n_prompt,
                                             const edgellm_generate_params* params,
