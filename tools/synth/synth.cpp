@@ -17,7 +17,7 @@
 
 #include "edgellm/dtype.hpp"
 #include "edgellm/gguf.hpp"
-#include "edgellm/kernels/quants.hpp"
+#include "edgellm/kernels/dispatch.hpp"
 #include "edgellm/rng.hpp"
 #include "edgellm/kernels/thread_pool.hpp"
 
@@ -53,33 +53,20 @@ DType matrix_type(WeightType t, Role role, int layer, int n_layers) {
   return DType::F32;
 }
 
-// llama_ftype of the mix (general.file_type), which llama.cpp prints as e.g. "Q4_K - Medium".
+// llama_ftype of the mix (general.file_type), which llama.cpp prints as e.g. "Q4_K - Medium": the
+// one of the mix's main type (Q4_K for Q4_K_M), from the format layer's type table.
 uint32_t file_type(WeightType t) {
-  switch (t) {
-    case WeightType::Q4_K_M: return 15;
-    case WeightType::Q8_0: return 7;
-    case WeightType::Q4_0: return 2;
-    case WeightType::F16: return 1;
-    case WeightType::BF16: return 32;
-    case WeightType::F32: return 0;
-  }
-  return 0;
+  const auto info = dtype_info(matrix_type(t, Role::AttnQ, 0, 1));
+  return info && info->file_type >= 0 ? static_cast<uint32_t>(info->file_type) : 0;
 }
 
-// Quantizes one row of n floats into `out` (dtype_row_bytes(type, n) bytes).
+// Quantizes one row of n floats into `out` (dtype_row_bytes(type, n) bytes) with the type table's
+// reference quantizer.
 void quantize_row(DType type, const float* x, void* out, int64_t n) {
-  namespace k = kernels;
-  switch (type) {
-    case DType::Q4_K: k::quantize_row_q4_K_ref(x, static_cast<k::block_q4_K*>(out), n); return;
-    case DType::Q6_K: k::quantize_row_q6_K_ref(x, static_cast<k::block_q6_K*>(out), n); return;
-    case DType::Q8_0: k::quantize_row_q8_0_ref(x, static_cast<k::block_q8_0*>(out), n); return;
-    case DType::Q4_0: k::quantize_row_q4_0_ref(x, static_cast<k::block_q4_0*>(out), n); return;
-    case DType::F16: k::quantize_row_f16_ref(x, static_cast<k::fp16_t*>(out), n); return;
-    case DType::BF16: k::quantize_row_bf16_ref(x, static_cast<k::bf16_t*>(out), n); return;
-    case DType::F32: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); return;
-    default: break;
-  }
-  throw std::runtime_error("synth: no quantizer for type " + dtype_name(static_cast<uint32_t>(type)));
+  const kernels::TypeKernels* t = kernels::kernels_for(kernels::Isa::scalar)->type(type);
+  if (!t || !t->quantize_row_ref)
+    throw std::runtime_error("synth: no quantizer for type " + dtype_name(static_cast<uint32_t>(type)));
+  t->quantize_row_ref(x, out, n);
 }
 
 uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 finalizer of a combined key
