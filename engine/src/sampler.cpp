@@ -181,7 +181,18 @@ void apply_min_p(Candidates& c, float p) {
 }
 
 void apply_temperature(Candidates& c, float t) {
-  for (Candidate& x : c.data) x.logit /= t;
+  // softmax(l / t) == softmax((l - max) / t): subtracting the maximum first keeps every result
+  // <= 0, so no temperature overflows (l / t is +inf for l > 3.4 at t = 1e-38, and the draw
+  // then picks garbage). As t -> 0 the results go to 0 for the maxima and -inf for the rest:
+  // all the mass on the argmax, the distribution's exact limit.
+  const float m = max_logit(c);
+  if (std::isnan(m) || m == -INFINITY) {  // no finite maximum: nothing to scale against
+    for (Candidate& x : c.data) x.logit /= t;
+  } else if (m == INFINITY) {  // the +inf tokens take all the mass, at any temperature
+    for (Candidate& x : c.data) x.logit = x.logit == INFINITY ? 0.0f : -INFINITY;
+  } else {
+    for (Candidate& x : c.data) x.logit = (x.logit - m) / t;
+  }
 }
 
 size_t argmax(const Candidates& c) {

@@ -79,7 +79,9 @@ void apply_penalties(Candidates& c, const TokenWindow& window, float repeat, flo
 void apply_top_k(Candidates& c, int32_t k);        // k <= 0: no-op; leaves c sorted
 void apply_top_p(Candidates& c, float p);          // p >= 1: no-op; smallest prefix with mass >= p
 void apply_min_p(Candidates& c, float p);          // p <= 0: no-op; keeps order
-void apply_temperature(Candidates& c, float t);    // divides logits by t > 0
+// t > 0: logit -> (logit - max) / t, the same distribution as logit / t without overflow (any
+// t down to the smallest denormal gives the argmax); keeps order.
+void apply_temperature(Candidates& c, float t);
 size_t argmax(const Candidates& c);  // index into c.data; first of equal maxima; NaN never wins
 // Softmax of the logits, then the first index whose running probability mass reaches u * total.
 // u in [0, 1). Returns an index into c.data.

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -347,6 +348,60 @@ TEST_CASE("non-finite logits still give a valid token", "[sampler]") {
     for (int i = 0; i < 50; ++i) {
       const int32_t id = s.sample(logits);
       CHECK(std::isfinite(logits[size_t(id)]));
+    }
+  }
+}
+
+TEST_CASE("tiny temperatures give the argmax, not an overflow", "[sampler]") {
+  // logits / t overflows float for t this small (1e-38 * 3.4e38 = 3.4): the distribution's limit
+  // as t -> 0 is all mass on the argmax, so every draw must be it, whatever the other steps.
+  const auto logits = random_logits(32000, 11);
+  const int32_t best = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  REQUIRE(logits[size_t(best)] > 4.0f);  // so logits[best] / 1e-38 is beyond FLT_MAX
+  for (float t : {1e-38f, FLT_MIN, 1e-45f /* denormal */, FLT_MIN / 1024, 1e-30f}) {
+    for (int32_t top_k : {0, 40}) {
+      for (float min_p : {0.0f, 0.05f}) {
+        SamplerParams p = plain(t, 3);
+        p.top_k = top_k;
+        p.min_p = min_p;
+        p.top_p = top_k ? 0.95f : 1.0f;
+        Sampler s(32000, p);
+        for (int i = 0; i < 20; ++i) {
+          INFO("temperature " << t << " top_k " << top_k << " min_p " << min_p << " draw " << i);
+          REQUIRE(s.sample(logits) == best);
+        }
+      }
+    }
+    // The free step on its own: the result's softmax is the limit distribution (all on the max).
+    Candidates c;
+    c.assign(logits);
+    apply_temperature(c, t);
+    const auto probs = probabilities(c);
+    INFO("temperature " << t);
+    CHECK(probs[size_t(best)] == 1.0f);
+    CHECK(pick(c, 0.0) == size_t(best));
+    CHECK(pick(c, 0.999999) == size_t(best));
+  }
+  // Two equal maxima share the mass (the exact limit), and nothing else is ever drawn.
+  std::vector<float> tie(100, 1.0f);
+  tie[7] = tie[42] = 50.0f;
+  Sampler s(100, plain(1e-40f, 9));
+  std::set<int32_t> seen;
+  for (int i = 0; i < 200; ++i) seen.insert(s.sample(tie));
+  CHECK(seen == std::set<int32_t>{7, 42});
+  // Temperature 0 is greedy as before (the first of equal maxima), and invalid ones are refused
+  // as InvalidArgument.
+  Sampler g(100, plain(0.0f));
+  CHECK(g.sample(tie) == 7);
+  CHECK(Sampler(32000, plain(0.0f)).sample(logits) == best);
+  for (float bad : {-1e-38f, -1.0f, NAN, INFINITY, -FLT_MIN}) {
+    INFO("temperature " << bad);
+    try {
+      Sampler x(10, plain(bad));
+      FAIL("accepted");
+    } catch (const SamplerError& e) {
+      CHECK(e.kind() == Error::Kind::InvalidArgument);
+      CHECK(std::string(e.what()).find("temperature") != std::string::npos);
     }
   }
 }
