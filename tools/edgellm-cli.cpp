@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -95,10 +98,32 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// stdout could not be written (disk full, closed terminal, ...): the text the user asked for is
+// lost, so the tool fails with this (one line, exit 1) rather than reporting success.
+struct WriteError : std::runtime_error {
+  explicit WriteError(int err) : std::runtime_error(std::string("cannot write to stdout: ") + std::strerror(err)) {}
+};
+
+// Writes to stdout and flushes (the text streams as it comes); throws WriteError when either fails.
+// Thrown from the generation callback, it stops the generation (the C++ wrapper rethrows it).
+void write_stdout(std::string_view text) {
+  errno = 0;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+    throw WriteError(errno ? errno : EIO);
+}
+
+// Everything written so far reached the file, and stdout is closed cleanly (a buffered write can
+// fail only here, e.g. on NFS or /dev/full).
+void close_stdout() {
+  errno = 0;
+  const bool had_error = std::ferror(stdout) != 0;
+  if (std::fflush(stdout) != 0 || had_error) throw WriteError(errno ? errno : EIO);
+  if (std::fclose(stdout) != 0) throw WriteError(errno ? errno : EIO);
+}
+
 // Writes generated text to stdout as it comes.
 bool print_text(std::string_view text, std::string* collect) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+  write_stdout(text);
   if (collect) collect->append(text);
   return true;
 }
@@ -138,10 +163,9 @@ void run_prompt(const Options& o, edgellm::Model& model, edgellm::Context& ctx, 
     throw edgellm::Exception(EDGELLM_ERR_CONTEXT_FULL, "the prompt is " + std::to_string(prompt.size()) +
                                                            " tokens, longer than the context (-c " +
                                                            std::to_string(ctx.n_ctx()) + ")");
-  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
-  std::fflush(stdout);
+  write_stdout(o.prompt);
   ctx.generate(sampler, prompt, o.n_predict, [](std::string_view t) { return print_text(t, nullptr); }, o.stop);
-  std::fputc('\n', stdout);
+  write_stdout("\n");
 }
 
 // Chat: each stdin line is a user message. The cache keeps the conversation: each turn evaluates
@@ -167,12 +191,24 @@ void run_chat(const Options& o, edgellm::Model& model, edgellm::Context& ctx, ed
     std::string added = formatted.substr(std::min(formatted_in_cache, formatted.size()));
     std::vector<edgellm::Token> tokens = model.tokenize(added, /*add_special=*/formatted_in_cache == 0,
                                                         /*parse_special=*/true);
+    // The turn must fit with room for at least one reply token. When it does not, the message is
+    // not sent (the conversation and the cache stay as they were) and the chat goes on: a shorter
+    // message may still fit.
+    const int64_t free_tokens = int64_t(ctx.n_ctx()) - ctx.n_past();
+    if (static_cast<int64_t>(tokens.size()) >= free_tokens) {
+      std::fprintf(stderr,
+                   "edgellm-cli: this message does not fit in the context: the turn is %zu tokens and %lld of "
+                   "the %d are free (a reply needs at least one more); not sent (a shorter message, or a "
+                   "larger -c)\n",
+                   tokens.size(), static_cast<long long>(free_tokens), ctx.n_ctx());
+      messages.pop_back();
+      continue;
+    }
     const int32_t reply_start = ctx.n_past() + static_cast<int32_t>(tokens.size());
     std::string reply;
     edgellm_generate_result r =
         ctx.generate(sampler, tokens, o.n_predict, [&](std::string_view t) { return print_text(t, &reply); }, o.stop);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
+    write_stdout("\n");
     // Drop the reply from the cache: the next turn evaluates it in the template's form.
     ctx.rewind(std::min(reply_start, ctx.n_past()));
     formatted_in_cache = formatted.size();
@@ -208,13 +244,14 @@ int main(int argc, char** argv) {
       run_chat(o, model, ctx, sampler);
     else
       run_prompt(o, model, ctx, sampler);
+    close_stdout();
     print_stages(ctx.perf(), o.json);
     return 0;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "edgellm-cli: error: %s\n", e.what());
     return 2;
   } catch (const edgellm::Exception& e) {
-    std::fflush(stdout);
+    std::fflush(stdout);  // the text so far before the error line (a failure here is moot)
     std::fprintf(stderr, "edgellm-cli: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {

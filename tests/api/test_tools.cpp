@@ -49,8 +49,10 @@ void append_quoted(std::string& cmd, const std::string& s) {
   cmd += "'";
 }
 
-// Runs bin/<tool> with the arguments; stdin from /dev/null unless `input` is given.
-Run run(const std::string& tool, const std::vector<std::string>& args, const std::string* input = nullptr) {
+// Runs bin/<tool> with the arguments; stdin from /dev/null unless `input` is given; stdout to a
+// file read back into Run::out, or to `stdout_to` (e.g. /dev/full) when given.
+Run run(const std::string& tool, const std::vector<std::string>& args, const std::string* input = nullptr,
+        const std::string& stdout_to = "") {
   static int n = 0;
   const std::string base = kTmp + "/tools-" + std::to_string(getpid()) + "-" + std::to_string(++n);
   std::string cmd;
@@ -64,13 +66,13 @@ Run run(const std::string& tool, const std::vector<std::string>& args, const std
     cmd += " </dev/null";
   }
   cmd += " >";
-  append_quoted(cmd, base + ".out");
+  append_quoted(cmd, stdout_to.empty() ? base + ".out" : stdout_to);
   cmd += " 2>";
   append_quoted(cmd, base + ".err");
   Run r;
   const int status = std::system(cmd.c_str());
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(base + ".out");
+  if (stdout_to.empty()) r.out = slurp(base + ".out");
   r.err = slurp(base + ".err");
   return r;
 }
@@ -162,6 +164,56 @@ TEST_CASE("edgellm-cli --chat answers each stdin line", "[tools]") {
   for (std::string l; std::getline(out, l);) ++replies;
   CHECK(replies >= 2);
   CHECK(r.err.find("decode") != std::string::npos);
+}
+
+TEST_CASE("edgellm-cli: a failed write to stdout is one error line and a non-zero exit", "[tools]") {
+  // /dev/full: every write fails with ENOSPC. Short outputs sit in stdio's buffer until a flush,
+  // so the tool must check its flushes too, not only fwrite's count.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-m", kStories, "-p", "Once upon a time", "-n", "16", "--temp", "0"},
+        std::vector<std::string>{"-m", kStories, "-p", "x", "-n", "0", "--temp", "0"}}) {
+    Run r = run("edgellm-cli", args, nullptr, "/dev/full");
+    INFO("stderr: " << r.err);
+    check_one_line_error(r, "stdout");
+    CHECK(r.err.find("No space left on device") != std::string::npos);  // the reason, from errno
+  }
+  const std::string input = "Hello\n";
+  Run chat = run("edgellm-cli", {"-m", kStories, "--chat", "-n", "8", "--temp", "0", "-c", "256"}, &input,
+                 "/dev/full");
+  INFO("stderr: " << chat.err);
+  CHECK(chat.rc == 1);
+  const auto lines = chat.err_lines();
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back().find("error: cannot write to stdout") != std::string::npos);
+  CHECK(chat.err.find("decode") == std::string::npos);  // no stage table after the error
+}
+
+TEST_CASE("edgellm-cli --chat: a message that does not fit is refused, and the chat goes on", "[tools]") {
+  // -c 96: a ~700-character line is far more than 96 tokens with this 512-token vocabulary; the
+  // short line after it fits. The tool says so (not an error), answers the next line, ends with
+  // status 0 and the stage table, as its context-full path does.
+  std::string long_line;
+  for (int i = 0; i < 10; ++i) long_line += "Once upon a time there was a little girl named Lily. ";
+  const std::string input = long_line + "\nHi\n";
+  Run r = run("edgellm-cli", {"-m", kStories, "--chat", "-n", "4", "--temp", "0", "-c", "96", "-t", "1"}, &input);
+  INFO("stderr: " << r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.err.find("error") == std::string::npos);
+  CHECK(r.err.find("does not fit in the context") != std::string::npos);
+  CHECK(r.err.find("prefill") != std::string::npos);  // the stage table: the program ended normally
+  // The short line was answered: one reply line on stdout (the refused message printed none).
+  std::istringstream out(r.out);
+  int replies = 0;
+  for (std::string l; std::getline(out, l);) ++replies;
+  CHECK(replies == 1);
+  // Nothing but the refusal when the only line does not fit.
+  const std::string only_long = long_line + "\n";
+  Run alone = run("edgellm-cli", {"-m", kStories, "--chat", "-n", "4", "--temp", "0", "-c", "96", "-t", "1"},
+                  &only_long);
+  INFO("stderr: " << alone.err);
+  CHECK(alone.rc == 0);
+  CHECK(alone.out.empty());
+  CHECK(alone.err.find("does not fit in the context") != std::string::npos);
 }
 
 TEST_CASE("edgellm-cli: each error is one clear line and a non-zero exit", "[tools]") {
