@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "arch.hpp"  // printable
+
 namespace edgellm {
 
 namespace {
@@ -22,6 +24,11 @@ constexpr NamedFormat kFormats[] = {
     {"zephyr", ChatFormat::Zephyr},
     {"tinyllama", ChatFormat::TinyLlama},
     {"llama3", ChatFormat::Llama3},
+    {"mistral-v1", ChatFormat::MistralV1},
+    {"mistral-v3", ChatFormat::MistralV3},
+    {"mistral-v3-tekken", ChatFormat::MistralV3Tekken},
+    {"mistral-v7", ChatFormat::MistralV7},
+    {"mistral-v7-tekken", ChatFormat::MistralV7Tekken},
 };
 
 std::string supported_names() {
@@ -64,7 +71,54 @@ void llama2(std::string& out, std::span<const ChatMessage> messages, ChatFormat 
   }
 }
 
+// Mistral's v7 layout: the system text in its own [SYSTEM_PROMPT] block, each user text in
+// [INST]...[/INST], each reply followed by </s>. v7 puts a space after the opening tags and before
+// a reply; v7-tekken none. Any other role is rendered as a reply.
+void mistral_v7(std::string& out, std::span<const ChatMessage> messages, ChatFormat f) {
+  const std::string_view sp = f == ChatFormat::MistralV7 ? " " : "";
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") {
+      out.append("[SYSTEM_PROMPT]").append(sp).append(m.content).append("[/SYSTEM_PROMPT]");
+    } else if (m.role == "user") {
+      out.append("[INST]").append(sp).append(m.content).append("[/INST]");
+    } else {
+      out.append(sp).append(m.content).append("</s>");
+    }
+  }
+}
+
+// Mistral's v1 / v3 / v3-tekken layouts: a turn opens with [INST] (v1: ' [INST] ', v3: '[INST] ',
+// v3-tekken: '[INST]'); the system text is content + '\n\n' inside the turn; a user text ends with
+// '[/INST]' (v1: ' [/INST]'); a reply (any other role) is ' ' + content + '</s>' (v3-tekken: no
+// space; v3: the content trimmed) and closes the turn.
+void mistral_v1_v3(std::string& out, std::span<const ChatMessage> messages, ChatFormat f) {
+  const std::string_view lead = f == ChatFormat::MistralV1 ? " " : "";
+  const std::string_view trail = f == ChatFormat::MistralV3Tekken ? "" : " ";
+  const bool trim_reply = f == ChatFormat::MistralV3;
+  bool in_turn = false;
+  for (const ChatMessage& m : messages) {
+    if (!in_turn) {
+      out.append(lead).append("[INST]").append(trail);
+      in_turn = true;
+    }
+    if (m.role == "system") {
+      out.append(m.content).append("\n\n");
+    } else if (m.role == "user") {
+      out.append(m.content).append(lead).append("[/INST]");
+    } else {
+      out.append(trail).append(trim_reply ? trim(m.content) : std::string_view(m.content)).append("</s>");
+      in_turn = false;
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<std::string_view> chat_format_names() {
+  std::vector<std::string_view> names;
+  for (const auto& f : kFormats) names.push_back(f.name);
+  return names;
+}
 
 std::string_view chat_format_name(ChatFormat f) {
   for (const auto& x : kFormats)
@@ -85,11 +139,16 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
     if (has("<|im_sep|>") || has("<end_of_utterance>")) return std::nullopt;
     return ChatFormat::ChatML;
   }
-  if (t.substr(0, 7) == "mistral" || has("[INST]")) {
-    // Mistral's own templates (v1/v3/v7) share [INST] but place spaces and the system text
-    // differently: not ours.
-    if (has("[SYSTEM_PROMPT]") || has("' [INST] ' + system_message") || has("[AVAILABLE_TOOLS]")) {
-      return std::nullopt;
+  // llama.cpp also sends any text that merely starts with "mistral" down this branch (so an
+  // unknown name like "mistral-v2" becomes llama2); we take only Jinja text with [INST], and refuse
+  // a name we do not know.
+  if (has("[INST]")) {
+    // Mistral's own templates share [INST] but place spaces and the system text differently.
+    if (has("[SYSTEM_PROMPT]")) return ChatFormat::MistralV7;
+    if (has("' [INST] ' + system_message") || has("[AVAILABLE_TOOLS]")) {
+      if (has(" [INST]")) return ChatFormat::MistralV1;
+      if (has("\"[INST]\"")) return ChatFormat::MistralV3Tekken;
+      return ChatFormat::MistralV3;
     }
     if (has("content.strip()")) return ChatFormat::Llama2SysStrip;
     if (has("bos_token + '[INST]")) return ChatFormat::Llama2SysBos;
@@ -116,8 +175,7 @@ ChatFormat resolve_chat_format(std::string_view tmpl, std::string_view fallback)
     throw ChatTemplateError("unknown fallback chat template name '" + std::string(fallback) +
                             "'; known: " + supported_names());
   }
-  std::string shown(tmpl.substr(0, 80));
-  if (tmpl.size() > 80) shown += "...";
+  const std::string shown = engine::printable(tmpl, 80);  // the file's text, escaped
   throw ChatTemplateError("unsupported chat template" +
                           (tmpl.empty() ? std::string(" (empty)") : " '" + shown + "'") +
                           "; known formats: " + supported_names() +
@@ -139,6 +197,11 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
     case ChatFormat::Llama2Sys:
     case ChatFormat::Llama2SysBos:
     case ChatFormat::Llama2SysStrip: llama2(out, messages, format); break;
+    case ChatFormat::MistralV1:
+    case ChatFormat::MistralV3:
+    case ChatFormat::MistralV3Tekken: mistral_v1_v3(out, messages, format); break;
+    case ChatFormat::MistralV7:
+    case ChatFormat::MistralV7Tekken: mistral_v7(out, messages, format); break;
     case ChatFormat::Zephyr:
     case ChatFormat::TinyLlama: {
       const std::string_view end = format == ChatFormat::Zephyr ? "<|endoftext|>" : eos_text;

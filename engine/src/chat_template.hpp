@@ -14,13 +14,21 @@
 //   tinyllama         <|{role}|>\n{content}{eos}\n ...                [<|assistant|>\n]
 //   llama3            <|start_header_id|>{role}<|end_header_id|>\n\n{trimmed content}<|eot_id|>
 //                     ...                     [<|start_header_id|>assistant<|end_header_id|>\n\n]
+//   mistral-v1        ' [INST] ' {system}\n\n{user} ' [/INST]' ' ' {assistant}</s> ...
+//   mistral-v3        '[INST] ' {system}\n\n{user} '[/INST]' ' ' {trimmed assistant}</s> ...
+//   mistral-v3-tekken '[INST]' {system}\n\n{user} '[/INST]' {assistant}</s> ...
+//   mistral-v7        '[SYSTEM_PROMPT] ' {system} '[/SYSTEM_PROMPT]' '[INST] ' {user} '[/INST]'
+//                     ' ' {assistant}</s> ...
+//   mistral-v7-tekken as mistral-v7 without the spaces after the opening tags and before replies
 //
-// chatml, llama2*, zephyr and llama3 give exactly llama.cpp's llama_chat_apply_template output. tinyllama
+// Every format but tinyllama gives exactly llama.cpp's llama_chat_apply_template output (checked
+// live over all names and shipped templates by tests/oracle/test_chat_vs_llama.cpp). tinyllama
 // is the Zephyr template written with `eos_token` (TinyLlama-1.1B-Chat, zephyr-7b-beta): rendered
 // by Jinja it gives `<|user|>\n...</s>\n`. llama.cpp's substring detection files that Jinja text
 // under "glmedge" (which drops the </s>), so for it we follow the Jinja rendering, not llama.cpp.
 // The llama2 formats, like llama.cpp's, ignore add_generation_prompt (the prompt already ends with
-// [/INST]) and leave out the first <s>, which the tokenizer adds as BOS.
+// [/INST]) and leave out the first <s>, which the tokenizer adds as BOS; so do the mistral ones.
+// A llama.cpp template name that is not listed here is refused, never rendered as another format.
 #pragma once
 
 #include <optional>
@@ -42,6 +50,11 @@ enum class ChatFormat {
   Zephyr,
   TinyLlama,
   Llama3,
+  MistralV1,
+  MistralV3,
+  MistralV3Tekken,
+  MistralV7,
+  MistralV7Tekken,
 };
 
 struct ChatMessage {
@@ -51,6 +64,7 @@ struct ChatMessage {
 
 std::string_view chat_format_name(ChatFormat f);               // "chatml", "llama2", ...
 std::optional<ChatFormat> chat_format_from_name(std::string_view name);
+std::vector<std::string_view> chat_format_names();             // every name, in the table's order
 // Recognizes a template's Jinja text; nullopt when it is none of ours.
 std::optional<ChatFormat> detect_chat_format(std::string_view jinja);
 

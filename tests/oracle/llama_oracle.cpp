@@ -7,6 +7,7 @@
 //   llama-oracle detokenize -m FILE --tokens 1,2,3 [--remove-special] [--unparse-special]
 //   llama-oracle info       -m FILE
 //   llama-oracle chat       --template-file T --messages-file M [--add-ass]
+//   llama-oracle chat-names
 //   llama-oracle bench      -m FILE [-p 512] [-n 128] [-r 5] [-d 0]
 // Common options (model commands):
 //   --cpu VARIANT  CPU backend library: libggml-cpu-VARIANT.so of the prebuilt folder (zen4,
@@ -33,6 +34,7 @@
 //   chat       llama_chat_apply_template's text (no model needed). T holds the template text or a
 //              built-in name ("chatml", "llama2", ...); M holds role and content of each message,
 //              each followed by a NUL byte.
+//   chat-names llama_chat_builtin_templates: the names llama.cpp's chat command accepts, one a line.
 //   info       one JSON line: model_type (llama.cpp's description), model_size, model_n_params,
 //              n_vocab, cpu.
 //   bench      a JSON array like `llama-bench -o json`: one object for pp (if -p > 0) and one for
@@ -122,7 +124,7 @@ std::string read_file(const std::string& path) {
 }
 
 Options parse_args(int argc, char** argv) {
-  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, bench)");
+  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, chat, chat-names, bench)");
   Options o;
   o.command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -165,7 +167,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--add-ass") o.add_ass = true;
     else fail("unknown option '" + a + "'");
   }
-  if (o.model.empty() && o.command != "chat") fail("-m FILE is required");
+  if (o.model.empty() && o.command != "chat" && o.command != "chat-names") fail("-m FILE is required");
   if (o.threads == 0) o.threads = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   return o;
 }
@@ -415,6 +417,15 @@ int cmd_chat(const Options& o) {
   return 0;
 }
 
+int cmd_chat_names() {
+  const int32_t n = llama_chat_builtin_templates(nullptr, 0);
+  if (n < 0) fail("llama_chat_builtin_templates failed");
+  std::vector<const char*> names(static_cast<size_t>(n));
+  llama_chat_builtin_templates(names.data(), names.size());
+  for (const char* name : names) std::printf("%s\n", name);
+  return 0;
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
@@ -595,7 +606,8 @@ int main(int argc, char** argv) {
       ggml_log_set(quiet_log, nullptr);
     }
     const bool needs_backend =
-        o.command != "tokenize" && o.command != "detokenize" && o.command != "chat";
+        o.command != "tokenize" && o.command != "detokenize" && o.command != "chat" &&
+        o.command != "chat-names";
     if (needs_backend) g_cpu_variant = load_cpu_backend(o.cpu);
     llama_backend_init();
     int rc = 1;
@@ -606,6 +618,7 @@ int main(int argc, char** argv) {
     else if (o.command == "info") rc = cmd_info(o);
     else if (o.command == "bench") rc = cmd_bench(o);
     else if (o.command == "chat") rc = cmd_chat(o);
+    else if (o.command == "chat-names") rc = cmd_chat_names();
     else fail("unknown command '" + o.command + "'");
     llama_backend_free();
     std::fflush(stdout);

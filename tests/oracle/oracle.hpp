@@ -8,6 +8,7 @@
 //   auto ids = edgellm::oracle::tokenize(vocab_gguf, "Hello", false, false);
 //   auto gen = edgellm::oracle::greedy(model, {1}, 200);
 //   auto text = edgellm::oracle::chat("chatml", {{"user", "Hi"}}, true);
+//   auto names = edgellm::oracle::chat_names();                   // llama.cpp's template names
 //
 // Every failure (oracle missing, llama.cpp refusing the file, ...) throws std::runtime_error with
 // the oracle's own error message, so a test that needs llama.cpp fails, never skips.
@@ -256,6 +257,17 @@ inline std::string chat(const std::string& tmpl,
                                    m.path()};
   if (add_assistant) args.push_back("--add-ass");
   return run(args);
+}
+
+// llama.cpp's built-in chat template names (llama_chat_builtin_templates), in its order.
+inline std::vector<std::string> chat_names() {
+  std::vector<std::string> names;
+  const std::string out = run({"chat-names"});
+  size_t at = 0;
+  for (size_t nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)
+    names.push_back(out.substr(at, nl - at));
+  if (names.empty()) throw std::runtime_error("llama-oracle chat-names printed no names");
+  return names;
 }
 
 inline std::string detokenize(const std::string& model, const std::vector<int32_t>& ids,

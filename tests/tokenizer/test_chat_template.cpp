@@ -76,9 +76,15 @@ TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
         ChatFormat::Llama3);
   CHECK(detect_chat_format(read_template("meta-llama-Llama-3.2-3B-Instruct.jinja")) ==
         ChatFormat::Llama3);
-  // ... and look-alikes that are not ours: Mistral's [INST] variants, Phi-3, GLM, Gemma.
-  CHECK_FALSE(detect_chat_format(read_template("mistralai-Mistral-Nemo-Instruct-2407.jinja")));
-  CHECK_FALSE(detect_chat_format(read_template("Mistral-Small-3.2-24B-Instruct-2506.jinja")));
+  // ... Mistral's [INST] variants, by llama.cpp's rules (v7: [SYSTEM_PROMPT]; v3-tekken: tools
+  // and a quoted "[INST]") ...
+  CHECK(detect_chat_format(read_template("mistralai-Mistral-Nemo-Instruct-2407.jinja")) ==
+        ChatFormat::MistralV3Tekken);
+  CHECK(detect_chat_format(read_template("Mistral-Small-3.2-24B-Instruct-2506.jinja")) ==
+        ChatFormat::MistralV7);
+  CHECK(detect_chat_format(read_template("unsloth-mistral-Devstral-Small-2507.jinja")) ==
+        ChatFormat::MistralV7);
+  // ... and look-alikes that are not ours: Phi-3, GLM, Gemma.
   CHECK_FALSE(detect_chat_format(read_template("microsoft-Phi-3.5-mini-instruct.jinja")));
   CHECK_FALSE(detect_chat_format(read_template("GLM-4.6.jinja")));
   CHECK_FALSE(detect_chat_format(read_template("google-gemma-2-2b-it.jinja")));
@@ -88,9 +94,18 @@ TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
 TEST_CASE("names, fallback and errors", "[chat]") {
   for (auto f : {ChatFormat::ChatML, ChatFormat::Llama2, ChatFormat::Llama2Sys,
                  ChatFormat::Llama2SysBos, ChatFormat::Llama2SysStrip, ChatFormat::Zephyr,
-                 ChatFormat::TinyLlama, ChatFormat::Llama3}) {
+                 ChatFormat::TinyLlama, ChatFormat::Llama3, ChatFormat::MistralV1, ChatFormat::MistralV3,
+                 ChatFormat::MistralV3Tekken, ChatFormat::MistralV7, ChatFormat::MistralV7Tekken}) {
     CHECK(chat_format_from_name(chat_format_name(f)) == f);
     CHECK(resolve_chat_format(chat_format_name(f)) == f);
+  }
+  CHECK(chat_format_names().size() == 13);
+  CHECK(resolve_chat_format("mistral-v7") == ChatFormat::MistralV7);
+  // A name we do not know is refused, never read as another format (llama.cpp renders any text
+  // starting with "mistral" as llama2), and so are llama.cpp's names we do not render.
+  for (const char* name : {"mistral-v2", "mistral", "gemma", "phi3", "vicuna"}) {
+    INFO(name);
+    CHECK_THROWS_AS(resolve_chat_format(name), ChatTemplateError);
   }
   CHECK(resolve_chat_format(kLlama2Chat) == ChatFormat::Llama2SysStrip);
   const std::string phi3 = read_template("microsoft-Phi-3.5-mini-instruct.jinja");
@@ -188,4 +203,30 @@ TEST_CASE("llama3 text", "[chat]") {
   CHECK(apply_chat_template(ChatFormat::Llama3, kChat, false) == expected);
   CHECK(apply_chat_template(ChatFormat::Llama3, kChat, true) ==
         expected + "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST_CASE("mistral texts", "[chat]") {
+  // llama.cpp's renderings (tests/oracle/test_chat_vs_llama.cpp checks them live). v7: the system
+  // text in '[SYSTEM_PROMPT] ' + content + '[/SYSTEM_PROMPT]', a user text in '[INST] ' + content +
+  // '[/INST]', a reply ' ' + content + '</s>'; v7-tekken the same without those spaces. Neither
+  // has a first <s> (the tokenizer's BOS) nor a generation prompt.
+  const std::vector<ChatMessage> sua = {{"system", "S"}, {"user", "U"}, {"assistant", " A "}, {"user", "U2"}};
+  for (bool add : {false, true}) {
+    CHECK(apply_chat_template(ChatFormat::MistralV7, sua, add) ==
+          "[SYSTEM_PROMPT] S[/SYSTEM_PROMPT][INST] U[/INST]  A </s>[INST] U2[/INST]");
+    CHECK(apply_chat_template(ChatFormat::MistralV7Tekken, sua, add) ==
+          "[SYSTEM_PROMPT]S[/SYSTEM_PROMPT][INST]U[/INST] A </s>[INST]U2[/INST]");
+    // v1/v3/v3-tekken: each turn opens with [INST] (v1 ' [INST] ', v3 '[INST] ', tekken
+    // '[INST]'), the system text is content + '\n\n' in the first turn, a user text ends with
+    // '[/INST]' (v1 ' [/INST]'), a reply is ' ' + content + '</s>' (tekken: no space; v3: trimmed).
+    CHECK(apply_chat_template(ChatFormat::MistralV1, sua, add) ==
+          " [INST] S\n\nU [/INST]  A </s> [INST] U2 [/INST]");
+    CHECK(apply_chat_template(ChatFormat::MistralV3, sua, add) == "[INST] S\n\nU[/INST] A</s>[INST] U2[/INST]");
+    CHECK(apply_chat_template(ChatFormat::MistralV3Tekken, sua, add) ==
+          "[INST]S\n\nU[/INST] A </s>[INST]U2[/INST]");
+  }
+  // Never the Llama-2 layout under a Mistral name.
+  const std::vector<ChatMessage> su = {{"system", "S"}, {"user", "U"}};
+  CHECK(apply_chat_template(resolve_chat_format("mistral-v7"), su, true) ==
+        "[SYSTEM_PROMPT] S[/SYSTEM_PROMPT][INST] U[/INST]");
 }
