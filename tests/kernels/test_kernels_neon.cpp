@@ -147,30 +147,29 @@ TEST_CASE("NEON dispatch picks the dotprod flavour exactly when HWCAP has ASIMDD
   // Every entry is a NEON kernel, not the scalar fallback; the dotprod table differs from the
   // armv8.0 one exactly in the integer dot products and their tiles.
   const KernelSet* v8 = neon_v8_kernels();
-  CHECK(v8->dequantize_row_q4_K != dequantize_row_q4_K_ref);
-  CHECK(v8->dequantize_row_q6_K != dequantize_row_q6_K_ref);
-  CHECK(v8->dequantize_row_q8_0 != dequantize_row_q8_0_ref);
-  CHECK(v8->dequantize_row_q4_0 != dequantize_row_q4_0_ref);
-  CHECK(v8->dequantize_row_f16 != dequantize_row_f16_ref);
-  CHECK(v8->dequantize_row_bf16 != dequantize_row_bf16_ref);
-  CHECK(v8->quantize_row_q8_K != quantize_row_q8_K_ref);
-  CHECK(v8->quantize_row_q8_0 != quantize_row_q8_0_act_ref);
-  CHECK(v8->vec_dot_q4_K_q8_K != vec_dot_q4_K_q8_K_ref);
-  CHECK(v8->vec_dot_q6_K_q8_K != vec_dot_q6_K_q8_K_ref);
-  CHECK(v8->vec_dot_q8_0_q8_0 != vec_dot_q8_0_q8_0_ref);
-  CHECK(v8->vec_dot_q4_0_q8_0 != vec_dot_q4_0_q8_0_ref);
-  CHECK(v8->vec_dot_f16_f32 != vec_dot_f16_f32_ref);
-  CHECK(v8->vec_dot_bf16_f32 != vec_dot_bf16_f32_ref);
-  CHECK(v8->vec_dot_f32_f32 != vec_dot_f32_f32_ref);
+  const KernelSet* scalar = kernels_for(Isa::scalar);
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16, DType::F32}) {
+    INFO(dtype_name(static_cast<uint32_t>(t)));
+    REQUIRE(v8->type(t) != nullptr);
+    if (t != DType::F32) CHECK(v8->type(t)->dequantize_row != scalar->type(t)->dequantize_row);
+    CHECK(v8->type(t)->vec_dot != scalar->type(t)->vec_dot);
+    CHECK(v8->type(t)->gemv != scalar->type(t)->gemv);
+    CHECK(v8->type(t)->gemm == nullptr);  // armv8.0: no prefill tile
+  }
+  CHECK(v8->act(ActForm::q8_K).from_f32 != scalar->act(ActForm::q8_K).from_f32);
+  CHECK(v8->act(ActForm::q8_0).from_f32 != scalar->act(ActForm::q8_0).from_f32);
   if (const KernelSet* dp = neon_dotprod_kernels()) {
-    CHECK(dp->vec_dot_q4_K_q8_K == dotprod::vec_dot_q4_K_q8_K);
-    CHECK(dp->vec_dot_q6_K_q8_K == dotprod::vec_dot_q6_K_q8_K);
-    CHECK(dp->vec_dot_q8_0_q8_0 == dotprod::vec_dot_q8_0_q8_0);
-    CHECK(dp->vec_dot_q4_0_q8_0 == dotprod::vec_dot_q4_0_q8_0);
-    CHECK(dp->matmul_q4_K_q8_K != v8->matmul_q4_K_q8_K);
-    CHECK(dp->dequantize_row_q4_K == v8->dequantize_row_q4_K);
-    CHECK(dp->quantize_row_q8_K == v8->quantize_row_q8_K);
-    CHECK(dp->vec_dot_f32_f32 == v8->vec_dot_f32_f32);
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0}) {
+      INFO(dtype_name(static_cast<uint32_t>(t)));
+      CHECK(dp->type(t)->vec_dot != v8->type(t)->vec_dot);
+      CHECK(dp->type(t)->gemv != v8->type(t)->gemv);
+      CHECK(dp->type(t)->dequantize_row == v8->type(t)->dequantize_row);
+    }
+    CHECK(dp->type(DType::Q4_K)->gemm != nullptr);
+    CHECK(dp->type(DType::Q6_K)->gemm != nullptr);
+    CHECK(dp->type(DType::Q4_K)->gemm_min_rows > 1);
+    CHECK(dp->act(ActForm::q8_K).from_f32 == v8->act(ActForm::q8_K).from_f32);
+    CHECK(dp->type(DType::F32)->vec_dot == v8->type(DType::F32)->vec_dot);
   }
 }
 
