@@ -17,6 +17,7 @@
 #include <new>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,12 @@ thread_local std::string t_last_error;
 
 [[noreturn]] void fail(Kind kind, const std::string& message) { throw Error(kind, message); }
 
+// A context or sampler that another call is using (edgellm.h, "Threads"): EDGELLM_ERR_BUSY.
+class Busy : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 edgellm_status record(edgellm_status status, const char* where, std::string_view why) noexcept {
   try {
     t_last_error.assign(where);
@@ -70,24 +77,30 @@ edgellm_status status_of(Kind kind) {
     case Kind::Io: return EDGELLM_ERR_IO;
     case Kind::BufferTooSmall: return EDGELLM_ERR_BUFFER_TOO_SMALL;
     case Kind::Cancelled: return EDGELLM_ERR_CANCELLED;
+    case Kind::OutOfMemory: return EDGELLM_ERR_OUT_OF_MEMORY;
   }
   return EDGELLM_ERR_INTERNAL;
 }
 
-// Runs body() and maps every exception to a status and the thread's last-error message: the
-// engine's one family (edgellm::Error and its subclasses) by kind, the GGUF layer's own error as
-// a format error, then what the standard library throws.
+// Runs body() and maps every exception to a status and the thread's last-error message: a busy
+// handle, the engine's one family (edgellm::Error and its subclasses) by kind, the GGUF layer's
+// own error as a format error, then what the standard library throws (a size too large for a
+// container, length_error, is out of memory too).
 template <class Body>
 edgellm_status guarded(const char* where, Body&& body) noexcept {
   try {
     body();
     return EDGELLM_OK;
+  } catch (const Busy& e) {
+    return record(EDGELLM_ERR_BUSY, where, e.what());
   } catch (const Error& e) {
     return record(status_of(e.kind()), where, e.what());
   } catch (const edgellm::gguf::GgufError& e) {
     return record(EDGELLM_ERR_FORMAT, where, e.what());
   } catch (const std::bad_alloc&) {
     return record(EDGELLM_ERR_OUT_OF_MEMORY, where, "out of memory");
+  } catch (const std::length_error& e) {
+    return record(EDGELLM_ERR_OUT_OF_MEMORY, where, std::string("out of memory (a size too large: ") + e.what() + ")");
   } catch (const std::exception& e) {
     return record(EDGELLM_ERR_INTERNAL, where, e.what());
   } catch (...) {
@@ -234,12 +247,6 @@ uint64_t peak_rss_bytes() {
 #endif
 }
 
-std::atomic<edgellm_log_callback> g_log_fn{nullptr};
-
-void forward_log(int level, const char* message, void* user) {
-  if (edgellm_log_callback fn = g_log_fn.load()) fn(static_cast<edgellm_log_level>(level), message, user);
-}
-
 edgellm_stop_reason stop_reason_of(edgellm::engine::StopReason r) {
   using edgellm::engine::StopReason;
   switch (r) {
@@ -268,15 +275,53 @@ struct edgellm_context {
   edgellm_model* model = nullptr;
   std::unique_ptr<edgellm::engine::Context> context;
   std::atomic<bool> cancel{false};
+  // Set while a call uses the context (ContextUse): a second one at the same time is refused.
+  mutable std::atomic<bool> busy{false};
+  // context->n_past() as of the last call that finished (or the last token callback), for
+  // edgellm_n_past from any thread while another runs a call.
+  mutable std::atomic<int32_t> n_past{0};
   int32_t n_batch = 0;  // tokens in the last eval (0: no logits), for the messages of logits_of
   edgellm::engine::SampleStats sampling;
 };
 
 struct edgellm_sampler {
   std::unique_ptr<edgellm::Sampler> sampler;
+  std::atomic<bool> busy{false};  // as edgellm_context::busy
 };
 
 namespace {
+
+// Holds a handle's busy flag for one call; throws Busy when another call holds it. The acquire /
+// release pair orders one call's work before the next call's, whichever thread runs it.
+class InUse {
+ public:
+  InUse(std::atomic<bool>& flag, const char* what) : flag_(flag) {
+    if (flag_.exchange(true, std::memory_order_acquire))
+      throw Busy(std::string(what) +
+                 " is busy: another call is using it (on another thread, or the edgellm_generate whose "
+                 "callback this is); use a context or sampler from one thread at a time");
+  }
+  ~InUse() { flag_.store(false, std::memory_order_release); }
+  InUse(const InUse&) = delete;
+  InUse& operator=(const InUse&) = delete;
+
+ private:
+  std::atomic<bool>& flag_;
+};
+
+// A call on a context: holds its busy flag and publishes n_past when done (also after an error).
+class ContextUse {
+ public:
+  explicit ContextUse(const edgellm_context& c) : c_(c), use_(c.busy, "the context") {}
+  ~ContextUse() { publish_n_past(c_); }
+  static void publish_n_past(const edgellm_context& c) {
+    c.n_past.store(c.context->n_past(), std::memory_order_relaxed);
+  }
+
+ private:
+  const edgellm_context& c_;
+  InUse use_;
+};
 
 // Runs a batch (prefill for n > 1, decode for 1); the engine checks it completely first.
 void eval_tokens(edgellm_context& c, std::span<const int32_t> tokens) {
@@ -317,6 +362,7 @@ const char* edgellm_status_string(edgellm_status status) {
     case EDGELLM_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case EDGELLM_ERR_CANCELLED: return "cancelled";
     case EDGELLM_ERR_INTERNAL: return "internal error";
+    case EDGELLM_ERR_BUSY: return "busy";
   }
   return "unknown status";
 }
@@ -327,10 +373,9 @@ const char* edgellm_version(void) { return edgellm::version_string(); }
 
 void edgellm_set_log_callback(edgellm_log_callback callback, edgellm_log_level min_level, void* user_data) {
   try {
-    g_log_fn = callback;
-    edgellm::set_log_sink(callback ? forward_log : nullptr, enum_bits(min_level), user_data);
+    edgellm::set_log_sink(callback, enum_bits(min_level), user_data);  // the three as one
   } catch (...) {
-    // Setting a sink allocates nothing that can fail in practice; never let it escape.
+    // Setting a sink allocates nothing; a failing lock (system error) must not escape either.
   }
 }
 
@@ -525,12 +570,13 @@ void edgellm_context_free(edgellm_context* ctx) { delete ctx; }
 
 int32_t edgellm_n_ctx(const edgellm_context* ctx) { return ctx ? ctx->context->n_ctx() : -1; }
 int32_t edgellm_n_threads(const edgellm_context* ctx) { return ctx ? ctx->context->n_threads() : -1; }
-int32_t edgellm_n_past(const edgellm_context* ctx) { return ctx ? ctx->context->n_past() : -1; }
+int32_t edgellm_n_past(const edgellm_context* ctx) { return ctx ? ctx->n_past.load(std::memory_order_relaxed) : -1; }
 
 edgellm_status edgellm_eval(edgellm_context* ctx, const edgellm_token* tokens, int32_t n_tokens) {
   return guarded("edgellm_eval", [&] {
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
     REQUIRE_ARG(tokens != nullptr, "tokens is NULL");
+    ContextUse use(*ctx);
     eval_tokens(*ctx, token_span(tokens, n_tokens, "tokens"));
   });
 }
@@ -541,6 +587,7 @@ const float* edgellm_get_logits_ith(edgellm_context* ctx, int32_t i) {
   const float* out = nullptr;
   guarded("edgellm_get_logits", [&] {
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
+    ContextUse use(*ctx);
     out = logits_of(*ctx, i);
   });
   return out;
@@ -549,13 +596,14 @@ const float* edgellm_get_logits_ith(edgellm_context* ctx, int32_t i) {
 edgellm_status edgellm_rewind(edgellm_context* ctx, int32_t n_past) {
   return guarded("edgellm_rewind", [&] {
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
+    ContextUse use(*ctx);
     ctx->context->truncate(n_past);  // refuses n_past outside [0, n_past()]
     ctx->n_batch = 0;
   });
 }
 
 void edgellm_clear(edgellm_context* ctx) {
-  if (ctx) edgellm_rewind(ctx, 0);
+  if (ctx) edgellm_rewind(ctx, 0);  // busy: does nothing (the last error says why)
 }
 
 void edgellm_cancel(edgellm_context* ctx) {
@@ -597,6 +645,8 @@ edgellm_status edgellm_sampler_sample(edgellm_sampler* sampler, edgellm_context*
     REQUIRE_ARG(sampler != nullptr, "sampler is NULL");
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
     REQUIRE_ARG(token != nullptr, "token is NULL");
+    InUse sampler_use(sampler->busy, "the sampler");
+    ContextUse use(*ctx);
     *token = edgellm::engine::sample(*sampler->sampler, *ctx->context, logits_of(*ctx, i), ctx->sampling);
   });
 }
@@ -604,12 +654,17 @@ edgellm_status edgellm_sampler_sample(edgellm_sampler* sampler, edgellm_context*
 edgellm_status edgellm_sampler_accept(edgellm_sampler* sampler, edgellm_token token) {
   return guarded("edgellm_sampler_accept", [&] {
     REQUIRE_ARG(sampler != nullptr, "sampler is NULL");
+    InUse use(sampler->busy, "the sampler");
     sampler->sampler->accept(token);  // refuses ids outside the vocabulary
   });
 }
 
 void edgellm_sampler_reset(edgellm_sampler* sampler) {
-  if (sampler) sampler->sampler->reset();
+  if (!sampler) return;
+  guarded("edgellm_sampler_reset", [&] {  // busy: does nothing (the last error says why)
+    InUse use(sampler->busy, "the sampler");
+    sampler->sampler->reset();
+  });
 }
 
 // ---- Generation ----------------------------------------------------------------------------------
@@ -630,12 +685,15 @@ edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler, 
     REQUIRE_ARG(prompt != nullptr && n_prompt > 0, "the prompt is empty (give at least one token, e.g. BOS)");
     const edgellm_generate_params p = read_params(params, generate_defaults(), "edgellm_generate_params");
     REQUIRE_ARG(p.stop_strings != nullptr || p.n_stop_strings == 0, "stop_strings is NULL but n_stop_strings is not 0");
+    ContextUse use(*ctx);
+    InUse sampler_use(sampler->busy, "the sampler");
     edgellm::engine::GenerateOptions o;
     o.n_predict = p.n_predict;
     for (size_t i = 0; i < p.n_stop_strings; ++i)
       if (p.stop_strings[i]) o.stop_strings.emplace_back(p.stop_strings[i]);
     if (p.callback)
-      o.on_text = [&p](std::string_view text, int32_t token) {
+      o.on_text = [&p, ctx](std::string_view text, int32_t token) {
+        ContextUse::publish_n_past(*ctx);  // edgellm_n_past from the callback sees the progress
         return p.callback(text.data(), text.size(), token, p.user_data);
       };
     o.cancel = &ctx->cancel;
@@ -662,6 +720,7 @@ edgellm_status edgellm_get_perf(const edgellm_context* ctx, edgellm_perf* perf) 
   return guarded("edgellm_get_perf", [&] {
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
     REQUIRE_ARG(perf != nullptr, "perf is NULL");
+    InUse use(ctx->busy, "the context");
     edgellm_perf p{};
     p.load_ms = ctx->model->info.load_ms;
     const edgellm::engine::StageStats& pre = ctx->context->prefill_stats();
@@ -679,8 +738,11 @@ edgellm_status edgellm_get_perf(const edgellm_context* ctx, edgellm_perf* perf) 
 
 void edgellm_reset_perf(edgellm_context* ctx) {
   if (!ctx) return;
-  ctx->context->reset_stats();
-  ctx->sampling = {};
+  guarded("edgellm_reset_perf", [&] {  // busy: does nothing (the last error says why)
+    InUse use(ctx->busy, "the context");
+    ctx->context->reset_stats();
+    ctx->sampling = {};
+  });
 }
 
 }  // extern "C"

@@ -14,13 +14,25 @@
 // are GEMVs, with n > 1 (prefill) GEMMs: the kernels' matmul() picks, per weight type.
 #include "context.hpp"
 
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "backend_cpu.hpp"
+#include "edgellm/kernels/thread_pool.hpp"
 #include "error.hpp"
+#include "log.hpp"
 
 namespace edgellm::engine {
 
@@ -43,7 +55,77 @@ ContextOptions checked(const Model& model, ContextOptions o) {
   if (o.n_ctx == 0) o.n_ctx = model.hparams().n_ctx_train;
   if (o.n_threads == 0) o.n_threads = kernels::physical_core_count();
   if (o.n_threads > 1024) throw Error(Error::Kind::InvalidArgument, "context: n_threads > 1024");
+  if (const int cpus = kernels::available_cpu_count(); o.n_threads > cpus)
+    log().warn("context: n_threads {} is more than the {} CPUs this process may run on: the threads "
+               "take turns and wait for each other instead of spinning, which is much slower per token "
+               "(use at most {})",
+               o.n_threads, cpus, cpus);
   if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
+  return o;
+}
+
+// ---- The memory a context needs, checked before anything is allocated -------------------------
+
+// a * b and a + b, or nothing when the result does not fit in 64 bits.
+std::optional<uint64_t> mul(std::optional<uint64_t> a, uint64_t b) {
+  uint64_t r;
+  if (!a || __builtin_mul_overflow(*a, b, &r)) return std::nullopt;
+  return r;
+}
+std::optional<uint64_t> add(std::optional<uint64_t> a, std::optional<uint64_t> b) {
+  uint64_t r;
+  if (!a || !b || __builtin_add_overflow(*a, *b, &r)) return std::nullopt;
+  return r;
+}
+
+// RAM plus swap: no larger zero-filled buffer can ever be backed (0 when unknown).
+uint64_t machine_memory_bytes() {
+  uint64_t total = 0;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) total = uint64_t(pages) * uint64_t(page);
+#if defined(__linux__)
+  struct sysinfo si {};
+  if (sysinfo(&si) == 0) total += uint64_t(si.totalswap) * uint64_t(si.mem_unit);
+#endif
+  return total;
+}
+
+// Every buffer a context allocates once, by its size in n_ctx, n_batch and the model's shape
+// (the KV cache as KvLayout lays it out, the activation buffers of forward(), the logits, the CPU
+// backend's attention scores), in 64-bit arithmetic that cannot wrap. A total that does not fit
+// this machine's address space is an invalid argument; one larger than its memory is out of
+// memory. Either way the message names n_ctx and the bytes, before anything was allocated.
+void check_memory(const HParams& hp, const ContextOptions& o) {
+  const uint64_t elem = o.kv_type == KvType::F16 ? 2 : 4;
+  const uint64_t ctx_blocks = (uint64_t(o.n_ctx) + KvLayout::kKeyBlock - 1) / KvLayout::kKeyBlock;
+  const std::optional<uint64_t> kv =
+      mul(mul(mul(mul(mul(uint64_t{2}, uint64_t(hp.n_layer)), uint64_t(hp.n_head_kv)), ctx_blocks * KvLayout::kKeyBlock),
+              uint64_t(hp.head_dim)),
+          elem);
+  const uint64_t widths = 3 * uint64_t(hp.n_embd) + 2 * uint64_t(hp.n_embd_q()) + 2 * uint64_t(hp.n_embd_kv()) +
+                          2 * uint64_t(hp.n_ff);
+  const std::optional<uint64_t> acts = mul(mul(uint64_t(o.n_batch), widths), sizeof(float));
+  const std::optional<uint64_t> logits =
+      mul(mul(uint64_t(o.logits_all ? o.n_batch : 1), uint64_t(hp.n_vocab)), sizeof(float));
+  const uint64_t group = hp.n_head_kv > 0 ? uint64_t(hp.n_head / hp.n_head_kv) : 1;
+  const std::optional<uint64_t> scores = mul(mul(mul(uint64_t(o.n_threads), group), uint64_t(o.n_ctx)), sizeof(float));
+  const std::optional<uint64_t> total = add(add(add(kv, acts), logits), scores);
+  auto bytes = [](std::optional<uint64_t> n) { return n ? std::to_string(*n) : std::string("more than 2^64"); };
+  const std::string what = "context: n_ctx " + std::to_string(o.n_ctx) + " needs " + bytes(total) + " bytes (KV cache " +
+                           bytes(kv) + ", attention scores of " + std::to_string(o.n_threads) + " threads " +
+                           bytes(scores) + ", activations " + bytes(acts) + ", logits " + bytes(logits) + ")";
+  // A buffer may be no larger than PTRDIFF_MAX (std::vector's max_size for bytes).
+  if (!total || *total > uint64_t(std::numeric_limits<std::ptrdiff_t>::max()) ||
+      *total > uint64_t(std::numeric_limits<size_t>::max()))
+    throw Error(Error::Kind::InvalidArgument, what + ": more than this machine's address space; lower n_ctx");
+  if (const uint64_t have = machine_memory_bytes(); have > 0 && *total > have)
+    throw Error(Error::Kind::OutOfMemory, what + ", more than the " + std::to_string(have) +
+                                              " bytes of memory (RAM and swap) this machine has; lower n_ctx");
+}
+
+ContextOptions checked_with_memory(const Model& model, const ContextOptions& options) {
+  ContextOptions o = checked(model, options);
+  check_memory(model.hparams(), o);
   return o;
 }
 
@@ -51,7 +133,7 @@ ContextOptions checked(const Model& model, ContextOptions o) {
 
 Context::Context(const Model& model, const ContextOptions& options)
     : model_(model),
-      options_(checked(model, options)),
+      options_(checked_with_memory(model, options)),
       backend_(make_backend(options_.backend, {options_.n_threads, options_.kernels})),
       kv_(model.hparams().n_layer, options_.n_ctx, model.hparams().n_head_kv, model.hparams().head_dim,
           options_.kv_type) {
@@ -70,11 +152,22 @@ Context::Context(const Model& model, const ContextOptions& options)
   width(ActBuf::gate, hp.n_ff);
   width(ActBuf::up, hp.n_ff);
   const gguf::File& f = model_.file();
-  backend_->map_weights(f.image().data(), f.image().size());
-  backend_->alloc_activations(shapes);
-  backend_->alloc_kv(kv_.layout());
-  backend_->set_rope({hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, model_.rope_freqs()});
-  logits_.resize((options_.logits_all ? sz(options_.n_batch) : 1) * sz(hp.n_vocab));
+  // check_memory() vouched for the sizes; the allocator may still say no (other processes, limits).
+  try {
+    backend_->map_weights(f.image().data(), f.image().size());
+    backend_->alloc_activations(shapes);
+    backend_->alloc_kv(kv_.layout());
+    backend_->set_rope({hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, model_.rope_freqs()});
+    logits_.resize((options_.logits_all ? sz(options_.n_batch) : 1) * sz(hp.n_vocab));
+  } catch (const std::bad_alloc&) {
+    throw Error(Error::Kind::OutOfMemory, "context: out of memory allocating the buffers of n_ctx " +
+                                              std::to_string(options_.n_ctx) + " (KV cache " +
+                                              std::to_string(kv_.bytes()) + " bytes); lower n_ctx");
+  } catch (const std::length_error& e) {
+    throw Error(Error::Kind::OutOfMemory, "context: the buffers of n_ctx " + std::to_string(options_.n_ctx) +
+                                              " (KV cache " + std::to_string(kv_.bytes()) +
+                                              " bytes) are too large: " + e.what());
+  }
 }
 
 Context::~Context() = default;

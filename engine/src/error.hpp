@@ -19,6 +19,7 @@ class Error : public std::runtime_error {
     Io,               // a file missing or unreadable
     BufferTooSmall,   // the caller's buffer cannot hold the result (its size was reported)
     Cancelled,        // a callback or a cancel request stopped the call
+    OutOfMemory,      // the memory a request needs is more than the machine has (or can be had)
   };
   Error(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const noexcept { return kind_; }

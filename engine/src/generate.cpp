@@ -70,10 +70,18 @@ class TextOut {
 
 }  // namespace
 
-int32_t sample(Sampler& sampler, const Context& ctx, const float* logits, SampleStats& stats) {
+namespace {
+
+void check_sampler(const Sampler& sampler, const Context& ctx) {
   if (sampler.n_vocab() != ctx.n_vocab())
     throw SamplerError("the sampler was made for another vocabulary (" + std::to_string(sampler.n_vocab()) +
                        " tokens, the model has " + std::to_string(ctx.n_vocab()) + ")");
+}
+
+}  // namespace
+
+int32_t sample(Sampler& sampler, const Context& ctx, const float* logits, SampleStats& stats) {
+  check_sampler(sampler, ctx);
   const auto t0 = std::chrono::steady_clock::now();
   const int32_t t = sampler.sample(std::span<const float>(logits, static_cast<size_t>(ctx.n_vocab())));
   stats.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -84,8 +92,10 @@ int32_t sample(Sampler& sampler, const Context& ctx, const float* logits, Sample
 void generate(Context& ctx, Sampler& sampler, const Tokenizer& tokenizer, std::span<const int32_t> prompt,
               const GenerateOptions& o, GenerateResult& r, SampleStats& stats) {
   r = GenerateResult{};
-  // The prompt in one batch (prefill) at the current position; Context checks the ids and the
-  // room and changes nothing when they are wrong.
+  // Everything that can be refused is refused before the first side effect: the sampler here,
+  // the prompt's ids and room by eval(), which changes nothing when they are wrong.
+  check_sampler(sampler, ctx);
+  // The prompt in one batch (prefill) at the current position.
   ctx.eval(prompt);
   r.n_prompt = static_cast<int32_t>(prompt.size());
   r.last_eval = r.n_prompt;

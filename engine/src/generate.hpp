@@ -58,7 +58,8 @@ struct GenerateResult {
 
 // Evaluates the prompt at ctx's current position, then generates. `result` is filled in as it
 // goes, so it is meaningful also when an exception (edgellm::Error: tokens out of range, the
-// prompt does not fit, ...) stops the call. Cancelled is a result, not an exception. Every
+// prompt does not fit, a sampler for another vocabulary, ...) stops the call; those three are
+// refused before anything happens (ctx unchanged). Cancelled is a result, not an exception. Every
 // sampled token is accepted by the sampler; the last one is not evaluated.
 void generate(Context& ctx, Sampler& sampler, const Tokenizer& tokenizer, std::span<const int32_t> prompt,
               const GenerateOptions& options, GenerateResult& result, SampleStats& stats);

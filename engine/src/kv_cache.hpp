@@ -31,7 +31,7 @@ struct KvLayout {
   size_t elem_bytes() const { return type == KvType::F16 ? 2 : 4; }
   // One head's K (or V) region: n_ctx rounded up to whole K^T blocks.
   size_t head_bytes() const {
-    return size_t((n_ctx + kKeyBlock - 1) / kKeyBlock * kKeyBlock) * size_t(head_dim) * elem_bytes();
+    return (size_t(n_ctx) + kKeyBlock - 1) / kKeyBlock * kKeyBlock * size_t(head_dim) * elem_bytes();
   }
   size_t bytes() const { return size_t(2) * size_t(n_layer) * size_t(n_head_kv) * head_bytes(); }
   size_t k_offset(int layer, int kv_head) const {  // [n_ctx / 32][head_dim][32]

@@ -6,12 +6,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -390,7 +394,7 @@ TEST_CASE("bad eval arguments are refused and change nothing", "[api]") {
   CHECK(edgellm_n_past(l.ctx) == 2);
 }
 
-TEST_CASE("the last error is per thread", "[api]") {
+TEST_CASE("the last error is per thread", "[api][tsan]") {
   CHECK(edgellm_eval(nullptr, nullptr, 1) == EDGELLM_ERR_INVALID_ARGUMENT);
   const std::string mine = last_error();
   std::string theirs;
@@ -605,7 +609,7 @@ TEST_CASE("generation stops when the context is full, and prompts that do not fi
   edgellm_sampler_free(s);
 }
 
-TEST_CASE("edgellm_cancel from another thread stops generation between tokens", "[api]") {
+TEST_CASE("edgellm_cancel from another thread stops generation between tokens", "[api][tsan]") {
   Loaded l;
   edgellm_sampler* s = greedy_sampler(l.model);
   const std::vector<edgellm_token> prompt = bos_only(l.model);
@@ -794,4 +798,301 @@ TEST_CASE("C++ wrapper: RAII handles and exceptions with the status", "[api]") {
   CHECK_THROWS_AS(ctx.eval({9999}), edgellm::Exception);
   CHECK_THROWS_AS(ctx.generate(greedy, {1}, 5, [](std::string_view) -> bool { throw std::runtime_error("x"); }),
                   std::runtime_error);
+}
+
+// ---- Threads (the "Threads" rules at the top of edgellm.h). Tagged [tsan]: a ThreadSanitizer
+// build runs these. Catch2's assertions are not thread-safe: workers only record, the main thread
+// checks.
+
+TEST_CASE("one context used from two threads: every call succeeds or is refused as busy", "[api][tsan]") {
+  Loaded l(256);
+  edgellm_sampler* samplers[2] = {greedy_sampler(l.model), greedy_sampler(l.model)};
+  struct Tally {
+    int ok = 0, busy = 0, other = 0;  // other: a state the other thread made (no logits, full)
+    std::vector<std::string> unexpected;
+  } tally[2];
+  auto worker = [&](int w) {
+    Tally& t = tally[w];
+    const edgellm_token prompt[4] = {1, 403, 385, 410};
+    auto note = [&](const char* call, edgellm_status s, bool state_error_ok) {
+      if (s == EDGELLM_OK) ++t.ok;
+      else if (s == EDGELLM_ERR_BUSY && last_error().find("busy") != std::string::npos) ++t.busy;
+      else if (state_error_ok && (s == EDGELLM_ERR_CONTEXT_FULL || s == EDGELLM_ERR_INVALID_ARGUMENT)) ++t.other;
+      else if (t.unexpected.size() < 10) t.unexpected.push_back(std::string(call) + ": " + last_error());
+    };
+    // A thread whose calls are all refused loops fast: run until both did real work.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; (i < 400 || t.ok < 50) && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20); ++i) {
+      note("rewind", edgellm_rewind(l.ctx, 0), false);
+      note("eval", edgellm_eval(l.ctx, prompt, 4), true);  // full if the other one kept evaluating
+      const edgellm_token next = 100;
+      note("eval 1", edgellm_eval(l.ctx, &next, 1), true);
+      if (edgellm_get_logits(l.ctx)) ++t.ok;
+      else note("get_logits", last_error().find("busy") != std::string::npos ? EDGELLM_ERR_BUSY
+                                                                              : EDGELLM_ERR_INVALID_ARGUMENT, true);
+      edgellm_token tok = -1;
+      note("sample", edgellm_sampler_sample(samplers[w], l.ctx, -1, &tok), true);  // no logits after a rewind
+      edgellm_generate_params gp = edgellm_generate_default_params();
+      gp.n_predict = 3;
+      note("generate", edgellm_generate(l.ctx, samplers[w], prompt, 1, &gp, nullptr), true);
+      const int32_t n_past = edgellm_n_past(l.ctx);
+      if ((n_past < 0 || n_past > 256) && t.unexpected.size() < 10)
+        t.unexpected.push_back("n_past " + std::to_string(n_past));
+      edgellm_perf perf = sized<edgellm_perf>();
+      note("get_perf", edgellm_get_perf(l.ctx, &perf), false);
+      edgellm_clear(l.ctx);
+    }
+  };
+  std::thread a(worker, 0), b(worker, 1);
+  a.join();
+  b.join();
+  for (const Tally& t : tally) {
+    INFO("ok " << t.ok << ", busy " << t.busy << ", other " << t.other);
+    CHECK(t.unexpected.empty());
+    for (const std::string& u : t.unexpected) INFO(u);
+    CHECK(t.ok > 0);
+  }
+  // The threads did overlap (else this tested nothing), and the refusals were seen.
+  CHECK(tally[0].busy + tally[1].busy > 0);
+  // The context is intact: one thread again gets the reference logits.
+  const std::vector<float> want = read_floats(kModels + "/stories260K.logits-bos-pos0.txt");
+  REQUIRE(edgellm_rewind(l.ctx, 0) == EDGELLM_OK);
+  const edgellm_token bos = 1;
+  REQUIRE(edgellm_eval(l.ctx, &bos, 1) == EDGELLM_OK);
+  const float* got = edgellm_get_logits(l.ctx);
+  REQUIRE(got);
+  float worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
+  CHECK(worst < 1e-2f);
+  edgellm_sampler_free(samplers[0]);
+  edgellm_sampler_free(samplers[1]);
+}
+
+TEST_CASE("a call on the context from inside its own generate callback is refused as busy", "[api][tsan]") {
+  Loaded l(64);
+  edgellm_sampler* s = greedy_sampler(l.model);
+  struct State {
+    edgellm_context* ctx;
+    edgellm_status eval = EDGELLM_OK, rewind = EDGELLM_OK;
+    int32_t n_past = -1;
+    std::string error;
+  } st{l.ctx, EDGELLM_OK, EDGELLM_OK, -1, {}};
+  edgellm_generate_params gp = edgellm_generate_default_params();
+  gp.n_predict = 4;
+  gp.user_data = &st;
+  gp.callback = [](const char*, size_t, edgellm_token, void* u) {
+    auto* st = static_cast<State*>(u);
+    const edgellm_token t = 100;
+    st->eval = edgellm_eval(st->ctx, &t, 1);
+    st->error = edgellm_last_error();
+    st->rewind = edgellm_rewind(st->ctx, 0);
+    st->n_past = edgellm_n_past(st->ctx);  // always allowed
+    return true;
+  };
+  const edgellm_token bos = 1;
+  CHECK(edgellm_generate(l.ctx, s, &bos, 1, &gp, nullptr) == EDGELLM_OK);
+  CHECK(st.eval == EDGELLM_ERR_BUSY);
+  CHECK(st.rewind == EDGELLM_ERR_BUSY);
+  CHECK(st.error.find("edgellm_eval") != std::string::npos);
+  CHECK(st.error.find("busy") != std::string::npos);
+  CHECK(st.n_past >= 1);
+  CHECK(edgellm_n_past(l.ctx) == 1 + 4 - 1);  // the refused calls changed nothing
+  CHECK(std::string(edgellm_status_string(EDGELLM_ERR_BUSY)) == "busy");
+  edgellm_sampler_free(s);
+}
+
+TEST_CASE("two contexts on one model generate at the same time, each the known tokens", "[api][tsan]") {
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+  const std::vector<int32_t> want = read_ids(kModels + "/stories260K.greedy-t0-200.ids");
+  REQUIRE(want.size() == 200);
+  const int n = 40;
+  struct Run {
+    edgellm_status status = EDGELLM_ERR_INTERNAL;
+    Collected got;
+  } runs[2];
+  auto worker = [&](Run& run, int32_t n_threads) {
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = n_threads;
+    edgellm_context* c = nullptr;
+    if ((run.status = edgellm_context_create(m, &cp, &c)) != EDGELLM_OK) return;
+    edgellm_sampler_params sp = edgellm_sampler_default_params();
+    sp.temperature = 0;
+    edgellm_sampler* s = nullptr;
+    if ((run.status = edgellm_sampler_create(m, &sp, &s)) == EDGELLM_OK) {
+      edgellm_generate_params gp = edgellm_generate_default_params();
+      gp.n_predict = n;
+      gp.callback = collect;
+      gp.user_data = &run.got;
+      const edgellm_token bos = 1;
+      run.status = edgellm_generate(c, s, &bos, 1, &gp, nullptr);
+    }
+    edgellm_sampler_free(s);
+    edgellm_context_free(c);
+  };
+  std::thread a(worker, std::ref(runs[0]), 1), b(worker, std::ref(runs[1]), 2);
+  a.join();
+  b.join();
+  for (Run& r : runs) {
+    CHECK(r.status == EDGELLM_OK);
+    // The callback gets the token that completed each piece of text; a greedy run of 40 tokens
+    // from BOS emits each one.
+    std::vector<int32_t> head(want.begin(), want.begin() + static_cast<long>(r.got.tokens.size()));
+    CHECK(r.got.tokens.size() >= 30);
+    CHECK(r.got.tokens == head);
+  }
+  CHECK(runs[0].got.text == runs[1].got.text);
+  edgellm_model_free(m);
+}
+
+namespace {
+
+// A log callback's user data: which pair it belongs to, and whether it is the one installed.
+struct LogPair {
+  int id;
+  std::atomic<bool> installed{false};
+  std::atomic<int> calls{0};
+};
+std::atomic<int> g_wrong_user{0};    // a callback got the other pair's user_data
+std::atomic<int> g_after_swap{0};    // a callback ran after edgellm_set_log_callback replaced it
+LogPair g_pair_a{1}, g_pair_b{2};
+
+template <int Id>
+void pair_callback(edgellm_log_level, const char*, void* user) {
+  auto* p = static_cast<LogPair*>(user);
+  if (p->id != Id) g_wrong_user.fetch_add(1);
+  if (!p->installed.load()) g_after_swap.fetch_add(1);
+  p->calls.fetch_add(1);
+}
+
+}  // namespace
+
+TEST_CASE("swapping the log callback while another thread logs: each callback gets its own user_data",
+          "[api][tsan]") {
+  std::atomic<bool> stop{false};
+  std::atomic<int> started{0};
+  auto log_lines = [&] {
+    started.fetch_add(1);
+    while (!stop.load()) edgellm_eval(nullptr, nullptr, 1);  // fails, and logs the failure (debug)
+  };
+  std::thread logger1(log_lines), logger2(log_lines);
+  while (started.load() < 2) std::this_thread::yield();
+  // At least a second of swapping (the race it looks for is a window of a few instructions).
+  const auto t0 = std::chrono::steady_clock::now();
+  auto enough = [&](int i) {
+    const auto dt = std::chrono::steady_clock::now() - t0;
+    return i >= 20000 && ((dt > std::chrono::seconds(1) && g_pair_a.calls.load() > 100 && g_pair_b.calls.load() > 100) ||
+                          dt > std::chrono::seconds(10));
+  };
+  for (int i = 0; !enough(i); ++i) {
+    LogPair& next = i % 2 ? g_pair_b : g_pair_a;
+    LogPair& prev = i % 2 ? g_pair_a : g_pair_b;
+    next.installed = true;
+    if (i % 2) edgellm_set_log_callback(pair_callback<2>, EDGELLM_LOG_DEBUG, &g_pair_b);
+    else edgellm_set_log_callback(pair_callback<1>, EDGELLM_LOG_DEBUG, &g_pair_a);
+    // Once the call returned, the replaced callback is never called again (its data may go).
+    prev.installed = false;
+  }
+  stop = true;
+  logger1.join();
+  logger2.join();
+  edgellm_set_log_callback(nullptr, EDGELLM_LOG_DEBUG, nullptr);
+  g_pair_a.installed = g_pair_b.installed = false;
+  edgellm_eval(nullptr, nullptr, 1);  // silent now: no callback runs
+  CHECK(g_wrong_user.load() == 0);
+  CHECK(g_after_swap.load() == 0);
+  CHECK(g_pair_a.calls.load() > 0);
+  CHECK(g_pair_b.calls.load() > 0);
+}
+
+TEST_CASE("a log callback may log and set the log callback itself without deadlock", "[api][tsan]") {
+  struct State {
+    int depth = 0, calls = 0, swapped = 0;
+  };
+  static State st;
+  st = {};
+  static edgellm_log_callback self = nullptr;
+  self = [](edgellm_log_level, const char*, void* u) {
+    auto* s = static_cast<State*>(u);
+    ++s->calls;
+    if (s->depth++ == 0) {
+      edgellm_eval(nullptr, nullptr, 1);                           // logs from inside the callback
+      edgellm_set_log_callback(self, EDGELLM_LOG_DEBUG, u);        // re-installs itself
+      ++s->swapped;
+    }
+    --s->depth;
+  };
+  edgellm_set_log_callback(self, EDGELLM_LOG_DEBUG, &st);
+  // From another thread too, so a lock held by this one cannot hide a deadlock.
+  std::thread([] { edgellm_eval(nullptr, nullptr, 1); }).join();
+  edgellm_eval(nullptr, nullptr, 1);
+  edgellm_set_log_callback(nullptr, EDGELLM_LOG_DEBUG, nullptr);
+  CHECK(st.swapped == 2);
+  CHECK(st.calls == 4);  // each outer line and its nested one
+}
+
+TEST_CASE("n_ctx too large for memory or the address space is refused, not an internal error", "[api]") {
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+  for (int32_t n_ctx : {INT32_MAX, INT32_MAX - 31, int32_t{1} << 30}) {
+    INFO("n_ctx " << n_ctx);
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = 1;
+    edgellm_context* c = reinterpret_cast<edgellm_context*>(0x1);
+    const edgellm_status s = edgellm_context_create(m, &cp, &c);
+    INFO(last_error());
+    CHECK((s == EDGELLM_ERR_OUT_OF_MEMORY || s == EDGELLM_ERR_INVALID_ARGUMENT));
+    CHECK(c == nullptr);
+    CHECK(last_error().find("n_ctx " + std::to_string(n_ctx)) != std::string::npos);
+    CHECK(last_error().find("bytes") != std::string::npos);
+  }
+  // The model is unharmed: a normal context still works.
+  Loaded ok(64);
+  const edgellm_token bos = 1;
+  CHECK(edgellm_eval(ok.ctx, &bos, 1) == EDGELLM_OK);
+  edgellm_model_free(m);
+}
+
+TEST_CASE("far more threads than cores: a warning in the log, and decode still takes bounded time", "[api]") {
+  std::vector<std::string> warnings;
+  edgellm_set_log_callback(
+      [](edgellm_log_level, const char* msg, void* u) { static_cast<std::vector<std::string>*>(u)->push_back(msg); },
+      EDGELLM_LOG_WARN, &warnings);
+  const int32_t n_threads =
+      std::min<int32_t>(1024, std::max<int32_t>(64, 4 * static_cast<int32_t>(std::thread::hardware_concurrency())));
+  edgellm_model* m = nullptr;
+  REQUIRE(edgellm_model_load(kStories.c_str(), nullptr, &m) == EDGELLM_OK);
+  edgellm_context_params cp = edgellm_context_default_params();
+  cp.n_ctx = 64;
+  cp.n_threads = n_threads;
+  edgellm_context* c = nullptr;
+  REQUIRE(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+  edgellm_set_log_callback(nullptr, EDGELLM_LOG_WARN, nullptr);
+  CHECK(edgellm_n_threads(c) == n_threads);  // warned, not capped
+  bool warned = false;
+  for (const std::string& w : warnings)
+    warned = warned || (w.find("n_threads " + std::to_string(n_threads)) != std::string::npos &&
+                        w.find("CPU") != std::string::npos);
+  INFO("warnings: " << warnings.size() << (warnings.empty() ? "" : ", first: " + warnings[0]));
+  CHECK(warned);
+
+  const std::vector<int32_t> want = read_ids(kModels + "/stories260K.greedy-t0-200.ids");
+  edgellm_sampler* s = greedy_sampler(m);
+  Collected got;
+  edgellm_generate_params gp = edgellm_generate_default_params();
+  gp.n_predict = 16;
+  gp.callback = collect;
+  gp.user_data = &got;
+  const edgellm_token bos = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(edgellm_generate(c, s, &bos, 1, &gp, nullptr) == EDGELLM_OK);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(seconds < 20.0);  // a hang detector, not a speed test (2 threads: well under 0.1 s)
+  CHECK(got.tokens == std::vector<int32_t>(want.begin(), want.begin() + static_cast<long>(got.tokens.size())));
+  CHECK(got.tokens.size() >= 12);
+  edgellm_sampler_free(s);
+  edgellm_context_free(c);
+  edgellm_model_free(m);
 }

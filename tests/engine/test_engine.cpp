@@ -440,3 +440,52 @@ TEST_CASE("no output.weight: the LM head is token_embd (tied)", "[engine]") {
   b.eval(std::vector<int32_t>{1, 403});
   CHECK(std::equal(a.logits(), a.logits() + 512, b.logits()));
 }
+
+// ---- generate() validates everything before its first side effect ----------------------------
+#include "generate.hpp"
+#include "sampler.hpp"
+#include "tokenizer.hpp"
+
+TEST_CASE("generate with a sampler for another vocabulary is refused before the prompt is evaluated", "[engine]") {
+  ContextOptions o;
+  o.n_ctx = 64;
+  o.n_threads = 1;
+  Context ctx(stories(), o);
+  const Tokenizer tok = Tokenizer::from_gguf(stories().file());
+  const std::vector<int32_t> first{1, 403};
+  ctx.eval(first);
+  const std::vector<float> logits(ctx.logits(), ctx.logits() + ctx.n_vocab());
+  const uint64_t prefill_tokens = ctx.prefill_stats().tokens;
+
+  SamplerParams sp;
+  sp.temperature = 0;
+  Sampler other(ctx.n_vocab() + 100, sp);  // made for a model with a larger vocabulary
+  const std::vector<int32_t> prompt{385, 410, 317};
+  GenerateOptions go;
+  go.n_predict = 4;
+  GenerateResult r;
+  SampleStats stats;
+  try {
+    generate(ctx, other, tok, prompt, go, r, stats);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.kind() == Error::Kind::InvalidArgument);
+    CHECK(std::string(e.what()).find("vocabulary") != std::string::npos);
+    CHECK(std::string(e.what()).find(std::to_string(ctx.n_vocab() + 100)) != std::string::npos);
+  }
+  // Nothing happened: the prompt was not evaluated, the last logits are still there.
+  CHECK(ctx.n_past() == 2);
+  CHECK(ctx.prefill_stats().tokens == prefill_tokens);
+  CHECK(r.n_prompt == 0);
+  CHECK(r.n_generated == 0);
+  CHECK(stats.n == 0);
+  REQUIRE(ctx.logits());
+  CHECK(std::equal(logits.begin(), logits.end(), ctx.logits()));
+
+  // The same call with the right sampler runs.
+  Sampler mine(ctx.n_vocab(), sp);
+  generate(ctx, mine, tok, prompt, go, r, stats);
+  CHECK(r.n_prompt == 3);
+  CHECK(r.n_generated == 4);
+  CHECK(ctx.n_past() == 2 + 3 + 4 - 1);
+}

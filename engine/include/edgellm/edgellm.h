@@ -29,6 +29,28 @@
  * Why sized structs rather than opaque params with setters: the structs stay plain C values (on
  * the stack, no allocation, nothing to free), code written as `p = edgellm_context_default_params();
  * p.n_ctx = 512;` compiles unchanged, and one check in the library covers every field.
+ *
+ * Threads. What may be shared, and which calls may run at the same time:
+ *   - A model is read-only once loaded: any number of threads may use it at once (tokenize,
+ *     detokenize, chat templates, info, and creating contexts and samplers on it). Several
+ *     contexts on one model may run at the same time, each on its own thread.
+ *   - A context is used by one thread at a time. A call on a context that another call on the
+ *     same context is still running (edgellm_eval, edgellm_generate, edgellm_get_logits*,
+ *     edgellm_rewind, edgellm_clear, edgellm_sampler_sample with it, edgellm_get_perf,
+ *     edgellm_reset_perf) is refused with EDGELLM_ERR_BUSY and changes nothing; the void ones
+ *     (edgellm_clear, edgellm_reset_perf) then do nothing (edgellm_last_error() says so). The same
+ *     holds inside a token callback for calls on the context that edgellm_generate is running.
+ *     Exceptions, callable from any thread at any time: edgellm_cancel, edgellm_n_ctx,
+ *     edgellm_n_threads, edgellm_n_past (the count as of the last call that finished).
+ *   - A sampler likewise: a second call on a sampler that is in use (edgellm_sampler_sample,
+ *     edgellm_sampler_accept, edgellm_generate with it; edgellm_sampler_reset does nothing then)
+ *     is refused with EDGELLM_ERR_BUSY.
+ *   - The logits pointer from edgellm_get_logits* is valid until the next call that evaluates,
+ *     rewinds or clears that context; do not read it while such a call runs on another thread.
+ *   - Freeing: edgellm_*_free must not race with any other call on the same handle, and a model
+ *     must outlive its contexts and samplers. The library cannot detect these.
+ *   - edgellm_set_log_callback may be called from any thread, also from inside the log
+ *     callback; see there. edgellm_last_error() is per thread.
  */
 #ifndef EDGELLM_H
 #define EDGELLM_H
@@ -59,7 +81,9 @@ typedef enum edgellm_status {
   EDGELLM_ERR_CONTEXT_FULL = 6,     /* the tokens do not fit in the context (n_ctx) */
   EDGELLM_ERR_BUFFER_TOO_SMALL = 7, /* caller's buffer too small; the required size was returned */
   EDGELLM_ERR_CANCELLED = 8,        /* a progress callback or edgellm_cancel() stopped the call */
-  EDGELLM_ERR_INTERNAL = 9          /* a bug: please report it with edgellm_last_error() */
+  EDGELLM_ERR_INTERNAL = 9,         /* a bug: please report it with edgellm_last_error() */
+  EDGELLM_ERR_BUSY = 10             /* another thread is using the same context or sampler (see
+                                       "Threads" above); nothing was changed, try again later */
 } edgellm_status;
 
 /* Short name of a status ("ok", "invalid argument", ...). Never NULL. */
