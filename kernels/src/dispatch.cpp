@@ -68,6 +68,8 @@ KernelSet scalar_kernel_set() {
   set_ref_row<vec_dot_q6_K_q8_K_ref, dequantize_row_q6_K_ref, quantize_row_q6_K_ref>(ks, DType::Q6_K, ActForm::q8_K);
   set_ref_row<vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, quantize_row_q8_0_ref>(ks, DType::Q8_0, ActForm::q8_0);
   set_ref_row<vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, quantize_row_q4_0_ref>(ks, DType::Q4_0, ActForm::q8_0);
+  set_ref_row<vec_dot_q5_0_q8_0_ref, dequantize_row_q5_0_ref, quantize_row_q5_0_ref>(ks, DType::Q5_0, ActForm::q8_0);
+  set_ref_row<vec_dot_q5_1_q8_1_ref, dequantize_row_q5_1_ref, quantize_row_q5_1_ref>(ks, DType::Q5_1, ActForm::q8_1);
   set_ref_row<vec_dot_f16_f32_ref, dequantize_row_f16_ref, quantize_row_f16_ref>(ks, DType::F16, ActForm::f16);
   set_ref_row<vec_dot_bf16_f32_ref, dequantize_row_bf16_ref, quantize_row_bf16_ref>(ks, DType::BF16, ActForm::bf16);
   {
@@ -82,6 +84,7 @@ KernelSet scalar_kernel_set() {
   ks.act(ActForm::bf16) = {1, sizeof(float), round_row_bf16};
   ks.act(ActForm::q8_0) = {QK8_0, sizeof(block_q8_0), erased_quantize<quantize_row_q8_0_act_ref>};
   ks.act(ActForm::q8_K) = {QK_K, sizeof(block_q8_K), erased_quantize<quantize_row_q8_K_ref>};
+  ks.act(ActForm::q8_1) = {QK8_1, sizeof(block_q8_1), erased_quantize<quantize_row_q8_1_act_ref>};
   ks.matmul_kn_f16_f32 = matmul_kn_f16_f32_ref;
   ks.matmul_kn_f32_f32 = matmul_kn_f32_f32_ref;
   ks.rms_norm = rms_norm;

@@ -258,7 +258,7 @@ struct RowsQ6K {
   }
 };
 
-// ---- 32-element formats: Q8_0 and Q4_0 weights times Q8_0 activations ----
+// ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
 // integer block sums are exact and scaled once per block in float.
 
@@ -295,6 +295,37 @@ float vec_dot_q4_0_q8_0_avx2(int64_t n, const block_q4_0* x, const block_q8_0* y
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
   }
   return hsum(acc);
+}
+
+// Q5_0 / Q5_1: the quants q in 0..31 are unsigned, so vpmaddubsw takes them as they are (pairs
+// are at most 2 * 31 * 128 < 2^15: no saturation). Q5_0's -16 is 16 sum(y), taken the same way.
+inline __m256i dot_u5_s8(__m256i q, __m256i y) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
+}
+
+float vec_dot_q5_0_q8_0_avx2(int64_t n, const block_q5_0* x, const block_q8_0* y) {
+  const __m256i sixteen = _mm256_set1_epi8(16);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK5_0; ++i) {
+    prefetch_ahead<sizeof(block_q5_0)>(x + i);
+    const __m256i yq = load256(y[i].qs);
+    const __m256i dot = _mm256_sub_epi32(dot_u5_s8(x86::q5_quants(x[i].qs, x[i].qh), yq), dot_u5_s8(sixteen, yq));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// Q5_1 . Q8_1: d_x d_y q . y per block in the vector lanes, the min term m_x s_y in a float sum.
+float vec_dot_q5_1_q8_1_avx2(int64_t n, const block_q5_1* x, const block_q8_1* y) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t i = 0; i < n / QK5_1; ++i) {
+    prefetch_ahead<sizeof(block_q5_1)>(x + i);
+    const __m256i dot = dot_u5_s8(x86::q5_quants(x[i].qs, x[i].qh), load256(y[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+    mins += fp16(x[i].m) * fp16(y[i].s);
+  }
+  return hsum(acc) + mins;
 }
 
 // ---- float rows (attention over an f16/f32 KV cache, float weights) ----
@@ -637,6 +668,8 @@ const KernelSet* avx2_kernels() {
     set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRows);
     set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
+    set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
+    set_vec_dot<vec_dot_q5_1_q8_1_avx2>(k.row(DType::Q5_1));
     set_dequantize<dequantize_row_f16_avx2>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx2>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx2>(k.row(DType::BF16));
@@ -644,6 +677,7 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_f32_f32_avx2>(k.row(DType::F32));
     k.act(ActForm::q8_K).from_f32 = erased_quantize<quantize_row_q8_K_avx2>;
     k.act(ActForm::q8_0).from_f32 = erased_quantize<x86::quantize_row_q8_0>;
+    k.act(ActForm::q8_1).from_f32 = erased_quantize<x86::quantize_row_q8_1>;
     k.matmul_kn_f16_f32 = matmul_kn_f16_f32_avx2;
     k.matmul_kn_f32_f32 = matmul_kn_f32_f32_avx2;
     k.softmax_scaled = softmax_scaled_avx2;

@@ -1,5 +1,6 @@
 // Scalar reference kernels: see quants.hpp. This file: fp16/bf16 conversions, the plain float
-// types and the 32-element formats Q8_0 and Q4_0. The K-quants are in quants_ref_k.cpp.
+// types and the 32-element formats Q8_0, Q4_0, Q5_0, Q5_1 (and the Q8_1 activations). The
+// K-quants are in quants_ref_k.cpp.
 //
 // Every formula keeps the exact order of float operations of ggml's reference code, because
 // dequantization and activation quantization must match llama.cpp bit for bit. The portable
@@ -7,6 +8,7 @@
 // bit-exactness needs: GCC would otherwise fuse a * b - c into one FMA on aarch64.
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "edgellm/kernels/quants.hpp"
 #include "quants_ref_util.hpp"
@@ -188,6 +190,136 @@ void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k) {
   }
 }
 
+// ---- Q5_0: w = d * (q - 16); Q5_1: w = d * q + m ----
+
+namespace {
+
+// A 5-bit quant from v = x / d + 16.5 (Q5_0) or (x - min) / d + 0.5 (Q5_1), truncated; from 32
+// (Q5_0's largest positive values) capped at 31, as ggml does. Where ggml's C conversion is
+// undefined (NaN, +-Inf) this is what llama.cpp's x86 build stores: 0 (cvttss2si gives
+// 0x80000000, whose low byte it keeps). For finite input v is in [0, 32.5] unless 1/d overflowed
+// (d a tiny subnormal, 0 in fp16), which gives +-Inf or NaN: so every finite row gets its bytes.
+uint8_t q5_from(float v) {
+  if (v >= 0.0f && v < 32.0f) return static_cast<uint8_t>(v);
+  return v >= 32.0f && v < 128.0f ? 31 : 0;
+}
+
+// Element j (0..15) and j + 16 of a Q5 block: the nibbles of qs[j] and bits j, j + 16 of qh.
+inline int q5_lo(const uint8_t* qs, uint32_t qh, int j) {
+  return (qs[j] & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
+}
+inline int q5_hi(const uint8_t* qs, uint32_t qh, int j) {
+  return (qs[j] >> 4) | static_cast<int>((qh >> (j + 16)) & 1) << 4;
+}
+
+inline void store_qh(uint8_t* qh, uint32_t bits) {
+  for (int b = 0; b < 4; ++b) qh[b] = static_cast<uint8_t>(bits >> (8 * b));
+}
+
+}  // namespace
+
+// As Q4_0 with 16 levels each side: d = -(the value of largest magnitude) / 16, which maps to
+// q = 0; the others are truncate(x / d + 16.5) capped at 31.
+void quantize_row_q5_0_ref(const float* x, block_q5_0* y, int64_t k) {
+  const int64_t nb = k / QK5_0;
+  for (int64_t i = 0; i < nb; ++i, x += QK5_0) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK5_0; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -16;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_0 / 2; ++j) {
+      const uint8_t q0 = q5_from(x[j] * id + 16.5f);
+      const uint8_t q1 = q5_from(x[j + QK5_0 / 2] * id + 16.5f);
+      y[i].qs[j] = static_cast<uint8_t>((q0 & 0xF) | (q1 & 0xF) << 4);
+      qh |= static_cast<uint32_t>(q0 >> 4) << j | static_cast<uint32_t>(q1 >> 4) << (j + QK5_0 / 2);
+    }
+    store_qh(y[i].qh, qh);
+  }
+}
+
+// m = the block's minimum, d = (max - min) / 31, q = truncate((x - min) / d + 0.5), as ggml does
+// (comparisons skip NaN elements).
+void quantize_row_q5_1_ref(const float* x, block_q5_1* y, int64_t k) {
+  const int64_t nb = k / QK5_1;
+  for (int64_t i = 0; i < nb; ++i, x += QK5_1) {
+    float min = std::numeric_limits<float>::max(), max = -std::numeric_limits<float>::max();
+    for (int j = 0; j < QK5_1; ++j) {
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / 31;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    y[i].m = fp32_to_fp16(min);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_1 / 2; ++j) {
+      const uint8_t q0 = q5_from((x[j] - min) * id + 0.5f);
+      const uint8_t q1 = q5_from((x[j + QK5_1 / 2] - min) * id + 0.5f);
+      y[i].qs[j] = static_cast<uint8_t>((q0 & 0xF) | (q1 & 0xF) << 4);
+      qh |= static_cast<uint32_t>(q0 >> 4) << j | static_cast<uint32_t>(q1 >> 4) << (j + QK5_1 / 2);
+    }
+    store_qh(y[i].qh, qh);
+  }
+}
+
+void dequantize_row_q5_0_ref(const block_q5_0* x, float* y, int64_t k) {
+  const int64_t nb = k / QK5_0;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const uint32_t qh = q5_high_bits(x[i].qh);
+    for (int j = 0; j < QK5_0 / 2; ++j) {
+      y[i * QK5_0 + j] = static_cast<float>(q5_lo(x[i].qs, qh, j) - 16) * d;
+      y[i * QK5_0 + j + QK5_0 / 2] = static_cast<float>(q5_hi(x[i].qs, qh, j) - 16) * d;
+    }
+  }
+}
+
+void dequantize_row_q5_1_ref(const block_q5_1* x, float* y, int64_t k) {
+  const int64_t nb = k / QK5_1;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
+    const uint32_t qh = q5_high_bits(x[i].qh);
+    for (int j = 0; j < QK5_1 / 2; ++j) {
+      y[i * QK5_1 + j] = static_cast<float>(q5_lo(x[i].qs, qh, j)) * d + m;  // no FMA: ggml rounds twice
+      y[i * QK5_1 + j + QK5_1 / 2] = static_cast<float>(q5_hi(x[i].qs, qh, j)) * d + m;
+    }
+  }
+}
+
+// ---- Q8_1 activations: a = d * q, s = d * sum(q) ----
+
+// The Q8_0 activation quantizer's d and q (see quantize_row_q8_0_act_ref), and s rounded to fp16
+// from the float product of the unrounded d and the integer sum, as llama.cpp's x86 backend does.
+void quantize_row_q8_1_act_ref(const float* x, block_q8_1* y, int64_t k) {
+  const int64_t nb = k / QK8_1;
+  for (int64_t i = 0; i < nb; ++i, x += QK8_1) {
+    block_q8_0 b;
+    quantize_row_q8_0_act_ref(x, &b, QK8_1);
+    float amax = 0.0f;
+    for (int j = 0; j < QK8_1; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    int sum = 0;
+    for (int j = 0; j < QK8_1; ++j) sum += b.qs[j];
+    y[i].d = b.d;
+    y[i].s = fp32_to_fp16(amax / 127.0f * static_cast<float>(sum));
+    std::memcpy(y[i].qs, b.qs, QK8_1);
+  }
+}
+
+void dequantize_row_q8_1_ref(const block_q8_1* x, float* y, int64_t k) {
+  const int64_t nb = k / QK8_1;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK8_1; ++j) y[i * QK8_1 + j] = x[i].qs[j] * d;
+  }
+}
+
 // ---- dot products ----
 // Integer sums are exact (int32 cannot overflow for these block sizes). Scale products and the
 // sum over blocks are taken in double and rounded to float once, so for a result r and the exact
@@ -215,6 +347,36 @@ float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y)
       sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
     }
     sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+float vec_dot_q5_0_q8_0_ref(int64_t n, const block_q5_0* x, const block_q8_0* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK5_0; ++i) {
+    const uint32_t qh = q5_high_bits(x[i].qh);
+    int32_t sumi = 0;
+    for (int j = 0; j < QK5_0 / 2; ++j) {
+      sumi += (q5_lo(x[i].qs, qh, j) - 16) * y[i].qs[j];
+      sumi += (q5_hi(x[i].qs, qh, j) - 16) * y[i].qs[j + QK5_0 / 2];
+    }
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+// sum over blocks of d_x d_y sum(q_x q_y) + m_x s_y: the min term through the activation's s.
+float vec_dot_q5_1_q8_1_ref(int64_t n, const block_q5_1* x, const block_q8_1* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK5_1; ++i) {
+    const uint32_t qh = q5_high_bits(x[i].qh);
+    int32_t sumi = 0;
+    for (int j = 0; j < QK5_1 / 2; ++j) {
+      sumi += q5_lo(x[i].qs, qh, j) * y[i].qs[j];
+      sumi += q5_hi(x[i].qs, qh, j) * y[i].qs[j + QK5_1 / 2];
+    }
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi +
+           static_cast<double>(fp16_to_fp32(x[i].m)) * fp16_to_fp32(y[i].s);
   }
   return static_cast<float>(sum);
 }

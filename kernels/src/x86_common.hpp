@@ -53,35 +53,76 @@ inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
   mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
 }
 
-// Q8_0 activations, bit-exact with quantize_row_q8_0_act_ref: d = amax / 127 (NaN left out of
-// amax), q = x * (127 / amax) rounded half to even, NaN -> 0, clamped to +-127.
-inline void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t k) {
+// One block of Q8_0 / Q8_1 activations, bit-exact with quantize_row_q8_0_act_ref: d = amax / 127
+// (NaN left out of amax), q = x * (127 / amax) rounded half to even, NaN -> 0, clamped to +-127.
+// Returns amax; *sum gets the sum of the quants (Q8_1's s).
+inline float quantize_block_q8(const float* x, fp16_t& d, int8_t* qs, int* sum) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
-    __m256 vmax = _mm256_setzero_ps();
-    for (int j = 0; j < QK8_0; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
-    y[i].d = fp32_to_fp16(amax / 127.0f);
-    __m256i q[4];
-    for (int h = 0; h < 4; ++h) {
-      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * h), _mm256_set1_ps(id));
-      __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
-      r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.f)), _mm256_set1_ps(127.f));
-      q[h] = _mm256_cvtps_epi32(r);
-    }
-    // 32 int32 -> 32 int8 in order (the packs work per 128-bit lane; permute back)
-    const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
-    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), b);
+  __m256 vmax = _mm256_setzero_ps();
+  for (int j = 0; j < QK8_0; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
+  d = fp32_to_fp16(amax / 127.0f);
+  __m256i q[4];
+  for (int h = 0; h < 4; ++h) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * h), _mm256_set1_ps(id));
+    __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
+    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.f)), _mm256_set1_ps(127.f));
+    q[h] = _mm256_cvtps_epi32(r);
+  }
+  if (sum) {
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    *sum = _mm_cvtsi128_si32(s);
+  }
+  // 32 int32 -> 32 int8 in order (the packs work per 128-bit lane; permute back)
+  const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), b);
+  return amax;
+}
+
+inline void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) quantize_block_q8(x, y[i].d, y[i].qs, nullptr);
+}
+
+// Q8_1 activations, bit-exact with quantize_row_q8_1_act_ref: Q8_0's d and q, and
+// s = fp16(amax / 127 * sum(q)) from the unrounded d.
+inline void quantize_row_q8_1(const float* x, block_q8_1* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_1; ++i, x += QK8_1) {
+    int sum = 0;
+    const float amax = quantize_block_q8(x, y[i].d, y[i].qs, &sum);
+    y[i].s = fp32_to_fp16(amax / 127.0f * static_cast<float>(sum));
   }
 }
 
+// The 5th bits of a Q5_0 / Q5_1 block as bytes, in element order: 0x10 where bit e of qh is set.
+inline __m256i q5_high_bytes(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  // Byte e takes qh byte e / 8 (the shuffle works per 128-bit lane: lane 1 holds elements 16..31),
+  // then tests its bit e % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+// The 32 quants of a Q5_0 / Q5_1 block, 0..31, as bytes in element order.
+inline __m256i q5_quants(const uint8_t* qs, const uint8_t* qh) {
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(lo, 4), lo), _mm256_set1_epi8(0x0F));
+  return _mm256_or_si256(nibbles, q5_high_bytes(qh));
+}
 
 // ---- row and element-wise ops, 8 floats at a time (both x86 tables use these) ----
 // Bit-identical with ops.hpp's _ref: the same float operations per element, in the same order.

@@ -47,6 +47,15 @@ inline std::vector<block_q8_0> random_q8_0(Rng& rng, size_t n) {
 inline std::vector<block_q4_0> random_q4_0(Rng& rng, size_t n) {
   return random_blocks<block_q4_0>(rng, n, [&](block_q4_0& b) { b.d = random_finite_fp16(rng); });
 }
+inline std::vector<block_q5_0> random_q5_0(Rng& rng, size_t n) {
+  return random_blocks<block_q5_0>(rng, n, [&](block_q5_0& b) { b.d = random_finite_fp16(rng); });
+}
+inline std::vector<block_q5_1> random_q5_1(Rng& rng, size_t n) {
+  return random_blocks<block_q5_1>(rng, n, [&](block_q5_1& b) {
+    b.d = random_finite_fp16(rng);
+    b.m = random_finite_fp16(rng);
+  });
+}
 
 // fp16 values the edge blocks use for d / dmin: zero, negative zero, smallest and largest
 // subnormal, smallest normal, 1, -1, -2.5, the largest finite (65504) and its negative.
@@ -125,6 +134,49 @@ inline std::vector<block_q4_0> edge_q4_0() {
       b.d = d;
       std::memset(b.qs, q, sizeof b.qs);
       v.push_back(b);
+    }
+  }
+  return v;
+}
+
+// 5th-bit words of the Q5 edge blocks: none set, all set, alternating, only the upper half's.
+inline const std::vector<uint32_t>& edge_qh() {
+  static const std::vector<uint32_t> v = {0x00000000u, 0xFFFFFFFFu, 0x55555555u, 0xFFFF0000u};
+  return v;
+}
+
+// Q5_0 edge blocks: edge d x quant nibble patterns x 5th-bit patterns.
+inline std::vector<block_q5_0> edge_q5_0() {
+  std::vector<block_q5_0> v;
+  for (fp16_t d : edge_fp16()) {
+    for (uint8_t q : edge_bytes()) {
+      for (uint32_t qh : edge_qh()) {
+        block_q5_0 b;
+        b.d = d;
+        std::memcpy(b.qh, &qh, 4);  // little-endian: bit e is element e's
+        std::memset(b.qs, q, sizeof b.qs);
+        v.push_back(b);
+      }
+    }
+  }
+  return v;
+}
+
+// Q5_1 edge blocks: edge d x edge m x quant patterns x 5th-bit patterns.
+inline std::vector<block_q5_1> edge_q5_1() {
+  std::vector<block_q5_1> v;
+  for (fp16_t d : edge_fp16()) {
+    for (fp16_t m : edge_fp16()) {
+      for (uint8_t q : edge_bytes()) {
+        for (uint32_t qh : edge_qh()) {
+          block_q5_1 b;
+          b.d = d;
+          b.m = m;
+          std::memcpy(b.qh, &qh, 4);
+          std::memset(b.qs, q, sizeof b.qs);
+          v.push_back(b);
+        }
+      }
     }
   }
   return v;

@@ -91,6 +91,43 @@ std::vector<block_q4_0> make_q4_0(int64_t nb, Fill fill) {
   return v;
 }
 
+// Q5_0 / Q5_1: random quant bytes and 5th bits (all_max: every quant 31).
+std::vector<block_q5_0> make_q5_0(int64_t nb, Fill fill) {
+  std::vector<block_q5_0> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& q : b.qh) q = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_q5_1> make_q5_1(int64_t nb, Fill fill) {
+  std::vector<block_q5_1> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& q : b.qh) q = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.m = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+// Q8_1 activations: as make_q8_0, with s = d * sum(q) as the quantizer makes it.
+std::vector<block_q8_1> make_q8_1(int64_t nb, Fill fill) {
+  std::vector<block_q8_1> v(nb);
+  for (auto& b : v) {
+    int sum = 0;
+    for (auto& q : b.qs) {
+      q = fill == Fill::all_max ? -128 : static_cast<int8_t>(byte());
+      sum += q;
+    }
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.s = fp32_to_fp16(fp16_to_fp32(b.d) * static_cast<float>(sum));
+  }
+  return v;
+}
+
 // Q8_K activations: random bytes (all_max: every quant -128, the extreme vpdpbusd sees), bsums
 // consistent with the quants, d of either sign.
 std::vector<block_q8_K> make_q8_K(int64_t nb, Fill fill) {
@@ -153,6 +190,23 @@ std::vector<float> deq_q8_0(const std::vector<block_q8_0>& a) {
   return y;
 }
 
+std::vector<float> deq_q8_1(const std::vector<block_q8_1>& a) {
+  std::vector<float> y(a.size() * QK8_1);
+  dequantize_row_q8_1_ref(a.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
+// |d q| + |m| per Q5_1 element: the two parts the kernels sum separately.
+std::vector<float> q5_1_magnitudes(std::vector<block_q5_1> b) {
+  std::vector<float> mins(b.size() * QK5_1);
+  for (size_t i = 0; i < mins.size(); ++i) mins[i] = std::abs(fp16_to_fp32(b[i / QK5_1].m));
+  for (auto& x : b) x.m = 0;
+  std::vector<float> y(b.size() * QK5_1);
+  dequantize_row_q5_1_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = std::abs(y[i]) + mins[i];
+  return y;
+}
+
 const Fill kFills[] = {Fill::random, Fill::all_max, Fill::zero_scale};
 
 }  // namespace
@@ -166,7 +220,8 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
     REQUIRE(ks != nullptr);
     CHECK(ks->isa == isa);
     // Every weight type the engine computes with has a full row; the activation forms are set.
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16, DType::F32}) {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1, DType::F16,
+                    DType::BF16, DType::F32}) {
       INFO(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(t)));
       const TypeKernels* row = ks->type(t);
       REQUIRE(row != nullptr);
@@ -272,6 +327,16 @@ TEST_CASE("dequantize is bit-exact with the reference on every ISA", "[dequantiz
       dequantize_row_q4_0_ref(q40.data(), ref.data(), n32);
       ks.type(DType::Q4_0)->dequantize_row(q40.data(), got.data(), n32);
       CHECK(same_bits(ref, got));
+
+      auto q50 = make_q5_0(n32 / QK5_0, fill);
+      dequantize_row_q5_0_ref(q50.data(), ref.data(), n32);
+      ks.type(DType::Q5_0)->dequantize_row(q50.data(), got.data(), n32);
+      CHECK(same_bits(ref, got));
+
+      auto q51 = make_q5_1(n32 / QK5_1, fill);
+      dequantize_row_q5_1_ref(q51.data(), ref.data(), n32);
+      ks.type(DType::Q5_1)->dequantize_row(q51.data(), got.data(), n32);
+      CHECK(same_bits(ref, got));
     }
     // Every 16-bit pattern (subnormals, Inf, NaN included), and odd lengths.
     std::vector<uint16_t> all(65536);
@@ -330,6 +395,11 @@ TEST_CASE("activation quantization is bit-exact with the reference on every ISA"
       quantize_row_q8_0_act_ref(x.data(), ref0.data(), n);
       ks.act(ActForm::q8_0).from_f32(x.data(), got0.data(), n);
       CHECK(same_bits(ref0, got0));
+      std::vector<block_q8_1> ref1(n / QK8_1), got1(n / QK8_1);
+      std::memset(got1.data(), 0x5A, got1.size() * sizeof(block_q8_1));
+      quantize_row_q8_1_act_ref(x.data(), ref1.data(), n);
+      ks.act(ActForm::q8_1).from_f32(x.data(), got1.data(), n);
+      CHECK(same_bits(ref1, got1));
     }
   }
 }
@@ -374,6 +444,22 @@ TEST_CASE("dot products stay within the stated bound of the reference on every I
           const double ref = vec_dot_q4_0_q8_0_ref(n32, w.data(), a0.data());
           const double got = ks.type(DType::Q4_0)->vec_dot(n32, w.data(), a0.data());
           CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(w_f, a0_f)));
+        }
+        {
+          const auto w = make_q5_0(n32 / QK5_0, fill);
+          std::vector<float> w_f(n32);
+          dequantize_row_q5_0_ref(w.data(), w_f.data(), n32);
+          const double ref = vec_dot_q5_0_q8_0_ref(n32, w.data(), a0.data());
+          const double got = ks.type(DType::Q5_0)->vec_dot(n32, w.data(), a0.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(w_f, a0_f)));
+        }
+        {
+          const auto a1 = make_q8_1(n32 / QK8_1, fill == Fill::zero_scale ? Fill::random : fill);
+          const auto w = make_q5_1(n32 / QK5_1, fill);
+          const double ref = vec_dot_q5_1_q8_1_ref(n32, w.data(), a1.data());
+          const double got = ks.type(DType::Q5_1)->vec_dot(n32, w.data(), a1.data());
+          INFO("q5_1 ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(q5_1_magnitudes(w), deq_q8_1(a1))));
         }
       }
     }
@@ -437,6 +523,14 @@ TestMatrix make_matrix(DType type, int64_t rows, int64_t cols) {
         quantize_row_q4_0_ref(row.data(), static_cast<block_q4_0*>(dst), cols);
         dequantize_row_q4_0_ref(static_cast<block_q4_0*>(dst), back.data(), cols);
         break;
+      case DType::Q5_0:
+        quantize_row_q5_0_ref(row.data(), static_cast<block_q5_0*>(dst), cols);
+        dequantize_row_q5_0_ref(static_cast<block_q5_0*>(dst), back.data(), cols);
+        break;
+      case DType::Q5_1:
+        quantize_row_q5_1_ref(row.data(), static_cast<block_q5_1*>(dst), cols);
+        dequantize_row_q5_1_ref(static_cast<block_q5_1*>(dst), back.data(), cols);
+        break;
       case DType::F16:
         quantize_row_f16_ref(row.data(), static_cast<fp16_t*>(dst), cols);
         dequantize_row_f16_ref(static_cast<fp16_t*>(dst), back.data(), cols);
@@ -464,7 +558,9 @@ Eigen::MatrixXd activation_error(DType weight_type, const Eigen::MatrixXd& x) {
   if (weight_type == DType::BF16) return x.cwiseAbs() * std::ldexp(1.0, -8);
   int64_t block = 0;
   if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) block = QK_K;
-  if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0) block = QK8_0;
+  if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0 || weight_type == DType::Q5_0 ||
+      weight_type == DType::Q5_1)
+    block = QK8_0;  // Q8_0 / Q8_1 activations: the same d and quants
   Eigen::MatrixXd e = Eigen::MatrixXd::Zero(x.rows(), x.cols());
   if (block == 0) return e;
   for (int64_t i = 0; i < x.rows(); ++i) {
@@ -487,8 +583,8 @@ TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every IS
   struct Shape {
     int64_t rows, cols;
   };
-  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0,
-                         DType::F16,  DType::BF16, DType::F32};
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0,
+                         DType::Q5_1, DType::F16,  DType::BF16, DType::F32};
   const Shape shapes[] = {{1, 256}, {37, 512}, {70, 768}, {16, 256}};
   const int64_t batch_sizes[] = {1, 2, 3, 5, 14, 15, 16, 37};  // tails of 6 and 7 after a pass of 8
   for (DType type : types) {

@@ -1,8 +1,9 @@
 // Our scalar references against llama.cpp's own code, run live from the pinned prebuilt libraries
-// (tools/setup.sh installs them): dequantization, Q8_K / Q8_0 activation quantization and the fp16
-// conversions must match bit for bit; our Q4_K / Q6_K weight quantizers must be as good (RMSE
-// <= 1.01 x llama.cpp's on Gaussian data and on the real weights of stories260K); our dot
-// products must agree with llama.cpp's within a stated bound. x86-64 only (dlopen of x86 .so).
+// (tools/setup.sh installs them): dequantization, Q8_K / Q8_0 / Q8_1 activation quantization, the
+// Q8_0 / Q4_0 / Q5_0 / Q5_1 weight quantizers and the fp16 conversions must match bit for bit;
+// our Q4_K / Q6_K weight quantizers must be as good (RMSE <= 1.01 x llama.cpp's on Gaussian data
+// and on the real weights of stories260K); our dot products must agree with llama.cpp's within a
+// stated bound. x86-64 only (dlopen of x86 .so).
 #include <catch2/catch.hpp>
 
 #include <dlfcn.h>
@@ -55,15 +56,19 @@ struct Llama {
   std::string error;
 
   QuantizeFn quantize_q4_K = nullptr, quantize_q6_K = nullptr, quantize_q8_K = nullptr,
-             quantize_q8_0 = nullptr, quantize_q4_0 = nullptr;
-  QuantizeFn quantize_q8_0_cpu = nullptr;  // the CPU backend's activation quantizer (not the ref)
+             quantize_q8_0 = nullptr, quantize_q4_0 = nullptr, quantize_q5_0 = nullptr,
+             quantize_q5_1 = nullptr;
+  // The CPU backend's activation quantizers (not the refs).
+  QuantizeFn quantize_q8_0_cpu = nullptr, quantize_q8_1_cpu = nullptr;
   DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
-               dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr;
+               dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr, dequantize_q5_0 = nullptr,
+               dequantize_q5_1 = nullptr;
   float (*fp16_to_fp32)(uint16_t) = nullptr;
   uint16_t (*fp32_to_fp16)(float) = nullptr;
   float (*bf16_to_fp32)(Bf16) = nullptr;
   Bf16 (*fp32_to_bf16)(float) = nullptr;
-  VecDotFn dot_q4_K = nullptr, dot_q6_K = nullptr, dot_q8_0 = nullptr, dot_q4_0 = nullptr;
+  VecDotFn dot_q4_K = nullptr, dot_q6_K = nullptr, dot_q8_0 = nullptr, dot_q4_0 = nullptr,
+           dot_q5_0 = nullptr, dot_q5_1 = nullptr;
   void* (*gguf_init_from_file)(const char*, GgufInitParams) = nullptr;
   void (*gguf_free)(void*) = nullptr;
   int64_t (*gguf_get_n_tensors)(const void*) = nullptr;
@@ -117,11 +122,15 @@ struct Llama {
     load(base, quantize_q8_K, "quantize_row_q8_K_ref");
     load(base, quantize_q8_0, "quantize_row_q8_0_ref");
     load(base, quantize_q4_0, "quantize_row_q4_0_ref");
+    load(base, quantize_q5_0, "quantize_row_q5_0_ref");
+    load(base, quantize_q5_1, "quantize_row_q5_1_ref");
     load(base, dequantize_q4_K, "dequantize_row_q4_K");
     load(base, dequantize_q6_K, "dequantize_row_q6_K");
     load(base, dequantize_q8_K, "dequantize_row_q8_K");
     load(base, dequantize_q8_0, "dequantize_row_q8_0");
     load(base, dequantize_q4_0, "dequantize_row_q4_0");
+    load(base, dequantize_q5_0, "dequantize_row_q5_0");
+    load(base, dequantize_q5_1, "dequantize_row_q5_1");
     load(base, fp16_to_fp32, "ggml_fp16_to_fp32");
     load(base, fp32_to_fp16, "ggml_fp32_to_fp16");
     load(base, bf16_to_fp32, "ggml_bf16_to_fp32");
@@ -152,7 +161,10 @@ struct Llama {
     load(cpu, dot_q6_K, "ggml_vec_dot_q6_K_q8_K");
     load(cpu, dot_q8_0, "ggml_vec_dot_q8_0_q8_0");
     load(cpu, dot_q4_0, "ggml_vec_dot_q4_0_q8_0");
+    load(cpu, dot_q5_0, "ggml_vec_dot_q5_0_q8_0");
+    load(cpu, dot_q5_1, "ggml_vec_dot_q5_1_q8_1");
     load(cpu, quantize_q8_0_cpu, "quantize_row_q8_0");
+    load(cpu, quantize_q8_1_cpu, "quantize_row_q8_1");
     void (*cpu_init)() = nullptr;
     load(cpu, cpu_init, "ggml_cpu_init");  // fills the CPU library's conversion tables
     if (cpu_init) cpu_init();
@@ -309,6 +321,12 @@ TEST_CASE("dequantization is bit-identical to llama.cpp's on random and edge blo
   check_dequant_identical("Q4_0 random", random_q4_0(rng, 32768), QK4_0, dequantize_row_q4_0_ref,
                           l.dequantize_q4_0);
   check_dequant_identical("Q4_0 edge", edge_q4_0(), QK4_0, dequantize_row_q4_0_ref, l.dequantize_q4_0);
+  check_dequant_identical("Q5_0 random", random_q5_0(rng, 32768), QK5_0, dequantize_row_q5_0_ref,
+                          l.dequantize_q5_0);
+  check_dequant_identical("Q5_0 edge", edge_q5_0(), QK5_0, dequantize_row_q5_0_ref, l.dequantize_q5_0);
+  check_dequant_identical("Q5_1 random", random_q5_1(rng, 32768), QK5_1, dequantize_row_q5_1_ref,
+                          l.dequantize_q5_1);
+  check_dequant_identical("Q5_1 edge", edge_q5_1(), QK5_1, dequantize_row_q5_1_ref, l.dequantize_q5_1);
   // Q8_K: random bytes with a finite float d.
   auto q8k = random_blocks<block_q8_K>(rng, 1024, [&](block_q8_K& b) {
     b.d = fp16_to_fp32(random_finite_fp16(rng)) * 1e-3f;
@@ -359,6 +377,43 @@ TEST_CASE("Q8_K, Q8_0 and Q4_0 quantization is bit-identical to llama.cpp's", "[
   }
 }
 
+// Q5_0 / Q5_1 weights: our quantizers give llama.cpp's bytes on every finite row, also where
+// 1/d overflows (blocks of subnormal-sized values: d is 0 in fp16 and the quants are what
+// llama.cpp's x86 build stores for its out-of-range conversions).
+TEST_CASE("Q5_0 and Q5_1 quantization is bit-identical to llama.cpp's", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(27);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 1e-3f, 30.0f, 1e4f, 1e-38f}) {
+    char name[48];
+    std::snprintf(name, sizeof name, "N(0, %g^2)", double(sigma));
+    rows.emplace_back(name, gaussian(rng, 256 * 64, sigma));
+  }
+  std::vector<float> shifted = gaussian(rng, 256 * 64, 0.5f);  // Q5_1's min matters
+  for (float& v : shifted) v += 2.0f;
+  rows.emplace_back("N(2, 0.25)", shifted);
+  int k = 0;
+  for (auto& r : edge_rows(512)) rows.emplace_back("edge row " + std::to_string(k++), r);
+  for (const auto& [name, x] : rows) {
+    INFO(name);
+    const int64_t n = int64_t(x.size());
+    std::vector<block_q5_0> a(x.size() / QK5_0), b(a.size());
+    quantize_row_q5_0_ref(x.data(), a.data(), n);
+    l.quantize_q5_0(x.data(), b.data(), n);
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("Q5_0 block " << i);
+      REQUIRE(std::memcmp(&a[i], &b[i], sizeof(block_q5_0)) == 0);
+    }
+    std::vector<block_q5_1> c(x.size() / QK5_1), d(c.size());
+    quantize_row_q5_1_ref(x.data(), c.data(), n);
+    l.quantize_q5_1(x.data(), d.data(), n);
+    for (size_t i = 0; i < c.size(); ++i) {
+      INFO("Q5_1 block " << i);
+      REQUIRE(std::memcmp(&c[i], &d[i], sizeof(block_q5_1)) == 0);
+    }
+  }
+}
+
 // What llama.cpp's CPU backend feeds a Q8_0/Q4_0 product is its own quantize_row_q8_0 (AVX2:
 // 127 / amax, halves to even), not quantize_row_q8_0_ref; ours and every ISA's must equal it. The
 // one allowed difference: a block with amax < 127 / FLT_MAX has d = 0 in both, and our q are 0
@@ -397,6 +452,42 @@ TEST_CASE("Q8_0 activation quantization is bit-identical to llama.cpp's CPU back
   }
   // The inputs do reach the cases where the two quantizers differ.
   CHECK(ties_seen > 10);
+}
+
+// Q8_1 (the input of a Q5_1 product): llama.cpp's x86 quantize_row_q8_1 is its Q8_0 one plus
+// s = fp16(d * sum(q)) with the unrounded d; ours and every ISA's must equal it (the same
+// tiny-amax exception as for Q8_0, where d = 0 and s = 0 in both).
+TEST_CASE("Q8_1 activation quantization is bit-identical to llama.cpp's CPU backend", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(28);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 1e-3f, 30.0f, 1e4f}) {
+    rows.emplace_back("N(0, " + std::to_string(sigma) + "^2)", gaussian(rng, 256 * 64, sigma));
+  }
+  const std::vector<float> w = gaussian(rng, 256 * 64, 0.02f);  // a dequantized Q5_1 row: ties
+  std::vector<block_q5_1> q51(w.size() / QK5_1);
+  quantize_row_q5_1_ref(w.data(), q51.data(), int64_t(w.size()));
+  std::vector<float> grid(w.size());
+  dequantize_row_q5_1_ref(q51.data(), grid.data(), int64_t(grid.size()));
+  rows.emplace_back("dequantized Q5_1", grid);
+  int k = 0;
+  for (auto& r : edge_rows(512)) rows.emplace_back("edge row " + std::to_string(k++), r);
+  int nonzero_s = 0;
+  for (const auto& [name, x] : rows) {
+    INFO(name << " via " << l.cpu_name);
+    const int64_t n = int64_t(x.size());
+    std::vector<block_q8_1> theirs(x.size() / QK8_1), ours(theirs.size());
+    l.quantize_q8_1_cpu(x.data(), theirs.data(), n);
+    quantize_row_q8_1_act_ref(x.data(), ours.data(), n);
+    for (size_t i = 0; i < ours.size(); ++i) {
+      INFO("block " << i << " s ours 0x" << std::hex << ours[i].s << " theirs 0x" << theirs[i].s);
+      REQUIRE(ours[i].d == theirs[i].d);
+      REQUIRE(ours[i].s == theirs[i].s);
+      if (ours[i].d != 0) REQUIRE(std::memcmp(ours[i].qs, theirs[i].qs, QK8_1) == 0);
+      nonzero_s += (ours[i].s & 0x7FFF) != 0;
+    }
+  }
+  CHECK(nonzero_s > 1000);  // the sums are really compared
 }
 
 TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories260K)", "[oracle]") {
@@ -444,8 +535,8 @@ TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories
 TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bound", "[oracle]") {
   const Llama& l = require_llama();
   Rng rng(25);
-  double worst[4] = {0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
-  const char* names[4] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0"};
+  double worst[6] = {0, 0, 0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
+  const char* names[6] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0", "q5_0.q8_0", "q5_1.q8_1"};
 
   auto compare = [&](int which, int64_t n, float ours, float theirs, double mag, int64_t blocks) {
     const double err = std::fabs(double(ours) - double(theirs));
@@ -460,23 +551,32 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
       const std::vector<float> act = gaussian(rng, size_t(n), kind == 0 ? 1.0f : 3.0f);
       std::vector<block_q8_K> y8k(static_cast<size_t>(n / QK_K));
       std::vector<block_q8_0> y80(static_cast<size_t>(n / QK8_0));
+      std::vector<block_q8_1> y81(static_cast<size_t>(n / QK8_1));
       quantize_row_q8_K_ref(act.data(), y8k.data(), n);
       quantize_row_q8_0_ref(act.data(), y80.data(), n);
+      quantize_row_q8_1_act_ref(act.data(), y81.data(), n);
       const size_t un = static_cast<size_t>(n);
-      std::vector<float> a8k(un), a80(un), w(un);
+      std::vector<float> a8k(un), a80(un), a81(un), w(un);
       dequantize_row_q8_K_ref(y8k.data(), a8k.data(), n);
       dequantize_row_q8_0_ref(y80.data(), a80.data(), n);
+      dequantize_row_q8_1_ref(y81.data(), a81.data(), n);
 
       std::vector<block_q4_K> x4k;
       std::vector<block_q6_K> x6k;
       std::vector<block_q8_0> x80;
       std::vector<block_q4_0> x40;
+      std::vector<block_q5_0> x50;
+      std::vector<block_q5_1> x51;
       if (kind == 0) {
         const std::vector<float> wt = gaussian(rng, size_t(n), 0.05f);
         x4k.resize(size_t(n / QK_K));
         x6k.resize(size_t(n / QK_K));
         x80.resize(size_t(n / QK8_0));
         x40.resize(size_t(n / QK4_0));
+        x50.resize(size_t(n / QK5_0));
+        x51.resize(size_t(n / QK5_1));
+        quantize_row_q5_0_ref(wt.data(), x50.data(), n);
+        quantize_row_q5_1_ref(wt.data(), x51.data(), n);
         quantize_row_q4_K_ref(wt.data(), x4k.data(), n);
         quantize_row_q6_K_ref(wt.data(), x6k.data(), n);
         quantize_row_q8_0_ref(wt.data(), x80.data(), n);
@@ -486,6 +586,8 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         x6k = random_q6_K(rng, size_t(n / QK_K));
         x80 = random_q8_0(rng, size_t(n / QK8_0));
         x40 = random_q4_0(rng, size_t(n / QK4_0));
+        x50 = random_q5_0(rng, size_t(n / QK5_0));
+        x51 = random_q5_1(rng, size_t(n / QK5_1));
       } else {
         const auto e4 = edge_q4_K();
         const auto e6 = edge_q6_K();
@@ -495,6 +597,10 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         for (int64_t i = 0; i < n / QK_K; ++i) x6k.push_back(e6[size_t(i * 131) % e6.size()]);
         for (int64_t i = 0; i < n / QK8_0; ++i) x80.push_back(e80[size_t(i * 13) % e80.size()]);
         for (int64_t i = 0; i < n / QK4_0; ++i) x40.push_back(e40[size_t(i * 13) % e40.size()]);
+        const auto e50 = edge_q5_0();
+        const auto e51 = edge_q5_1();
+        for (int64_t i = 0; i < n / QK5_0; ++i) x50.push_back(e50[size_t(i * 13) % e50.size()]);
+        for (int64_t i = 0; i < n / QK5_1; ++i) x51.push_back(e51[size_t(i * 131) % e51.size()]);
       }
 
       float theirs = 0;
@@ -526,9 +632,24 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
       dequantize_row_q4_0_ref(x40.data(), w.data(), n);
       l.dot_q4_0(int(n), &theirs, 0, x40.data(), 0, y80.data(), 0, 1);
       compare(3, n, vec_dot_q4_0_q8_0_ref(n, x40.data(), y80.data()), theirs, plain_mag(a80), n / QK4_0);
+
+      dequantize_row_q5_0_ref(x50.data(), w.data(), n);
+      l.dot_q5_0(int(n), &theirs, 0, x50.data(), 0, y80.data(), 0, 1);
+      compare(4, n, vec_dot_q5_0_q8_0_ref(n, x50.data(), y80.data()), theirs, plain_mag(a80), n / QK5_0);
+
+      // Q5_1: M = sum_i (|d q_i| + |m|) |a_i| (the kernels sum the two parts separately).
+      std::vector<block_q5_1> dq = x51;
+      for (auto& b : dq) b.m = 0;
+      dequantize_row_q5_1_ref(dq.data(), w.data(), n);
+      double mag51 = 0;
+      for (int64_t i = 0; i < n; ++i)
+        mag51 += (std::fabs(double(w[size_t(i)])) + std::fabs(double(fp16_to_fp32(x51[size_t(i / QK5_1)].m)))) *
+                 std::fabs(double(a81[size_t(i)]));
+      l.dot_q5_1(int(n), &theirs, 0, x51.data(), 0, y81.data(), 0, 1);
+      compare(5, n, vec_dot_q5_1_q8_1_ref(n, x51.data(), y81.data()), theirs, mag51, n / QK5_1);
     }
   }
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < 6; ++t) {
     std::printf("vec_dot %s: max |ours - llama.cpp| = %.3f x 2^-24 M (allowed (n_blocks + 8) x 2^-24 M)\n",
                 names[t], worst[t]);
   }

@@ -71,6 +71,19 @@ TEST_CASE("block structs have the file format's sizes and field offsets", "[kern
   CHECK(offsetof(block_q8_K, bsums) == 260);
   CHECK(offsetof(block_q8_0, qs) == 2);
   CHECK(offsetof(block_q4_0, qs) == 2);
+  CHECK(sizeof(block_q5_0) == edgellm::dtype_info(DType::Q5_0)->type_size);
+  CHECK(sizeof(block_q5_1) == edgellm::dtype_info(DType::Q5_1)->type_size);
+  CHECK(sizeof(block_q8_1) == edgellm::dtype_info(DType::Q8_1)->type_size);
+  CHECK(uint32_t(QK5_0) == edgellm::dtype_info(DType::Q5_0)->block_size);
+  CHECK(uint32_t(QK5_1) == edgellm::dtype_info(DType::Q5_1)->block_size);
+  CHECK(uint32_t(QK8_1) == edgellm::dtype_info(DType::Q8_1)->block_size);
+  CHECK(offsetof(block_q5_0, qh) == 2);
+  CHECK(offsetof(block_q5_0, qs) == 6);
+  CHECK(offsetof(block_q5_1, m) == 2);
+  CHECK(offsetof(block_q5_1, qh) == 4);
+  CHECK(offsetof(block_q5_1, qs) == 8);
+  CHECK(offsetof(block_q8_1, s) == 2);
+  CHECK(offsetof(block_q8_1, qs) == 4);
 }
 
 TEST_CASE("fp16_to_fp32 matches the textbook formula for all 65536 halves", "[kernels]") {
@@ -190,6 +203,63 @@ TEST_CASE("quantize -> dequantize errors are within the formats' bounds", "[kern
       }
     }
   }
+  // As Q4_0 with 32 levels: the largest magnitude maps to q = 0 (x = -16 d), values of the other
+  // sign clip at q = 31 (one step); the others are within half a step (plus fp16 rounding of d).
+  SECTION("Q5_0: |x - y| <= 1.01 amax/16, and <= 0.51 amax/16 below the clip") {
+    std::vector<block_q5_0> q(n / QK5_0);
+    quantize_row_q5_0_ref(x.data(), q.data(), n);
+    dequantize_row_q5_0_ref(q.data(), y.data(), n);
+    int clipped = 0;
+    for (size_t b = 0; b < n / QK5_0; ++b) {
+      float amax = 0;
+      for (int j = 0; j < QK5_0; ++j) amax = std::max(amax, std::fabs(x[b * QK5_0 + j]));
+      const uint32_t qh = q5_high_bits(q[b].qh);
+      for (int j = 0; j < QK5_0; ++j) {
+        const int lo = j < 16 ? (q[b].qs[j] & 0xF) : (q[b].qs[j - 16] >> 4);
+        const int quant = lo | int((qh >> j) & 1) << 4;
+        const float err = std::fabs(x[b * QK5_0 + j] - y[b * QK5_0 + j]);
+        clipped += quant == 31;
+        REQUIRE(err <= (quant == 31 ? 1.01f : 0.51f) * amax / 16);
+      }
+    }
+    CHECK(clipped > 0);
+    CHECK(rmse(x, y) < 0.05);  // ~amax/16/sqrt(12) for amax ~2.2 sigma
+  }
+  SECTION("Q5_1: |x - y| <= 0.52 (max - min)/31 + 2^-11 |min|") {
+    std::vector<block_q5_1> q(n / QK5_1);
+    quantize_row_q5_1_ref(x.data(), q.data(), n);
+    dequantize_row_q5_1_ref(q.data(), y.data(), n);
+    for (size_t b = 0; b < n / QK5_1; ++b) {
+      float mn = x[b * QK5_1], mx = mn;
+      for (int j = 0; j < QK5_1; ++j) {
+        mn = std::min(mn, x[b * QK5_1 + j]);
+        mx = std::max(mx, x[b * QK5_1 + j]);
+      }
+      CHECK(fp16_to_fp32(q[b].m) == fp16_to_fp32(fp32_to_fp16(mn)));
+      for (int j = 0; j < QK5_1; ++j) {
+        REQUIRE(std::fabs(x[b * QK5_1 + j] - y[b * QK5_1 + j]) <= 0.52f * (mx - mn) / 31 + 0x1p-11f * std::fabs(mn));
+      }
+    }
+  }
+  SECTION("Q8_1 activations: a = d q within Q8_0's bound, s = fp16(amax / 127 * sum q)") {
+    std::vector<block_q8_1> q(n / QK8_1);
+    quantize_row_q8_1_act_ref(x.data(), q.data(), n);
+    dequantize_row_q8_1_ref(q.data(), y.data(), n);
+    std::vector<block_q8_0> q0(n / QK8_0);
+    quantize_row_q8_0_act_ref(x.data(), q0.data(), n);
+    for (size_t b = 0; b < n / QK8_1; ++b) {
+      float amax = 0;
+      int sum = 0;
+      for (int j = 0; j < QK8_1; ++j) amax = std::max(amax, std::fabs(x[b * QK8_1 + j]));
+      for (int j = 0; j < QK8_1; ++j) {
+        REQUIRE(std::fabs(x[b * QK8_1 + j] - y[b * QK8_1 + j]) <= 0.57f * amax / 127);
+        sum += q[b].qs[j];
+      }
+      REQUIRE(q[b].d == q0[b].d);  // the same d and quants as the Q8_0 activations
+      REQUIRE(std::memcmp(q[b].qs, q0[b].qs, QK8_1) == 0);
+      REQUIRE(q[b].s == fp32_to_fp16(amax / 127 * float(sum)));
+    }
+  }
   // K-quants of N(0, 1): the expected quality of a 4.5 / 6.6 bit-per-weight format (llama.cpp's
   // quantizer reaches RMSE ~0.071 and ~0.018; test_kernels_llamacpp compares with it directly).
   SECTION("Q4_K: RMSE < 0.075 sigma, max error < 0.5 sigma") {
@@ -238,6 +308,17 @@ TEST_CASE("zero rows quantize to zero blocks", "[kernels]") {
   quantize_row_q8_K_ref(x.data(), q8.data(), 512);
   CHECK(q8[0].d == 0.0f);
   for (int16_t s : q8[1].bsums) REQUIRE(s == 0);
+  std::vector<block_q5_0> q50(512 / QK5_0);
+  quantize_row_q5_0_ref(x.data(), q50.data(), 512);
+  dequantize_row_q5_0_ref(q50.data(), y.data(), 512);
+  for (float v : y) REQUIRE(v == 0.0f);
+  std::vector<block_q5_1> q51(512 / QK5_1);
+  quantize_row_q5_1_ref(x.data(), q51.data(), 512);
+  dequantize_row_q5_1_ref(q51.data(), y.data(), 512);
+  for (float v : y) REQUIRE(v == 0.0f);
+  std::vector<block_q8_1> q81(512 / QK8_1);
+  quantize_row_q8_1_act_ref(x.data(), q81.data(), 512);
+  for (const auto& b : q81) REQUIRE((b.d == 0 && b.s == 0));
 }
 
 // Dot products: the reference against the dot product of the dequantized rows taken in double.
@@ -317,6 +398,35 @@ TEST_CASE("vec_dot refs equal dequantize + dot within the stated bound", "[kerne
   auto [s40, m40] = dot_and_mag(a80, {});
   check(vec_dot_q4_0_q8_0_ref(n, x40.data(), y80.data()), s40, eps4 * m40 + 1e-30);
 
+  // Q5_0 . Q8_0 and Q5_1 . Q8_1 on random and edge blocks. Q5_1's min term goes through the
+  // activation's s: the exact value is sum_i d q_i a_i + sum_blocks m s.
+  std::vector<block_q8_1> y81(n / QK8_1);
+  quantize_row_q8_1_act_ref(act.data(), y81.data(), n);
+  std::vector<float> a81(n);
+  dequantize_row_q8_1_ref(y81.data(), a81.data(), n);
+  const auto e50 = edge_q5_0();
+  const auto e51 = edge_q5_1();
+  for (int round = 0; round < 2; ++round) {
+    std::vector<block_q5_0> x50 = random_q5_0(rng, n / QK5_0);
+    std::vector<block_q5_1> x51 = random_q5_1(rng, n / QK5_1);
+    if (round == 1) {
+      for (int64_t i = 0; i < n / QK5_0; ++i) x50[i] = e50[(i * 37) % e50.size()];
+      for (int64_t i = 0; i < n / QK5_1; ++i) x51[i] = e51[(i * 37) % e51.size()];
+    }
+    dequantize_row_q5_0_ref(x50.data(), w.data(), n);
+    auto [s50, m50] = dot_and_mag(a80, {});
+    check(vec_dot_q5_0_q8_0_ref(n, x50.data(), y80.data()), s50, eps4 * m50 + 1e-30);
+
+    std::vector<block_q5_1> no_min = x51;
+    for (auto& b : no_min) b.m = 0;
+    dequantize_row_q5_1_ref(no_min.data(), w.data(), n);
+    std::vector<float> mins(n);
+    for (int64_t i = 0; i < n; ++i) mins[i] = std::fabs(fp16_to_fp32(x51[i / QK5_1].m));
+    auto [s51, m51] = dot_and_mag(a81, mins);
+    for (int64_t b = 0; b < n / QK5_1; ++b) s51 += double(fp16_to_fp32(x51[b].m)) * fp16_to_fp32(y81[b].s);
+    check(vec_dot_q5_1_q8_1_ref(n, x51.data(), y81.data()), s51, eps4 * m51 + 1e-30);
+  }
+
   // Plain types: the ref is the double-accumulated dot rounded once.
   const std::vector<float> xf = gaussian(rng, n);
   std::vector<fp16_t> xh(n), xb(n);
@@ -367,6 +477,22 @@ TEST_CASE("edge blocks dequantize to what their fields say", "[kernels]") {
       REQUIRE(y[j] == float(q - 8) * fp16_to_fp32(b.d));
     }
   }
+  // Q5: the 5th bit of element e is bit e % 8 of qh[e / 8].
+  for (const block_q5_0& b : edge_q5_0()) {
+    dequantize_row_q5_0_ref(&b, y.data(), QK5_0);
+    for (int e = 0; e < QK5_0; ++e) {
+      const int q = (e < 16 ? (b.qs[e] & 0xF) : (b.qs[e - 16] >> 4)) | (((b.qh[e / 8] >> (e % 8)) & 1) << 4);
+      REQUIRE(y[e] == float(q - 16) * fp16_to_fp32(b.d));
+    }
+  }
+  for (const block_q5_1& b : edge_q5_1()) {
+    dequantize_row_q5_1_ref(&b, y.data(), QK5_1);
+    for (int e = 0; e < QK5_1; ++e) {
+      const int q = (e < 16 ? (b.qs[e] & 0xF) : (b.qs[e - 16] >> 4)) | (((b.qh[e / 8] >> (e % 8)) & 1) << 4);
+      const float dq = float(q) * fp16_to_fp32(b.d);  // rounded before the min is added
+      REQUIRE(bits(y[e]) == bits(dq + fp16_to_fp32(b.m)));
+    }
+  }
 }
 
 TEST_CASE("quantizers survive NaN and Inf input as documented", "[kernels]") {
@@ -392,6 +518,21 @@ TEST_CASE("quantizers survive NaN and Inf input as documented", "[kernels]") {
     quantize_row_q4_0_ref(x.data(), q40.data(), QK_K);
     CHECK((q40[0].qs[1] >> 4) == 8);  // element 17: NaN -> 8; Inf -> 8 (and d = -+Inf)
     if (!std::isnan(bad)) CHECK(std::isinf(fp16_to_fp32(q40[0].d)));
+    std::vector<block_q8_1> q81(QK_K / QK8_1);
+    quantize_row_q8_1_act_ref(x.data(), q81.data(), QK_K);
+    CHECK(q81[0].qs[17] == 0);
+    if (std::isnan(bad)) {
+      CHECK(fp16_to_fp32(q81[0].d) == Approx(0.5f / 127).epsilon(1e-3));
+      CHECK(fp16_to_fp32(q81[0].s) == Approx(31 * 0.5f).epsilon(1e-3));  // 31 quants of 127
+    } else {
+      CHECK(std::isinf(fp16_to_fp32(q81[0].d)));
+      for (int8_t v : q81[0].qs) REQUIRE(v == 0);
+    }
+    // Q5_0 / Q5_1: no crash and no undefined behaviour (UBSan); the numbers are unspecified.
+    std::vector<block_q5_0> q50(QK_K / QK5_0);
+    quantize_row_q5_0_ref(x.data(), q50.data(), QK_K);
+    std::vector<block_q5_1> q51(QK_K / QK5_1);
+    quantize_row_q5_1_ref(x.data(), q51.data(), QK_K);
     // Q4_K / Q6_K: no crash and no undefined behaviour (UBSan); the numbers are unspecified.
     block_q4_K q4k;
     quantize_row_q4_K_ref(x.data(), &q4k, QK_K);

@@ -9,6 +9,9 @@ namespace edgellm::kernels {
 constexpr int QK_K = 256;  // elements per K-quant super-block
 constexpr int QK8_0 = 32;
 constexpr int QK4_0 = 32;
+constexpr int QK5_0 = 32;
+constexpr int QK5_1 = 32;
+constexpr int QK8_1 = 32;
 
 using fp16_t = uint16_t;  // IEEE half, stored as its bits
 using bf16_t = uint16_t;  // bfloat16, stored as its bits
@@ -67,5 +70,39 @@ struct block_q4_0 {
   uint8_t qs[QK4_0 / 2];
 };
 static_assert(sizeof(block_q4_0) == 18);
+
+// Q5_0: w = d * (q - 16), 32 weights, q in 0..31. qs[i] holds the low 4 bits of element i (low
+// nibble) and i + 16 (high nibble); bit e of qh (read as a little-endian uint32) is the 5th bit of
+// element e.
+struct block_q5_0 {
+  fp16_t d;
+  uint8_t qh[4];
+  uint8_t qs[QK5_0 / 2];
+};
+static_assert(sizeof(block_q5_0) == 22);
+
+// Q5_1: w = d * q + m, 32 weights, q in 0..31; qh and qs as in Q5_0.
+struct block_q5_1 {
+  fp16_t d;
+  fp16_t m;
+  uint8_t qh[4];
+  uint8_t qs[QK5_1 / 2];
+};
+static_assert(sizeof(block_q5_1) == 24);
+
+// Q8_1: activations for Q5_1 dot products. a = d * q; s = d * sum(qs), rounded to fp16 once (with
+// d before its own fp16 rounding), so a min term m * sum(a) costs one product per block.
+struct block_q8_1 {
+  fp16_t d;
+  fp16_t s;
+  int8_t qs[QK8_1];
+};
+static_assert(sizeof(block_q8_1) == 36);
+
+// The 5th bits of a Q5_0 / Q5_1 block's 32 quants, bit e for element e.
+inline uint32_t q5_high_bits(const uint8_t* qh) {
+  return static_cast<uint32_t>(qh[0]) | static_cast<uint32_t>(qh[1]) << 8 |
+         static_cast<uint32_t>(qh[2]) << 16 | static_cast<uint32_t>(qh[3]) << 24;
+}
 
 }  // namespace edgellm::kernels

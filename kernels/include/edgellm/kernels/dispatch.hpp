@@ -18,9 +18,10 @@ std::string_view isa_name(Isa isa);
 
 // The form of activation rows a weight type's dot product takes (ggml's vec_dot_type): the floats
 // themselves, floats rounded to fp16 / bf16 precision (what llama.cpp multiplies F16 / BF16
-// weights with), or Q8_0 / Q8_K blocks.
-enum class ActForm : uint8_t { f32, f16, bf16, q8_0, q8_K };
-inline constexpr int kActForms = 5;
+// weights with), or Q8_0 / Q8_1 / Q8_K blocks (Q8_1: Q8_0 plus each block's d * sum(q), for the
+// types with a min, Q5_1).
+enum class ActForm : uint8_t { f32, f16, bf16, q8_0, q8_K, q8_1 };
+inline constexpr int kActForms = 6;
 
 // Kernel signatures over rows of one type's blocks (blocks.hpp: the layouts are the file format).
 // k and n are element counts, whole blocks.

@@ -5,13 +5,17 @@
 //
 // Agreement with llama.cpp (tests/kernels/test_kernels_llamacpp.cpp runs its libraries live):
 // - fp16/bf16 conversions, every dequantize_row_*_ref and quantize_row_q8_K_ref / q8_0_ref /
-//   q4_0_ref: bit-identical.
+//   q4_0_ref / q5_0_ref / q5_1_ref, and the activation quantizers q8_0_act / q8_1_act (against
+//   llama.cpp's x86 CPU backend): bit-identical.
 // - quantize_row_q4_K_ref / q6_K_ref: the same weighted scale search; asserted RMSE <= 1.01 x
 //   llama.cpp's (measured: identical bytes on Gaussian data and on stories260K's weights).
 // - vec_dot_*_ref: integer block sums exact, scaling and accumulation in double, rounded once, so
 //   |dot - exact dot of the dequantized rows| <= 2^-24 |exact| + 4 * 2^-24 * M with
-//   M = sum_i |w_i a_i| (for Q4_K: sum_i (|w_i| + |dmin m_i|) |a_i|).
-// Non-finite input never crashes or hits undefined behaviour: Q8_K / Q8_0 give NaN elements q = 0
+//   M = sum_i |w_i a_i| (for Q4_K: sum_i (|w_i| + |dmin m_i|) |a_i|; for Q5_1:
+//   sum_i (|d q_i| + |m|) |a_i|). The Q5_1 . Q8_1 product is sum over blocks of
+//   d_w d_a sum(q_w q_a) + m_w s_a: the activation block's stored s (llama.cpp's definition), not
+//   d_a sum(q_a), which would differ from it by fp16 rounding.
+// Non-finite input never crashes or hits undefined behaviour: Q8_K / Q8_0 / Q8_1 give NaN elements q = 0
 // and a block holding an Inf d = Inf with q = 0; for the other quantizers the numbers of such a
 // block are unspecified.
 #pragma once
@@ -37,6 +41,11 @@ void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k);
 // quantizes activations this way, not with the weight quantizer above (see quants_ref.cpp).
 void quantize_row_q8_0_act_ref(const float* x, block_q8_0* y, int64_t k);
 void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k);
+void quantize_row_q5_0_ref(const float* x, block_q5_0* y, int64_t k);
+void quantize_row_q5_1_ref(const float* x, block_q5_1* y, int64_t k);
+// Q8_1 for activations (what Q5_1 products take): as quantize_row_q8_0_act_ref, plus
+// s = fp16(d * sum(q)) with d the unrounded amax / 127, as llama.cpp's x86 CPU backend does.
+void quantize_row_q8_1_act_ref(const float* x, block_q8_1* y, int64_t k);
 void quantize_row_f16_ref(const float* x, fp16_t* y, int64_t k);
 void quantize_row_bf16_ref(const float* x, bf16_t* y, int64_t k);
 
@@ -46,6 +55,9 @@ void dequantize_row_q6_K_ref(const block_q6_K* x, float* y, int64_t k);
 void dequantize_row_q8_K_ref(const block_q8_K* x, float* y, int64_t k);
 void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k);
 void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k);
+void dequantize_row_q5_0_ref(const block_q5_0* x, float* y, int64_t k);
+void dequantize_row_q5_1_ref(const block_q5_1* x, float* y, int64_t k);
+void dequantize_row_q8_1_ref(const block_q8_1* x, float* y, int64_t k);  // d * q (s unused)
 void dequantize_row_f16_ref(const fp16_t* x, float* y, int64_t k);
 void dequantize_row_bf16_ref(const bf16_t* x, float* y, int64_t k);
 
@@ -54,6 +66,8 @@ float vec_dot_q4_K_q8_K_ref(int64_t n, const block_q4_K* x, const block_q8_K* y)
 float vec_dot_q6_K_q8_K_ref(int64_t n, const block_q6_K* x, const block_q8_K* y);
 float vec_dot_q8_0_q8_0_ref(int64_t n, const block_q8_0* x, const block_q8_0* y);
 float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y);
+float vec_dot_q5_0_q8_0_ref(int64_t n, const block_q5_0* x, const block_q8_0* y);
+float vec_dot_q5_1_q8_1_ref(int64_t n, const block_q5_1* x, const block_q8_1* y);
 float vec_dot_f16_f32_ref(int64_t n, const fp16_t* x, const float* y);
 float vec_dot_bf16_f32_ref(int64_t n, const bf16_t* x, const float* y);
 float vec_dot_f32_f32_ref(int64_t n, const float* x, const float* y);
