@@ -9,6 +9,7 @@
 //   llama-oracle chat       --template-file T --messages-file M [--add-ass]
 //   llama-oracle chat-names
 //   llama-oracle bench      -m FILE [-p 512] [-n 128] [-r 5] [-d 0]
+//   llama-oracle quantize   -m FILE -o OUT --ftype q4_0|q8_0|q5_0|q5_1|q4_k_m|q5_k_m|q6_k [--pure]
 // Common options (model commands):
 //   --cpu VARIANT  CPU backend library: libggml-cpu-VARIANT.so of the prebuilt folder (zen4,
 //                  haswell, sapphirerapids, ...), or a path to a .so; "best" (default) lets ggml
@@ -37,6 +38,9 @@
 //   chat-names llama_chat_builtin_templates: the names llama.cpp's chat command accepts, one a line.
 //   info       one JSON line: model_type (llama.cpp's description), model_size, model_n_params,
 //              n_vocab, cpu.
+//   quantize   OUT is llama.cpp's quantization of FILE (llama_model_quantize: its recipe for the
+//              file type, falling back per tensor where rows do not fit the type; --pure: every
+//              matrix in the one type where its rows allow). Nothing on stdout; -t threads.
 //   bench      a JSON array like `llama-bench -o json`: one object for pp (if -p > 0) and one for
 //              tg (if -n > 0), with n_prompt, n_gen, n_depth, n_threads, avg_ns, stddev_ns,
 //              avg_ts, stddev_ts, samples_ns, samples_ts, model_type, model_size, ...
@@ -95,7 +99,20 @@ struct Options {
   std::string chat_template;  // chat --template-file
   std::string chat_messages;  // chat --messages-file
   bool add_ass = false;       // chat --add-ass
+  int ftype = -1;             // quantize --ftype (a llama_ftype)
+  bool pure = false;          // quantize --pure
 };
+
+int parse_ftype(const std::string& name) {
+  const std::pair<const char*, llama_ftype> names[] = {
+      {"q4_0", LLAMA_FTYPE_MOSTLY_Q4_0},     {"q8_0", LLAMA_FTYPE_MOSTLY_Q8_0},
+      {"q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},     {"q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},
+      {"q4_k_m", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"q5_k_m", LLAMA_FTYPE_MOSTLY_Q5_K_M},
+      {"q6_k", LLAMA_FTYPE_MOSTLY_Q6_K}};
+  for (const auto& [n, t] : names)
+    if (name == n) return static_cast<int>(t);
+  throw std::runtime_error("--ftype: unknown file type '" + name + "'");
+}
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
 
@@ -124,7 +141,7 @@ std::string read_file(const std::string& path) {
 }
 
 Options parse_args(int argc, char** argv) {
-  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, chat, chat-names, bench)");
+  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, chat, chat-names, bench, quantize)");
   Options o;
   o.command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -165,6 +182,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--template-file") o.chat_template = read_file(value());
     else if (a == "--messages-file") o.chat_messages = read_file(value());
     else if (a == "--add-ass") o.add_ass = true;
+    else if (a == "--ftype") o.ftype = parse_ftype(value());
+    else if (a == "--pure") o.pure = true;
     else fail("unknown option '" + a + "'");
   }
   if (o.model.empty() && o.command != "chat" && o.command != "chat-names") fail("-m FILE is required");
@@ -274,6 +293,17 @@ void check_tokens(const Model& m, const std::vector<llama_token>& tokens) {
 void decode(llama_context* ctx, llama_batch batch, const char* what) {
   const int rc = llama_decode(ctx, batch);
   if (rc != 0) fail(std::string("llama_decode failed (") + what + "), rc " + std::to_string(rc));
+}
+
+int cmd_quantize(const Options& o) {
+  if (o.out.empty() || o.ftype < 0) fail("quantize: -o OUT and --ftype are required");
+  llama_model_quantize_params p = llama_model_quantize_default_params();
+  p.nthread = o.threads;
+  p.ftype = static_cast<llama_ftype>(o.ftype);
+  p.pure = o.pure;
+  if (llama_model_quantize(o.model.c_str(), o.out.c_str(), &p) != 0)
+    fail("llama_model_quantize failed for '" + o.model + "' (run with --verbose for its log)");
+  return 0;
 }
 
 int cmd_logits(const Options& o) {
@@ -607,7 +637,7 @@ int main(int argc, char** argv) {
     }
     const bool needs_backend =
         o.command != "tokenize" && o.command != "detokenize" && o.command != "chat" &&
-        o.command != "chat-names";
+        o.command != "chat-names" && o.command != "quantize";  // quantize computes nothing
     if (needs_backend) g_cpu_variant = load_cpu_backend(o.cpu);
     llama_backend_init();
     int rc = 1;
@@ -619,6 +649,7 @@ int main(int argc, char** argv) {
     else if (o.command == "bench") rc = cmd_bench(o);
     else if (o.command == "chat") rc = cmd_chat(o);
     else if (o.command == "chat-names") rc = cmd_chat_names();
+    else if (o.command == "quantize") rc = cmd_quantize(o);
     else fail("unknown command '" + o.command + "'");
     llama_backend_free();
     std::fflush(stdout);
