@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "edgellm/gguf.hpp"
+#include "tool_common.hpp"
 
 namespace gguf = edgellm::gguf;
+using edgellm::tools::terminal_safe;  // every text from the file goes through it
 
 namespace {
 
@@ -47,24 +49,24 @@ void print_text(const std::string& path, const gguf::File& f, bool full) {
 
   size_t key_width = 0, type_width = 0;
   for (const auto& kv : f.metadata()) {
-    key_width = std::max(key_width, kv.key.size());
+    key_width = std::max(key_width, terminal_safe(kv.key).size());
     type_width = std::max(type_width, gguf::describe_type(kv.value).size());
   }
   std::printf("\nmetadata:\n");
   for (const auto& kv : f.metadata()) {
-    const std::string value = gguf::to_string(kv.value, full ? SIZE_MAX : kShortArray);
-    std::printf("  %-*s  %-*s  %s\n", int(key_width), kv.key.c_str(), int(type_width),
+    const std::string value = terminal_safe(gguf::to_string(kv.value, full ? SIZE_MAX : kShortArray));
+    std::printf("  %-*s  %-*s  %s\n", int(key_width), terminal_safe(kv.key).c_str(), int(type_width),
                 gguf::describe_type(kv.value).c_str(), value.c_str());
   }
 
   size_t name_width = 4;
-  for (const auto& t : f.tensors()) name_width = std::max(name_width, t.name.size());
+  for (const auto& t : f.tensors()) name_width = std::max(name_width, terminal_safe(t.name).size());
   std::printf("\ntensors:\n");
   std::printf("  %-*s  %-7s  %-24s  %12s  %12s\n", int(name_width), "name", "type", "shape",
               "offset", "bytes");
   for (const auto& t : f.tensors())
     std::printf("  %-*s  %-7s  %-24s  %12" PRIu64 "  %12" PRIu64 "\n", int(name_width),
-                t.name.c_str(), edgellm::dtype_name(uint32_t(t.type)).c_str(),
+                terminal_safe(t.name).c_str(), edgellm::dtype_name(uint32_t(t.type)).c_str(),
                 shape_text(t).c_str(), t.offset, t.n_bytes);
 
   const Totals tot = totals(f);
@@ -98,7 +100,8 @@ size_t utf8_length(const std::string& s, size_t i) {
   return n;
 }
 
-// A JSON string literal; bytes that are not UTF-8 become U+FFFD.
+// A JSON string literal; bytes that are not UTF-8 become U+FFFD; control characters (C0, DEL,
+// C1) are \u escapes, so the output is also safe on a terminal.
 std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (size_t i = 0; i < s.size();) {
@@ -109,7 +112,11 @@ std::string json_string(const std::string& s) {
       ++i;
       continue;
     }
-    if (n > 1) {
+    if (n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F) {  // U+0080..U+009F
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(s[i + 1]));
+      out += buf;
+    } else if (n > 1) {
       out.append(s, i, n);
     } else if (c == '"' || c == '\\') {
       out += '\\';
@@ -223,7 +230,7 @@ int main(int argc, char** argv) {
     if (json) print_json(path, f, full);
     else print_text(path, f, full);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "edgellm-gguf: %s\n", e.what());
+    std::fprintf(stderr, "edgellm-gguf: %s\n", terminal_safe(e.what()).c_str());
     return 1;
   }
   return 0;

@@ -11,6 +11,7 @@
 #include "tool_common.hpp"
 
 using edgellm::tools::Args;
+using edgellm::tools::terminal_safe;
 using edgellm::tools::UsageError;
 
 int main(int argc, char** argv) {
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     for (edgellm::Token t : tokens) {
-      std::string piece = model.token_to_piece(t, /*special=*/true);
+      // The piece is the file's text (or a raw byte): escaped, so it cannot drive the terminal.
+      std::string piece = terminal_safe(model.token_to_piece(t, /*special=*/true));
       std::printf("%6d -> '%s'\n", t, piece.c_str());
     }
     return 0;
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "edgellm-tokenize: error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "edgellm-tokenize: error: %s\n", e.what());
+    std::fprintf(stderr, "edgellm-tokenize: error: %s\n", terminal_safe(e.what()).c_str());
     return 1;
   }
 }

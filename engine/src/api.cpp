@@ -405,16 +405,13 @@ edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* 
         fail(Kind::Cancelled, "the progress callback cancelled loading '" + std::string(path) + "'");
     };
     const auto t0 = Clock::now();
-    // A missing or unreadable file is an I/O error, not a format error.
-    if (FILE* f = std::fopen(path, "rb")) {
-      std::fclose(f);
-    } else {
-      fail(Kind::Io, "cannot open '" + std::string(path) + "': " + std::strerror(errno));
-    }
     progress(0.0f);
 
+    // A missing or unreadable file, or no regular file (a FIFO is refused without blocking), is
+    // Kind::Io from Model::load.
     auto m = std::make_unique<edgellm_model>();
-    m->model = std::make_unique<edgellm::engine::Model>(edgellm::engine::Model::load(path));
+    m->model = std::make_unique<edgellm::engine::Model>(edgellm::engine::Model::load(
+        path, p.use_mmap ? edgellm::gguf::LoadMode::Map : edgellm::gguf::LoadMode::Read));
     const edgellm::gguf::File& file = m->model->file();
     m->tokenizer = std::make_unique<edgellm::Tokenizer>(edgellm::Tokenizer::from_gguf(file));
     const edgellm::engine::HParams& hp = m->model->hparams();

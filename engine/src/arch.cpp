@@ -3,6 +3,7 @@
 #include <array>
 #include <stdexcept>
 
+#include "edgellm/gguf.hpp"
 #include "error.hpp"
 
 namespace edgellm::engine {
@@ -123,23 +124,7 @@ std::string tensor_name(Tensor t, int layer, TensorPart part) {
   return s;
 }
 
-std::string printable(std::string_view s, size_t max_bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  const size_t n = s.size() < max_bytes ? s.size() : max_bytes;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (b >= 0x20 && b < 0x7F && b != '\\') {
-      out += static_cast<char>(b);
-    } else {
-      out += "\\x";
-      out += kHex[b >> 4];
-      out += kHex[b & 0xF];
-    }
-  }
-  if (s.size() > n) out += "...";
-  return out;
-}
+// One escaping rule for the whole library: the format layer's (its messages quote file text too).
+std::string printable(std::string_view s, size_t max_bytes) { return gguf::printable(s, max_bytes); }
 
 }  // namespace edgellm::engine

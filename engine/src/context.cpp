@@ -182,6 +182,7 @@ const kernels::KernelSet* Context::cpu_kernels() const {
 // ---- The one place that chooses the path ----------------------------------------------------------
 
 void Context::eval(std::span<const int32_t> tokens) {
+  model_.check_unchanged();  // a mapped file truncated or modified since load: Error(Io), not SIGBUS
   if (tokens.size() == 1) decode(tokens[0]);
   else prefill(tokens);  // (an empty batch is refused there)
 }

@@ -187,11 +187,19 @@ HParams read_hparams(const gguf::File& f) {
     if (!s) fail(Error::Kind::Format, "model: '" + scaling_key + "' is not a string");
     scaling = *s;
   }
-  float factor = get_float(f, k(Key::rope_scaling_factor), get_float(f, k(Key::rope_scale_linear), 0.0f));
+  // The factor: rope.scaling.factor, else the older rope.scale_linear; 0 or absent means unset
+  // (as llama.cpp reads it) unless the type says linear, which needs a finite factor > 0.
+  std::string factor_key = k(Key::rope_scaling_factor);
+  if (!f.find(factor_key)) factor_key = k(Key::rope_scale_linear);
+  const bool has_factor = f.find(factor_key) != nullptr;
+  const float factor = get_float(f, factor_key, 0.0f);
+  if (has_factor && (!std::isfinite(factor) || factor < 0 || (factor == 0 && scaling == "linear")))
+    fail(Error::Kind::Format, "model: '" + factor_key + "' = " + std::to_string(factor) +
+                                  " is not a valid RoPE scaling factor (it must be finite and > 0)");
   if (scaling == "linear" || (scaling == "none" && factor > 0 && !scaling_value)) {
-    if (factor > 0) hp.rope_freq_scale = 1.0f / factor;
+    if (has_factor) hp.rope_freq_scale = 1.0f / factor;  // linear without a factor: 1
   } else if (scaling != "none") {
-    fail(Error::Kind::Unsupported, "model: RoPE scaling '" + scaling +
+    fail(Error::Kind::Unsupported, "model: RoPE scaling '" + printable(scaling) +
                                        "' is not supported (only none and linear)");
   }
   if (!(hp.rope_freq_scale > 0) || !std::isfinite(hp.rope_freq_scale))
@@ -210,7 +218,24 @@ HParams read_hparams(const gguf::File& f) {
   return hp;
 }
 
-Model Model::load(const std::string& path) { return Model(gguf::File::open(path)); }
+Model Model::load(const std::string& path, gguf::LoadMode mode) {
+  gguf::File file = [&] {
+    try {
+      return gguf::File::open(path, mode);
+    } catch (const gguf::IoError& e) {
+      fail(Error::Kind::Io, e.what());
+    }
+  }();
+  return Model(std::move(file));
+}
+
+void Model::check_unchanged() const {
+  try {
+    file_.check_unchanged();
+  } catch (const gguf::IoError& e) {
+    fail(Error::Kind::Io, e.what());
+  }
+}
 
 Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(file_)) {
   const HParams& hp = hparams_;
@@ -236,6 +261,19 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
   if (const gguf::TensorInfo* freqs = f.find_tensor(tensor_name(Tensor::rope_freqs)))
     rope_freqs_ = bind_norm(*count(*freqs), hp.n_rot / 2);
 
+  // Every layer has at least these tensors: bound block_count by the tensors the file has before
+  // sizing anything by it (a small file claiming millions of layers is refused at once).
+  const uint64_t per_layer = 9 + (arch.qkv_bias ? 3 : 0);
+  const uint64_t n_tensors = f.tensors().size();
+  if (uint64_t(hp.n_layer) * per_layer > n_tensors)
+    fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +
+                                  " needs at least " + std::to_string(uint64_t(hp.n_layer) * per_layer) +
+                                  " layer tensors, but the file has only " + std::to_string(n_tensors) +
+                                  " tensors in all");
+  if (!f.find_tensor(tensor_name(Tensor::attn_norm, hp.n_layer - 1)))
+    fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +
+                                  " but tensor '" + tensor_name(Tensor::attn_norm, hp.n_layer - 1) +
+                                  "' (of the last layer) is missing");
   layers_.resize(static_cast<size_t>(hp.n_layer));
   for (int i = 0; i < hp.n_layer; ++i) {
     auto t = [&](Tensor which, TensorPart part = TensorPart::weight) -> const gguf::TensorInfo& {

@@ -63,8 +63,9 @@ struct LayerWeights {
 
 class Model {
  public:
-  // Memory-maps and binds `path`.
-  static Model load(const std::string& path);
+  // Opens `path` (mapped, or read into memory with LoadMode::Read) and binds it. A file that
+  // cannot be opened or read, or is no regular file, is Error(Io).
+  static Model load(const std::string& path, gguf::LoadMode mode = gguf::LoadMode::Map);
   // Binds the tensors of an opened file (the Model takes it over).
   explicit Model(gguf::File file);
 
@@ -76,6 +77,10 @@ class Model {
   const HParams& hparams() const { return hparams_; }
   const ArchInfo& arch() const { return *hparams_.arch; }
   const gguf::File& file() const { return file_; }
+  // Throws Error(Io) when the mapped file changed since it was loaded (truncated, resized,
+  // modified): its weights can no longer be trusted, and reading lost pages would fault. One
+  // fstat; nothing to check when the file was read into memory. Context::eval calls it first.
+  void check_unchanged() const;
 
   const kernels::WeightMatrix& token_embd() const { return token_embd_; }  // n_vocab x n_embd
   const float* output_norm() const { return output_norm_; }                 // [n_embd]

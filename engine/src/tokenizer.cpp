@@ -29,6 +29,7 @@
 #include <unordered_set>
 #include <variant>
 
+#include "arch.hpp"  // printable
 #include "edgellm/gguf.hpp"
 #include "unicode.hpp"
 
@@ -167,6 +168,11 @@ int parse_byte_piece(std::string_view text) {
 
 // --- GGUF metadata helpers ---------------------------------------------------------------------
 
+using engine::printable;
+
+// A malformed vocabulary (a bad file), as opposed to a well-formed one this engine does not run.
+[[noreturn]] void bad(const std::string& what) { throw TokenizerError(what, Error::Kind::Format); }
+
 std::optional<int64_t> read_int(const gguf::File& file, std::string_view key) {
   const gguf::Value* v = file.find(key);
   if (!v) return std::nullopt;
@@ -174,9 +180,12 @@ std::optional<int64_t> read_int(const gguf::File& file, std::string_view key) {
       [&](const auto& x) -> int64_t {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          if constexpr (std::is_same_v<T, uint64_t>) {
+            if (x > uint64_t(INT64_MAX)) return INT64_MAX;  // out of any range below
+          }
           return static_cast<int64_t>(x);
         } else {
-          throw TokenizerError("GGUF key '" + std::string(key) + "' should be an integer");
+          bad("GGUF key '" + std::string(key) + "' is " + gguf::describe_type(*v) + ", expected an integer");
         }
       },
       v->v);
@@ -186,8 +195,30 @@ const gguf::Array* find_array(const gguf::File& file, std::string_view key) {
   const gguf::Value* v = file.find(key);
   if (!v) return nullptr;
   const auto* a = std::get_if<gguf::Array>(&v->v);
-  if (!a) throw TokenizerError("GGUF key '" + std::string(key) + "' should be an array");
+  if (!a) bad("GGUF key '" + std::string(key) + "' is " + gguf::describe_type(*v) + ", expected an array");
   return a;
+}
+
+// An array of strings (tokens, merges).
+std::vector<std::string> read_strings(const gguf::File& file, std::string_view key) {
+  const gguf::Array* a = find_array(file, key);
+  if (!a) bad("GGUF key '" + std::string(key) + "' is missing");
+  if (a->type != gguf::ValueType::STRING)
+    bad("GGUF key '" + std::string(key) + "' is an array of " + std::string(gguf::value_type_name(a->type)) +
+        ", expected an array of string");
+  std::vector<std::string> out;
+  out.reserve(a->items.size());
+  for (const gguf::Value& item : a->items) out.push_back(std::get<std::string>(item.v));
+  return out;
+}
+
+template <class T>
+T read_scalar(const gguf::File& file, std::string_view key, T fallback) {
+  const gguf::Value* v = file.find(key);
+  if (!v) return fallback;
+  if (const T* x = std::get_if<T>(&v->v)) return *x;
+  bad("GGUF key '" + std::string(key) + "' is " + gguf::describe_type(*v) + ", expected " +
+      std::string(gguf::value_type_name(gguf::value_type_of<T>)));
 }
 
 }  // namespace
@@ -198,8 +229,8 @@ Vocab read_vocab(const gguf::File& file) {
   Vocab vocab;
   const gguf::Value* model = file.find("tokenizer.ggml.model");
   if (!model) throw TokenizerError("GGUF file has no tokenizer (key tokenizer.ggml.model missing)");
-  vocab.model = file.get<std::string>("tokenizer.ggml.model");
-  vocab.pre = file.get_or<std::string>("tokenizer.ggml.pre", "");
+  vocab.model = read_scalar<std::string>(file, "tokenizer.ggml.model", "");
+  vocab.pre = read_scalar<std::string>(file, "tokenizer.ggml.pre", "");
   // Defaults as llama.cpp sets them before reading the optional keys.
   if (vocab.model == "llama") {
     vocab.bos_id = 1;
@@ -207,7 +238,7 @@ Vocab read_vocab(const gguf::File& file) {
     vocab.unk_id = 0;
   } else if (vocab.model == "gpt2") {
     if (!is_llama3_pre(vocab.pre)) {
-      throw TokenizerError("unsupported BPE pre-tokenizer '" + vocab.pre +
+      throw TokenizerError("unsupported BPE pre-tokenizer '" + printable(vocab.pre) +
                            "' (tokenizer.ggml.pre); supported: llama-bpe, llama3, llama-v3");
     }
     vocab.bos_id = 11;
@@ -216,67 +247,73 @@ Vocab read_vocab(const gguf::File& file) {
     vocab.add_space_prefix = false;
     vocab.clean_spaces = true;
     if (!file.find("tokenizer.ggml.merges")) {
-      throw TokenizerError("BPE vocabulary without merges (key tokenizer.ggml.merges missing)");
+      bad("BPE vocabulary without merges (key tokenizer.ggml.merges missing)");
     }
-    vocab.merges = file.get_array<std::string>("tokenizer.ggml.merges");
+    vocab.merges = read_strings(file, "tokenizer.ggml.merges");
   } else {
-    throw TokenizerError("unsupported tokenizer model '" + vocab.model +
+    throw TokenizerError("unsupported tokenizer model '" + printable(vocab.model) +
                          "' (tokenizer.ggml.model); supported: llama (SentencePiece), gpt2 "
                          "(byte-level BPE with the Llama-3 pre-tokenizer)");
   }
 
   if (!file.find("tokenizer.ggml.tokens")) {
-    throw TokenizerError("GGUF file has no token list (key tokenizer.ggml.tokens missing)");
+    bad("GGUF file has no token list (key tokenizer.ggml.tokens missing)");
   }
-  vocab.tokens = file.get_array<std::string>("tokenizer.ggml.tokens");
+  vocab.tokens = read_strings(file, "tokenizer.ggml.tokens");
   const size_t n = vocab.tokens.size();
-  if (n == 0) throw TokenizerError("tokenizer.ggml.tokens is empty");
-  if (n > size_t(INT32_MAX)) throw TokenizerError("tokenizer.ggml.tokens has too many entries");
+  if (n == 0) bad("tokenizer.ggml.tokens is empty");
+  if (n > size_t(INT32_MAX)) bad("tokenizer.ggml.tokens has too many entries");
 
   if (const gguf::Array* a = find_array(file, "tokenizer.ggml.scores")) {
-    if (a->items.size() < n) {
-      throw TokenizerError("tokenizer.ggml.scores has " + std::to_string(a->items.size()) +
-                           " entries for " + std::to_string(n) + " tokens");
+    if (a->items.size() != n) {
+      bad("tokenizer.ggml.scores has " + std::to_string(a->items.size()) + " entries for " +
+          std::to_string(n) + " tokens");
     }
     vocab.scores.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const auto& v = a->items[i].v;
       if (const float* f = std::get_if<float>(&v)) vocab.scores[i] = *f;
       else if (const int32_t* k = std::get_if<int32_t>(&v)) vocab.scores[i] = float(*k);
-      else throw TokenizerError("tokenizer.ggml.scores should hold f32 or i32 values");
+      else bad("tokenizer.ggml.scores should hold f32 or i32 values, not " + gguf::describe_type(a->items[i]));
     }
   }
   if (const gguf::Array* a = find_array(file, "tokenizer.ggml.token_type")) {
-    if (a->items.size() < n) {
-      throw TokenizerError("tokenizer.ggml.token_type has " + std::to_string(a->items.size()) +
-                           " entries for " + std::to_string(n) + " tokens");
+    if (a->items.size() != n) {
+      bad("tokenizer.ggml.token_type has " + std::to_string(a->items.size()) + " entries for " +
+          std::to_string(n) + " tokens");
     }
     vocab.types.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const int32_t* t = std::get_if<int32_t>(&a->items[i].v);
-      if (!t) throw TokenizerError("tokenizer.ggml.token_type should hold i32 values");
+      if (!t) bad("tokenizer.ggml.token_type should hold i32 values, not " + gguf::describe_type(a->items[i]));
       vocab.types[i] = (*t >= 0 && *t <= 6) ? TokenType(*t) : TokenType::Undefined;
     }
   }
 
-  // Special ids: an id outside the vocabulary keeps the default (llama.cpp warns and does so).
-  auto read_id = [&](std::string_view key, int32_t& id) {
-    if (auto v = read_int(file, key); v && *v >= 0 && *v < int64_t(n)) id = int32_t(*v);
+  // Special ids. BOS, EOS and UNK, which encoding uses, must be in the vocabulary. The optional
+  // ones (padding, separator, end of turn / message) keep their default when out of range, as
+  // llama.cpp does: real files have padding_token_id == n_vocab.
+  auto read_id = [&](std::string_view key, int32_t& id, bool required_in_range) {
+    const auto v = read_int(file, key);
+    if (!v) return;
+    if (*v >= 0 && *v < int64_t(n)) id = int32_t(*v);
+    else if (required_in_range)
+      bad("GGUF key '" + std::string(key) + "' = " + std::to_string(*v) + " is outside the vocabulary [0, " +
+          std::to_string(n) + ")");
   };
-  read_id("tokenizer.ggml.bos_token_id", vocab.bos_id);
-  read_id("tokenizer.ggml.eos_token_id", vocab.eos_id);
-  read_id("tokenizer.ggml.unknown_token_id", vocab.unk_id);
-  read_id("tokenizer.ggml.padding_token_id", vocab.pad_id);
-  read_id("tokenizer.ggml.seperator_token_id", vocab.sep_id);  // sic: the GGUF key's spelling
-  read_id("tokenizer.ggml.eot_token_id", vocab.eot_id);
-  read_id("tokenizer.ggml.eom_token_id", vocab.eom_id);
-  vocab.add_bos = file.get_or<bool>("tokenizer.ggml.add_bos_token", vocab.add_bos);
-  vocab.add_eos = file.get_or<bool>("tokenizer.ggml.add_eos_token", vocab.add_eos);
-  vocab.add_space_prefix =
-      file.get_or<bool>("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
+  read_id("tokenizer.ggml.bos_token_id", vocab.bos_id, true);
+  read_id("tokenizer.ggml.eos_token_id", vocab.eos_id, true);
+  read_id("tokenizer.ggml.unknown_token_id", vocab.unk_id, true);
+  read_id("tokenizer.ggml.padding_token_id", vocab.pad_id, false);
+  read_id("tokenizer.ggml.seperator_token_id", vocab.sep_id, false);  // sic: the GGUF key's spelling
+  read_id("tokenizer.ggml.eot_token_id", vocab.eot_id, false);
+  read_id("tokenizer.ggml.eom_token_id", vocab.eom_id, false);
+  vocab.add_bos = read_scalar<bool>(file, "tokenizer.ggml.add_bos_token", vocab.add_bos);
+  vocab.add_eos = read_scalar<bool>(file, "tokenizer.ggml.add_eos_token", vocab.add_eos);
+  vocab.add_space_prefix = read_scalar<bool>(file, "tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
 
   // Phi-3 models (recognized by name, as llama.cpp does) drop the whitespace after special tokens.
-  std::string name = file.get_or<std::string>("general.name", "");
+  std::string name = read_scalar<std::string>(file, "general.name", "");
   for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
     vocab.rstrip.assign(n, 0);
@@ -332,7 +369,7 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
   Vocab& v = m.v;
   if (v.model == "gpt2") {
     if (!is_llama3_pre(v.pre)) {
-      throw TokenizerError("unsupported BPE pre-tokenizer '" + v.pre + "'");
+      throw TokenizerError("unsupported BPE pre-tokenizer '" + printable(v.pre) + "'");
     }
     m.bpe = true;
     m.merge_rank.reserve(v.merges.size());
@@ -340,20 +377,22 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
       // Split at the first space after the first character; a line without one is ignored.
       const std::string& line = v.merges[i];
       const size_t space = line.find(' ', 1);
-      if (space == std::string::npos) continue;
+      if (space == std::string::npos || space + 1 >= line.size())
+        bad("tokenizer.ggml.merges[" + std::to_string(i) + "] '" + printable(line) +
+            "' is not two pieces separated by a space");
       m.merge_rank.emplace(line, int32_t(i));  // a repeated merge keeps its first rank
     }
   } else if (v.model != "llama") {
-    throw TokenizerError("unsupported tokenizer model '" + v.model + "'");
+    throw TokenizerError("unsupported tokenizer model '" + printable(v.model) + "'");
   }
   const size_t n = v.tokens.size();
-  if (n == 0) throw TokenizerError("the vocabulary is empty");
-  if (n > size_t(INT32_MAX)) throw TokenizerError("the vocabulary has too many tokens");
+  if (n == 0) bad("the vocabulary is empty");
+  if (n > size_t(INT32_MAX)) bad("the vocabulary has too many tokens");
   if (v.scores.empty()) v.scores.assign(n, 0.0f);
   if (v.types.empty()) v.types.assign(n, TokenType::Normal);
   if (v.rstrip.empty()) v.rstrip.assign(n, 0);
   if (v.scores.size() != n || v.types.size() != n || v.rstrip.size() != n) {
-    throw TokenizerError("vocabulary arrays differ in length: " + std::to_string(n) +
+    bad("vocabulary arrays differ in length: " + std::to_string(n) +
                          " tokens, " + std::to_string(v.scores.size()) + " scores, " +
                          std::to_string(v.types.size()) + " types, " +
                          std::to_string(v.rstrip.size()) + " rstrip flags");
@@ -362,8 +401,8 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
                       &v.eom_id}) {
     if (*id < -1 || *id >= int32_t(n)) *id = -1;
   }
-  if (v.add_bos && v.bos_id < 0) throw TokenizerError("the vocabulary asks for BOS but has none");
-  if (v.add_eos && v.eos_id < 0) throw TokenizerError("the vocabulary asks for EOS but has none");
+  if (v.add_bos && v.bos_id < 0) bad("the vocabulary asks for BOS but has none");
+  if (v.add_eos && v.eos_id < 0) bad("the vocabulary asks for EOS but has none");
 
   m.piece_to_id.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -401,8 +440,8 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
       case TokenType::Byte: {
         const int b = parse_byte_piece(text);
         if (b < 0) {
-          throw TokenizerError("token " + std::to_string(i) + " has type BYTE but its text '" +
-                               text + "' is not of the form <0xNN>");
+          bad("token " + std::to_string(i) + " has type BYTE but its text '" + printable(text) +
+              "' is not of the form <0xNN>");
         }
         m.pieces[i] = std::string(1, char(b));
         break;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <numeric>
@@ -155,8 +156,12 @@ std::string shape_text(const TensorInfo& t) {
 }  // namespace
 
 struct File::Impl {
-  void* map = nullptr;  // owned read-only mapping (open), or nullptr (parse)
+  void* map = nullptr;  // owned read-only mapping (open, Map), or nullptr
   size_t map_size = 0;
+  void* buffer = nullptr;  // owned page-aligned copy of the file (open, Read), or nullptr
+  int fd = -1;             // kept open while mapped, for check_unchanged()
+  struct stat st {};       // the file as it was when opened (Map)
+  std::string path;
   std::span<const uint8_t> bytes;
 
   uint32_t version = 0;
@@ -169,6 +174,8 @@ struct File::Impl {
 
   ~Impl() {
     if (map) munmap(map, map_size);
+    std::free(buffer);
+    if (fd >= 0) ::close(fd);
   }
 
   void parse();
@@ -212,12 +219,13 @@ void File::Impl::parse() {
     const uint64_t key_at = c.pos();
     std::string key = c.read_string("key " + std::to_string(i));
     if (key.empty()) throw GgufError("key " + std::to_string(i) + " is empty", key_at);
-    if (kv_index.count(key)) throw GgufError("duplicate key '" + key + "'", key_at);
-    const std::string what = "value of key '" + key + "'";
+    const std::string shown = printable(key);
+    if (kv_index.count(key)) throw GgufError("duplicate key '" + shown + "'", key_at);
+    const std::string what = "value of key '" + shown + "'";
     const uint64_t type_at = c.pos();
-    const uint32_t raw_type = c.read<uint32_t>("type of key '" + key + "'");
+    const uint32_t raw_type = c.read<uint32_t>("type of key '" + shown + "'");
     if (!known_value_type(raw_type))
-      throw GgufError("key '" + key + "' has unknown value type " + std::to_string(raw_type),
+      throw GgufError("key '" + shown + "' has unknown value type " + std::to_string(raw_type),
                       type_at);
     const uint64_t value_at = c.pos();
     Value value = read_value(c, static_cast<ValueType>(raw_type), 0, what);
@@ -241,8 +249,8 @@ void File::Impl::parse() {
     TensorInfo t;
     const uint64_t name_at = c.pos();
     t.name = c.read_string("name of tensor " + std::to_string(i));
-    if (tensor_index.count(t.name)) throw GgufError("duplicate tensor name '" + t.name + "'", name_at);
-    const std::string what = "tensor '" + t.name + "'";
+    const std::string what = "tensor '" + printable(t.name) + "'";
+    if (tensor_index.count(t.name)) throw GgufError("duplicate tensor name '" + printable(t.name) + "'", name_at);
 
     const uint64_t dims_at = c.pos();
     t.n_dims = c.read<uint32_t>(what, " (dimension count)");
@@ -304,7 +312,7 @@ void File::Impl::parse() {
   for (size_t i = 0; i < tensors.size(); ++i) {
     TensorInfo& t = tensors[i];
     if (t.offset > data_size || t.n_bytes > data_size - t.offset)
-      throw GgufError("tensor '" + t.name + "' data (" + std::to_string(t.n_bytes) +
+      throw GgufError("tensor '" + printable(t.name) + "' data (" + std::to_string(t.n_bytes) +
                           " bytes at data offset " + std::to_string(t.offset) +
                           ") runs past the end of the file (" + std::to_string(data_size) +
                           " data bytes)",
@@ -321,8 +329,8 @@ void File::Impl::parse() {
     const TensorInfo& prev = tensors[order[k - 1]];
     const TensorInfo& t = tensors[order[k]];
     if (t.offset < prev.offset + prev.n_bytes)
-      throw GgufError("tensor '" + t.name + "' " + shape_text(t) + " at data offset " +
-                          std::to_string(t.offset) + " overlaps tensor '" + prev.name +
+      throw GgufError("tensor '" + printable(t.name) + "' " + shape_text(t) + " at data offset " +
+                          std::to_string(t.offset) + " overlaps tensor '" + printable(prev.name) +
                           "' (data offsets " + std::to_string(prev.offset) + " to " +
                           std::to_string(prev.offset + prev.n_bytes) + ")",
                       offset_field_at[order[k]]);
@@ -341,30 +349,71 @@ File File::parse(std::span<const uint8_t> bytes) {
   return File(std::move(impl));
 }
 
-File File::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw GgufError(path + ": cannot open: " + std::strerror(errno));
+namespace {
+
+// Closes a descriptor unless released.
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+}  // namespace
+
+File File::open(const std::string& path, LoadMode mode) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. Cleared
+  // again once fstat has shown a regular file.
+  FdGuard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+  if (fd.fd < 0) throw IoError(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw GgufError(path + ": cannot stat: " + std::strerror(err));
-  }
+  if (fstat(fd.fd, &st) != 0) throw IoError(path + ": cannot stat: " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw GgufError(path + ": not a regular file");
+    const char* kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISDIR(st.st_mode) ? "a directory"
+                       : S_ISCHR(st.st_mode) ? "a character device"
+                       : S_ISBLK(st.st_mode) ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    throw IoError(path + ": not a regular file (" + kind + "); a model must be a regular file");
   }
+  if (const int flags = fcntl(fd.fd, F_GETFL); flags < 0 || fcntl(fd.fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+    throw IoError(path + ": cannot clear O_NONBLOCK: " + std::strerror(errno));
+  if (st.st_size < 0 || uint64_t(st.st_size) > uint64_t(SIZE_MAX) / 2)
+    throw IoError(path + ": file size " + std::to_string(st.st_size) + " is out of range");
+  const size_t size = size_t(st.st_size);
+
   auto impl = std::make_unique<Impl>();
-  if (st.st_size > 0) {
-    void* map = mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (map == MAP_FAILED) throw GgufError(path + ": cannot map: " + std::strerror(err));
+  impl->path = path;
+  impl->st = st;
+  if (size > 0 && mode == LoadMode::Map) {
+    void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+    if (map == MAP_FAILED) throw IoError(path + ": cannot map: " + std::strerror(errno));
     impl->map = map;
-    impl->map_size = size_t(st.st_size);
-    impl->bytes = {static_cast<const uint8_t*>(map), impl->map_size};
-  } else {
-    ::close(fd);
+    impl->map_size = size;
+    impl->bytes = {static_cast<const uint8_t*>(map), size};
+    impl->fd = fd.release();
+  } else if (size > 0) {
+    // Page-aligned like a mapping, so the tensors keep the alignment the file gives them.
+    const long page = sysconf(_SC_PAGESIZE);
+    const size_t align = page > 0 ? size_t(page) : 4096;
+    const size_t rounded = (size + align - 1) / align * align;
+    impl->buffer = std::aligned_alloc(align, rounded);
+    if (!impl->buffer)
+      throw IoError(path + ": cannot allocate " + std::to_string(size) + " bytes to read it into");
+    auto* dst = static_cast<uint8_t*>(impl->buffer);
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pread(fd.fd, dst + done, size - done, off_t(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw IoError(path + ": cannot read: " + std::strerror(errno));
+      if (n == 0)
+        throw IoError(path + ": the file shrank while it was read (" + std::to_string(done) + " of " +
+                      std::to_string(size) + " bytes)");
+      done += size_t(n);
+    }
+    impl->bytes = {dst, size};
   }
   try {
     impl->parse();
@@ -372,6 +421,44 @@ File File::open(const std::string& path) {
     throw GgufError(path, e);
   }
   return File(std::move(impl));
+}
+
+void File::check_unchanged() const {
+  const Impl& m = *impl_;
+  if (m.fd < 0) return;
+  struct stat now {};
+  if (fstat(m.fd, &now) != 0) throw IoError(m.path + ": cannot stat the mapped file: " + std::strerror(errno));
+  std::string what;
+  if (now.st_size < m.st.st_size) what = "was truncated";
+  else if (now.st_size != m.st.st_size) what = "changed size";
+  else if (now.st_mtim.tv_sec != m.st.st_mtim.tv_sec || now.st_mtim.tv_nsec != m.st.st_mtim.tv_nsec)
+    what = "was modified";
+  if (what.empty()) return;
+  throw IoError(m.path + ": the model file " + what + " after it was loaded (" + std::to_string(m.st.st_size) +
+                " bytes then, " + std::to_string(now.st_size) +
+                " now); its weights are mapped, so it cannot be used any more: load it again (or load with "
+                "use_mmap = false to read it into memory)");
+}
+
+bool File::mapped() const { return impl_->map != nullptr; }
+
+std::string printable(std::string_view s, size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  const size_t n = s.size() < max_bytes ? s.size() : max_bytes;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b >= 0x20 && b < 0x7F && b != '\\') {
+      out += static_cast<char>(b);
+    } else {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 0xF];
+    }
+  }
+  if (s.size() > n) out += "...";
+  return out;
 }
 
 uint32_t File::version() const { return impl_->version; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <span>
 #include <sstream>
@@ -510,11 +511,12 @@ TEST_CASE("malformed tokenizer metadata is a clear error, never a crash", "[toke
                w.set("tokenizer.ggml.pre", std::string("llama-bpe"));
              }),
              Catch::Contains("tokenizer.ggml.merges missing"));
-  // An out-of-range special id keeps the default, as in llama.cpp; an absent BOS with add_bos
-  // is an error.
+  // An out-of-range optional special id (padding, ...) keeps the default, as in llama.cpp; an
+  // out-of-range BOS/EOS/UNK is a bad file (see "malformed tokenizer metadata is Format");
+  // an absent BOS with add_bos is an error.
   {
-    const auto bytes = make([](auto& w) { w.set("tokenizer.ggml.eos_token_id", uint32_t(99)); });
-    CHECK(load_bytes(bytes).eos_id() == 2);
+    const auto bytes = make([](auto& w) { w.set("tokenizer.ggml.padding_token_id", uint32_t(99)); });
+    CHECK(load_bytes(bytes).pad_id() == -1);
   }
   {
     Vocab v;
@@ -528,5 +530,125 @@ TEST_CASE("malformed tokenizer metadata is a clear error, never a crash", "[toke
     w.set("general.architecture", std::string("llama"));
     auto file = edgellm::gguf::File::parse(w.to_bytes({}));
     CHECK_THROWS_WITH(Tokenizer::from_gguf(file), Catch::Contains("tokenizer.ggml.model missing"));
+  }
+}
+
+TEST_CASE("malformed tokenizer metadata is Format, an unknown but well-formed one Unsupported", "[tokenizer]") {
+  using edgellm::Error;
+  using edgellm::gguf::Array;
+  using edgellm::gguf::ValueType;
+  auto strings = [](std::vector<std::string> v) {
+    Array a;
+    a.type = ValueType::STRING;
+    for (auto& s : v) a.items.emplace_back(std::move(s));
+    return a;
+  };
+  auto floats = [](size_t n) {
+    Array a;
+    a.type = ValueType::F32;
+    for (size_t i = 0; i < n; ++i) a.items.emplace_back(float(-double(i)));
+    return a;
+  };
+  auto ints = [](std::vector<int32_t> v) {
+    Array a;
+    a.type = ValueType::I32;
+    for (int32_t x : v) a.items.emplace_back(x);
+    return a;
+  };
+  auto make = [&](auto&& defect) {
+    edgellm::gguf::Writer w;
+    w.set("tokenizer.ggml.model", std::string("llama"));
+    w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "<0x62>"}));
+    w.set("tokenizer.ggml.scores", floats(6));
+    w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
+    defect(w);
+    return w.to_bytes({});
+  };
+  struct Outcome {
+    bool thrown = false;
+    Error::Kind kind = Error::Kind::InvalidArgument;
+    std::string what;
+  };
+  auto outcome = [&](auto&& defect) {
+    const auto bytes = make(defect);
+    Outcome o;
+    try {
+      auto file = edgellm::gguf::File::parse(bytes);
+      Tokenizer t = Tokenizer::from_gguf(file);
+    } catch (const Error& e) {
+      o.thrown = true;
+      o.kind = e.kind();
+      o.what = e.what();
+    } catch (const std::exception& e) {
+      o.thrown = true;
+      o.what = std::string("not an edgellm::Error: ") + e.what();
+    }
+    return o;
+  };
+  auto check_format = [&](const char* label, auto&& defect, const std::string& needle) {
+    const Outcome o = outcome(defect);
+    INFO(label << ": " << o.what);
+    CHECK(o.thrown);
+    CHECK(o.kind == Error::Kind::Format);
+    CHECK_THAT(o.what, Catch::Contains(needle));
+  };
+  auto gpt2 = [&](edgellm::gguf::Writer& w) {
+    w.set("tokenizer.ggml.model", std::string("gpt2"));
+    w.set("tokenizer.ggml.pre", std::string("llama-bpe"));
+    w.set("tokenizer.ggml.tokens", strings({"a", "b", "ab"}));
+    w.set("tokenizer.ggml.scores", floats(3));
+    w.set("tokenizer.ggml.token_type", ints({1, 1, 1}));
+    w.set("tokenizer.ggml.bos_token_id", uint32_t(0));
+    w.set("tokenizer.ggml.eos_token_id", uint32_t(0));
+  };
+  CHECK_FALSE(outcome([](auto&) {}).thrown);
+  check_format("model mistyped", [](auto& w) { w.set("tokenizer.ggml.model", uint32_t(1)); }, "tokenizer.ggml.model");
+  check_format("pre mistyped", [](auto& w) { w.set("tokenizer.ggml.pre", uint32_t(1)); }, "tokenizer.ggml.pre");
+  check_format("tokens missing", [](auto& w) { w.set("tokenizer.ggml.tokens", uint8_t(0)); }, "tokenizer.ggml.tokens");
+  check_format("tokens of ints", [&](auto& w) { w.set("tokenizer.ggml.tokens", ints({1, 2})); }, "tokenizer.ggml.tokens");
+  check_format("tokens empty", [&](auto& w) { w.set("tokenizer.ggml.tokens", strings({})); }, "tokenizer.ggml.tokens is empty");
+  check_format("scores short", [&](auto& w) { w.set("tokenizer.ggml.scores", floats(3)); }, "tokenizer.ggml.scores has 3 entries for 6 tokens");
+  check_format("scores long", [&](auto& w) { w.set("tokenizer.ggml.scores", floats(7)); }, "tokenizer.ggml.scores has 7 entries for 6 tokens");
+  check_format("scores of strings", [&](auto& w) { w.set("tokenizer.ggml.scores", strings({"1", "2", "3", "4", "5", "6"})); }, "tokenizer.ggml.scores");
+  check_format("scores not an array", [&](auto& w) { w.set("tokenizer.ggml.scores", 1.0f); }, "tokenizer.ggml.scores");
+  check_format("types short", [&](auto& w) { w.set("tokenizer.ggml.token_type", ints({1})); }, "tokenizer.ggml.token_type has 1 entries for 6 tokens");
+  check_format("types of floats", [&](auto& w) { w.set("tokenizer.ggml.token_type", floats(6)); }, "tokenizer.ggml.token_type");
+  check_format("bos out of range", [](auto& w) { w.set("tokenizer.ggml.bos_token_id", uint32_t(6)); }, "tokenizer.ggml.bos_token_id");
+  check_format("eos out of range", [](auto& w) { w.set("tokenizer.ggml.eos_token_id", uint32_t(99)); }, "tokenizer.ggml.eos_token_id");
+  check_format("unk negative", [](auto& w) { w.set("tokenizer.ggml.unknown_token_id", int32_t(-5)); }, "tokenizer.ggml.unknown_token_id");
+  check_format("eos huge", [](auto& w) { w.set("tokenizer.ggml.eos_token_id", uint64_t(1) << 63); }, "tokenizer.ggml.eos_token_id");
+  check_format("bos mistyped", [](auto& w) { w.set("tokenizer.ggml.bos_token_id", std::string("1")); }, "tokenizer.ggml.bos_token_id");
+  check_format("add_bos mistyped", [](auto& w) { w.set("tokenizer.ggml.add_bos_token", uint32_t(1)); }, "tokenizer.ggml.add_bos_token");
+  check_format("byte token text", [&](auto& w) { w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "b"})); }, "has type BYTE");
+  check_format("merges missing", [&](auto& w) { gpt2(w); }, "tokenizer.ggml.merges");
+  check_format("merges of ints", [&](auto& w) { gpt2(w); w.set("tokenizer.ggml.merges", ints({1})); }, "tokenizer.ggml.merges");
+  check_format("merge without a space", [&](auto& w) { gpt2(w); w.set("tokenizer.ggml.merges", strings({"ab"})); }, "tokenizer.ggml.merges[0]");
+  check_format("merge with an empty right side", [&](auto& w) { gpt2(w); w.set("tokenizer.ggml.merges", strings({"a "})); }, "tokenizer.ggml.merges[0]");
+  {
+    const Outcome ok = outcome([&](auto& w) { gpt2(w); w.set("tokenizer.ggml.merges", strings({"a b"})); });
+    INFO(ok.what);
+    CHECK_FALSE(ok.thrown);
+  }
+  // Well-formed but not run here: Unsupported.
+  for (auto defect : std::vector<std::function<void(edgellm::gguf::Writer&)>>{
+           [](auto& w) { w.set("tokenizer.ggml.model", std::string("rwkv")); },
+           [](auto& w) {
+             w.set("tokenizer.ggml.model", std::string("gpt2"));
+             w.set("tokenizer.ggml.pre", std::string("qwen2"));
+           }}) {
+    const Outcome o = outcome(defect);
+    INFO(o.what);
+    CHECK(o.thrown);
+    CHECK(o.kind == Error::Kind::Unsupported);
+  }
+  // By hand: the Vocab's own consistency checks are Format too.
+  Vocab v;
+  v.tokens = {"a", "b"};
+  v.scores = {0};
+  try {
+    Tokenizer t(v);
+    FAIL("accepted scores of the wrong length");
+  } catch (const Error& e) {
+    CHECK(e.kind() == Error::Kind::Format);
   }
 }

@@ -124,8 +124,17 @@ typedef bool (*edgellm_progress_callback)(float progress, void* user_data);
 
 typedef struct edgellm_model_params {
   size_t struct_size;                          /* sizeof(edgellm_model_params): see the ABI rule */
-  bool use_mmap;                               /* map the file (default; the only mode so far:
-                                                  false is accepted and maps too) */
+  bool use_mmap;                               /* true (default): map the file read-only, no copy,
+                                                  fast to load, pages shared with other processes;
+                                                  but the file must stay as it is while the model
+                                                  is loaded: truncating or overwriting it changes
+                                                  the weights under the model (each eval first
+                                                  checks the file's size and mtime and then fails
+                                                  with EDGELLM_ERR_IO, but cannot catch a change
+                                                  during an eval). false: read the whole file
+                                                  into memory (slower load, private memory); the
+                                                  model then holds no mapping and no descriptor,
+                                                  so later changes to the file do not matter */
   edgellm_progress_callback progress_callback; /* may be NULL */
   void* progress_user_data;
 } edgellm_model_params;

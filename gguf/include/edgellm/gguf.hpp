@@ -55,6 +55,17 @@ class GgufError : public std::runtime_error {
   uint64_t offset_;
 };
 
+// A file that cannot be opened, read or mapped, is not a regular file, or changed after it was
+// opened (an I/O problem, not a format one: the engine reports it as Io).
+class IoError : public GgufError {
+ public:
+  using GgufError::GgufError;
+};
+
+// `s` fit for an error message or a terminal: bytes outside printable ASCII, and the backslash, as
+// \xNN (so a file's string cannot carry terminal escape sequences), cut after max_bytes with "...".
+std::string printable(std::string_view s, size_t max_bytes = 64);
+
 // Deepest nesting of arrays a file may use (an array of arrays of scalars has depth 2).
 inline constexpr int kMaxArrayDepth = 8;
 
@@ -99,7 +110,8 @@ struct KeyValue {
   Value value;
 };
 
-// One tensor of the file. `data` points into the memory map (never copied).
+// One tensor of the file. `data` points into the file image (the mapping, or the buffer the file
+// was read into).
 struct TensorInfo {
   std::string name;
   uint32_t n_dims = 0;
@@ -112,11 +124,21 @@ struct TensorInfo {
   uint64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 
+// How File::open gets the bytes.
+//  Map:  mmap read-only, zero-copy. Cheap, but the image IS the file: truncating it while it is
+//        open makes reading the lost pages fault (SIGBUS), overwriting it in place changes the
+//        tensors. check_unchanged() detects either afterwards (size / mtime / inode).
+//  Read: read the whole file into an owned page-aligned buffer; the File keeps no descriptor and
+//        no mapping, so what happens to the file afterwards does not matter.
+enum class LoadMode { Map, Read };
+
 class File {
  public:
-  // Memory-maps `path` read-only and parses it (the File owns the mapping). Throws GgufError,
-  // its message starting with the path. Rules checked: docs/FORMATS.md, section GGUF.
-  static File open(const std::string& path);
+  // Opens `path` (refusing anything but a regular file, without blocking on a FIFO) and parses it
+  // (the File owns the mapping or buffer). Throws IoError (cannot open / read / map, not a
+  // regular file) or GgufError, the message starting with the path. Rules checked:
+  // docs/FORMATS.md, section GGUF.
+  static File open(const std::string& path, LoadMode mode = LoadMode::Map);
   // Parses an in-memory image; the caller keeps `bytes` alive as long as the File. For tests and
   // fuzzing. Throws GgufError.
   static File parse(std::span<const uint8_t> bytes);
@@ -125,12 +147,19 @@ class File {
   File& operator=(File&&) noexcept;
   ~File();
 
+  // Map mode: throws IoError when the file is no longer the one that was mapped (smaller, other
+  // size, modified or replaced since open; one fstat of the kept descriptor). Read mode and parse:
+  // nothing to check (the bytes are owned or the caller's).
+  void check_unchanged() const;
+  bool mapped() const;  // the image is a mapping of the file (Map mode)
+
   uint32_t version() const;
   uint32_t alignment() const;
   uint64_t data_offset() const;      // file offset of the data section (the file size for a
                                      // file without tensors that ends before the padding)
   uint64_t file_size() const;
-  // The whole file image (the mapping, page-aligned, for open; the caller's bytes for parse):
+  // The whole file image (the mapping or the owned buffer, page-aligned, for open; the caller's
+  // bytes for parse):
   // every TensorInfo::data points into it.
   std::span<const uint8_t> image() const;
 
