@@ -169,8 +169,11 @@ void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k) {
     for (int j = 0; j < QK4_0 / 2; ++j) {
       uint8_t q[2];
       for (int h = 0; h < 2; ++h) {
-        const float v = x[j + h * QK4_0 / 2] * id + 8.5f;  // in [0.5, 16.5] for finite input
-        q[h] = std::isnan(v) ? 8 : static_cast<uint8_t>(std::fmax(0.f, std::fmin(15.f, v)));
+        // In [0.5, 16.5] for finite input unless 1/d overflowed (d a tiny subnormal, 0 in fp16),
+        // which gives +-Inf or NaN: there llama.cpp's x86 build stores 0 (its C conversion is
+        // undefined; cvttss2si gives 0x80000000, whose low byte it keeps). So do we.
+        const float v = x[j + h * QK4_0 / 2] * id + 8.5f;
+        q[h] = !std::isfinite(v) ? 0 : static_cast<uint8_t>(std::fmax(0.f, std::fmin(15.f, v)));
       }
       y[i].qs[j] = q[0] | (q[1] << 4);
     }
