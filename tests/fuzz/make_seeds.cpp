@@ -48,6 +48,79 @@ std::vector<uint8_t> every_type(uint32_t version, uint32_t alignment) {
   return w.to_bytes(spans);
 }
 
+// A one-layer Llama model small enough to fuzz (F32 weights, 32 wide, 4 heads, 8 tokens) with an
+// SPM vocabulary and a chat template: the fuzz-model target's way into binding, tokenizer, chat.
+std::vector<uint8_t> tiny_llama(bool bpe) {
+  gguf::Writer w;
+  const uint64_t n_embd = 32, n_ff = 64;
+  w.set("general.architecture", std::string("llama"));
+  w.set("general.name", std::string("fuzz-tiny"));
+  w.set("llama.block_count", uint32_t{1});
+  w.set("llama.embedding_length", uint32_t(n_embd));
+  w.set("llama.feed_forward_length", uint32_t(n_ff));
+  w.set("llama.attention.head_count", uint32_t{4});
+  w.set("llama.attention.head_count_kv", uint32_t{2});
+  w.set("llama.context_length", uint32_t{64});
+  w.set("llama.rope.dimension_count", uint32_t{8});
+  w.set("llama.rope.freq_base", 10000.0f);
+  w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  auto strings = [](std::vector<std::string> v) {
+    gguf::Array a{gguf::ValueType::STRING, {}};
+    for (auto& s : v) a.items.emplace_back(std::move(s));
+    return a;
+  };
+  std::vector<std::string> tokens;
+  if (bpe) {
+    tokens = {"<|begin_of_text|>", "<|eot_id|>", "H", "e", "l", "o", "\xc4\xa0", "He", "ll", "llo"};
+    w.set("tokenizer.ggml.model", std::string("gpt2"));
+    w.set("tokenizer.ggml.pre", std::string("llama-bpe"));
+    w.set("tokenizer.ggml.merges", strings({"H e", "l l", "ll o"}));
+    w.set("tokenizer.ggml.bos_token_id", uint32_t{0});
+    w.set("tokenizer.ggml.eos_token_id", uint32_t{1});
+    w.set("tokenizer.chat_template",
+          std::string("{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>' }}"));
+  } else {
+    tokens = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "<0x41>", "\xe2\x96\x81" "a", "<|im_end|>"};
+    w.set("tokenizer.ggml.model", std::string("llama"));
+    w.set("tokenizer.ggml.bos_token_id", uint32_t{1});
+    w.set("tokenizer.ggml.eos_token_id", uint32_t{2});
+    w.set("tokenizer.ggml.unknown_token_id", uint32_t{0});
+    w.set("tokenizer.chat_template",
+          std::string("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"));
+  }
+  const uint64_t n_vocab = tokens.size();
+  gguf::Array scores{gguf::ValueType::F32, {}}, types{gguf::ValueType::I32, {}};
+  for (uint64_t i = 0; i < n_vocab; ++i) {
+    scores.items.emplace_back(-float(i));
+    types.items.emplace_back(int32_t(i < 3 && !bpe ? (i == 0 ? 2 : 3) : (tokens[i] == "<0x41>" ? 6 : 1)));
+  }
+  w.set("tokenizer.ggml.tokens", strings(tokens));
+  w.set("tokenizer.ggml.scores", scores);
+  w.set("tokenizer.ggml.token_type", types);
+  std::vector<std::vector<uint8_t>> data;
+  auto add = [&](const std::string& name, std::vector<uint64_t> ne) {
+    w.add_tensor(name, DType::F32, std::span<const uint64_t>(ne));
+    uint64_t n = 1;
+    for (uint64_t d : ne) n *= d;
+    data.emplace_back(n * 4, uint8_t(data.size() + 1));
+  };
+  add("token_embd.weight", {n_embd, n_vocab});
+  add("output_norm.weight", {n_embd});
+  add("output.weight", {n_embd, n_vocab});
+  add("blk.0.attn_norm.weight", {n_embd});
+  add("blk.0.attn_q.weight", {n_embd, n_embd});
+  add("blk.0.attn_k.weight", {n_embd, n_embd / 2});
+  add("blk.0.attn_v.weight", {n_embd, n_embd / 2});
+  add("blk.0.attn_output.weight", {n_embd, n_embd});
+  add("blk.0.ffn_norm.weight", {n_embd});
+  add("blk.0.ffn_gate.weight", {n_embd, n_ff});
+  add("blk.0.ffn_up.weight", {n_embd, n_ff});
+  add("blk.0.ffn_down.weight", {n_ff, n_embd});
+  std::vector<std::span<const uint8_t>> spans(data.begin(), data.end());
+  return w.to_bytes(spans);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +135,8 @@ int main(int argc, char** argv) {
     gguf::Writer vocab;
     vocab.set("tokenizer.ggml.model", std::string("llama"));
     save(dir + "/seed-no-tensors.gguf", vocab.to_bytes({}));
+    save(dir + "/seed-tiny-llama-spm.gguf", tiny_llama(false));
+    save(dir + "/seed-tiny-llama-bpe.gguf", tiny_llama(true));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make-fuzz-seeds: %s\n", e.what());
     return 1;
