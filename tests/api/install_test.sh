@@ -4,9 +4,14 @@
 # static C++) and with pkg-config + cc. Each runs greedy generation on the model; all must print the
 # same ids and text, the ids must be the model's known greedy ids, and the text must be what
 # edgellm-cli (built in the tree, same library) prints for the same request.
-#   install_test.sh BUILD_DIR SOURCE_DIR WORK_DIR MODEL.gguf GREEDY_IDS_FILE
+#   install_test.sh BUILD_DIR SOURCE_DIR WORK_DIR MODEL.gguf GREEDY_IDS_FILE [SANITIZERS]
+# SANITIZERS: the build's EDGELLM_SANITIZE (e.g. address,undefined). A sanitized libedgellm needs a
+# consumer built with the same -fsanitize flags (the static library calls the sanitizer runtime; a
+# shared one needs that runtime loaded first), as any application linking such a build would.
 set -euo pipefail
-build=$1 src=$2 work=$3 model=$4 ids_file=$5
+build=$1 src=$2 work=$3 model=$4 ids_file=$5 sanitize=${6:-}
+san_flags=()
+if [ -n "$sanitize" ]; then san_flags=("-fsanitize=$sanitize" -fno-omit-frame-pointer); fi
 die() { echo "install_test: $*" >&2; exit 1; }
 for f in "$model" "$ids_file"; do [ -f "$f" ] || die "missing $f"; done
 
@@ -29,7 +34,8 @@ others=$(cd "$work/prefix/include" && find . -type f ! -path ./edgellm/edgellm.h
 
 # find_package(edgellm)
 cmake -S "$src/tests/api/consumer" -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; die "configure with find_package failed"; }
+  -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_C_FLAGS="${san_flags[*]}" -DCMAKE_CXX_FLAGS="${san_flags[*]}" \
+  -DCMAKE_EXE_LINKER_FLAGS="${san_flags[*]}" >"$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; die "configure with find_package failed"; }
 cmake --build "$work/consumer" >>"$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; die "consumer build failed"; }
 # (ldd's output captured first: with pipefail, grep -q closing the pipe early can fail ldd with SIGPIPE)
 deps=$(ldd "$work/consumer/consumer_c")
@@ -41,7 +47,7 @@ pc=$(find "$work/prefix" -name edgellm.pc -print -quit)
 export PKG_CONFIG_PATH=$(dirname "$pc")
 libdir=$(pkg-config --variable=libdir edgellm)
 # shellcheck disable=SC2046
-cc -std=c99 -Wall -Wextra -Werror -pedantic "$src/tests/api/consumer/consumer.c" -o "$work/consumer_pc" \
+cc -std=c99 -Wall -Wextra -Werror -pedantic ${san_flags[@]+"${san_flags[@]}"} "$src/tests/api/consumer/consumer.c" -o "$work/consumer_pc" \
   $(pkg-config --cflags --libs edgellm) -Wl,-rpath,"$libdir" || die "cc with pkg-config failed"
 
 # The reference: edgellm-cli in the build tree, greedy, empty prompt (BOS only), 8 tokens.
