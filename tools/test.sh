@@ -11,7 +11,8 @@
 #            test ran
 #   arm64    aarch64 cross build run under qemu, twice: with dotprod (neoverse-n1) and without
 #            (cortex-a72), so both NEON paths and the run-time feature check are exercised
-#   fuzz     clang libFuzzer build of the GGUF parser, a bounded run from the seed corpus
+#   fuzz     clang libFuzzer builds of the GGUF parser and of what a parsed file reaches next
+#            (model binding, tokenizer, chat template), a bounded run of each from the seed corpus
 # EDGELLM_TEST_STAGES="native asan" limits the stages; EDGELLM_FUZZ_SECONDS sets the fuzz time.
 # Each configuration is built once. The end prints one line per stage: its time (configure + build
 # + tests) and its passed/failed counts.
@@ -120,6 +121,16 @@ for stage in $stages; do
         echo "[test] fuzzing the GGUF parser for ${EDGELLM_FUZZ_SECONDS:-60} s"
         if build-fuzz/bin/fuzz-gguf -max_total_time="${EDGELLM_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ \
             -print_final_stats=1 build-fuzz/fuzz-corpus; then
+          passed=$((passed + 1))
+        else
+          failed=$((failed + 1)); status=1
+        fi
+        # What a parsed hostile file reaches next: model binding, tokenizer, chat template. New
+        # inputs go to the first folder; the parser's corpus is read as seeds.
+        echo "[test] fuzzing model binding, tokenizer and chat template for ${EDGELLM_FUZZ_SECONDS:-60} s"
+        mkdir -p build-fuzz/fuzz-corpus-model
+        if build-fuzz/bin/fuzz-model -max_total_time="${EDGELLM_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+            -artifact_prefix=build-fuzz/model- -print_final_stats=1 build-fuzz/fuzz-corpus-model build-fuzz/fuzz-corpus; then
           passed=$((passed + 1))
         else
           failed=$((failed + 1)); status=1
