@@ -140,9 +140,11 @@ float vec_dot_q6_K_q8_K_avx2(int64_t n, const block_q6_K* x, const block_q8_K* y
 // ---- prefill: a tile of 8 weight rows unpacked once (gemm_tile.hpp), times many activation rows ----
 
 constexpr int kTileRows = 8;
-// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1):
-// measured with bench-kernels (see docs/PERFORMANCE.md, "GEMV/GEMM switch"); matmul() reads it.
-constexpr int64_t kGemmMinRows = 8;
+// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1), per
+// type; matmul() reads them. Measured with `bench-kernels --benchmark_filter=switch/` on an AMD
+// EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
+// gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
+constexpr int64_t kGemmMinRowsQ4K = 12, kGemmMinRowsQ6K = 6;
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -640,7 +642,7 @@ struct Unpack {
   static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<kTileRows>(q, tb); }
 };
 
-// The prefill tiles (matmul() picks them from kGemmMinRows activation rows on; below, the decode
+// The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K rows on; below, the decode
 // kernel: one weight row after the other, which streams best from memory).
 void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                       size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
@@ -662,10 +664,10 @@ const KernelSet* avx2_kernels() {
     TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);
     set_dequantize<dequantize_row_q4_K_avx2>(q4_K);
     set_vec_dot<vec_dot_q4_K_q8_K_avx2>(q4_K);
-    set_gemm(q4_K, matmul_q4_K_avx2, kGemmMinRows);
+    set_gemm(q4_K, matmul_q4_K_avx2, kGemmMinRowsQ4K);
     set_dequantize<dequantize_row_q6_K_avx2>(q6_K);
     set_vec_dot<vec_dot_q6_K_q8_K_avx2>(q6_K);
-    set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRows);
+    set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));

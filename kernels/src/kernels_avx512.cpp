@@ -514,9 +514,11 @@ void dequantize_row_q6_K_avx512(const block_q6_K* x, float* y, int64_t k) {
 
 constexpr int kTileRows = 16;
 constexpr int kActPerPass = 8;
-// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1):
-// measured with bench-kernels (see docs/PERFORMANCE.md, "GEMV/GEMM switch"); matmul() reads it.
-constexpr int64_t kGemmMinRows = 8;
+// Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1), per
+// type; matmul() reads them. Measured with `bench-kernels --benchmark_filter=switch/` on an AMD
+// EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
+// gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
+constexpr int64_t kGemmMinRowsQ4K = 6, kGemmMinRowsQ6K = 6;
 using Tile = gemm::Tile<kTileRows>;
 // A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
 // transposes of 32-bit words (unpack 32 / 64-bit, then two 128-bit lane shuffles), where a word
@@ -670,7 +672,7 @@ struct RowsQ6K {
   }
 };
 
-// The prefill tiles (matmul() picks them from kGemmMinRows activation rows on).
+// The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K activation rows on).
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
@@ -691,10 +693,10 @@ const KernelSet* avx512_kernels() {
     TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);
     set_dequantize<dequantize_row_q4_K_avx512>(q4_K);
     set_vec_dot<vec_dot_q4_K_q8_K_avx512>(q4_K);
-    set_gemm(q4_K, matmul_q4_K_avx512, kGemmMinRows);
+    set_gemm(q4_K, matmul_q4_K_avx512, kGemmMinRowsQ4K);
     set_dequantize<dequantize_row_q6_K_avx512>(q6_K);
     set_vec_dot<vec_dot_q6_K_q8_K_avx512>(q6_K);
-    set_gemm(q6_K, matmul_q6_K_avx512, kGemmMinRows);
+    set_gemm(q6_K, matmul_q6_K_avx512, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q8_0_q8_0_avx512>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx512>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx512>(k.row(DType::Q5_0));

@@ -811,6 +811,36 @@ TEST_CASE("softmax_scaled and silu_mul stay within the stated bound on every ISA
   }
 }
 
+// The one GEMV/GEMM switch: matmul() gives exactly the gemv tile's numbers below a type's
+// gemm_min_rows and the gemm tile's from there on (one thread: one tile call over all rows).
+TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[matmul]") {
+  ThreadPool pool(1);
+  const int64_t rows = 40, cols = 512;
+  int switched = 0;
+  for (Isa isa : available_isas()) {
+    const KernelSet& ks = *kernels_for(isa);
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+      const TypeKernels& t = *ks.type(type);
+      if (!t.gemm) continue;
+      ++switched;
+      const TestMatrix w = make_matrix(type, rows, cols);
+      for (int64_t m : {t.gemm_min_rows - 1, t.gemm_min_rows, t.gemm_min_rows + 1}) {
+        INFO(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " m " << m);
+        const std::vector<float> x = random_floats(m * cols);
+        Activations act;
+        act.reset(x.data(), m, cols);
+        std::vector<float> got(m * rows), want(m * rows);
+        matmul(ks, pool, w.view(), act, got.data(), rows);
+        const MatmulTile tile = m >= t.gemm_min_rows ? t.gemm : t.gemv;
+        tile(cols, w.bytes.data(), w.view().row_bytes, rows, act.rows_for(t.act, ks, pool),
+             act.row_bytes(ks, t.act), m, want.data(), rows);
+        CHECK(same_bits(got, want));
+      }
+    }
+  }
+  if (kernels_for(Isa::avx2) || kernels_for(Isa::avx512)) CHECK(switched > 0);
+}
+
 TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
   ThreadPool pool(1);
   const KernelSet& ks = *kernels_for(Isa::scalar);
