@@ -1,5 +1,5 @@
 // Scalar reference kernels: see quants.hpp. This file: fp16/bf16 conversions, the plain float
-// types and the 32-element formats Q8_0, Q4_0, Q5_0, Q5_1 (and the Q8_1 activations). The
+// types and the 32-element formats Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1 (and the Q8_1 activations). The
 // K-quants are in quants_ref_k.cpp.
 //
 // Every formula keeps the exact order of float operations of ggml's reference code, because
@@ -193,6 +193,120 @@ void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k) {
   }
 }
 
+// ---- Q4_1: w = d * q + m ----
+
+namespace {
+
+// A 4-bit quant from v = (x - min) / d + 0.5, truncated and capped at 15 as ggml does
+// (MIN(15, (int8_t)v)); where that conversion is undefined (NaN, Inf, out of int8 range: 1/d
+// overflowed), 0, as llama.cpp's x86 build stores.
+uint8_t q4_1_from(float v) {
+  if (v >= 0.0f && v < 16.0f) return static_cast<uint8_t>(v);
+  return v >= 16.0f && v < 128.0f ? 15 : 0;
+}
+
+}  // namespace
+
+// m = the block's minimum, d = (max - min) / 15, q = truncate((x - min) / d + 0.5).
+void quantize_row_q4_1_ref(const float* x, block_q4_1* y, int64_t k) {
+  const int64_t nb = k / QK4_1;
+  for (int64_t i = 0; i < nb; ++i, x += QK4_1) {
+    float min = std::numeric_limits<float>::max(), max = -std::numeric_limits<float>::max();
+    for (int j = 0; j < QK4_1; ++j) {
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / 15;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    y[i].m = fp32_to_fp16(min);
+    for (int j = 0; j < QK4_1 / 2; ++j) {
+      const uint8_t q0 = q4_1_from((x[j] - min) * id + 0.5f);
+      const uint8_t q1 = q4_1_from((x[j + QK4_1 / 2] - min) * id + 0.5f);
+      y[i].qs[j] = static_cast<uint8_t>(q0 | q1 << 4);
+    }
+  }
+}
+
+void dequantize_row_q4_1_ref(const block_q4_1* x, float* y, int64_t k) {
+  const int64_t nb = k / QK4_1;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
+    for (int j = 0; j < QK4_1 / 2; ++j) {
+      y[i * QK4_1 + j] = static_cast<float>(x[i].qs[j] & 0xF) * d + m;  // no FMA: ggml rounds twice
+      y[i * QK4_1 + j + QK4_1 / 2] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+// ---- IQ4_NL: w = d * kvalues_iq4nl[q] ----
+
+namespace {
+
+// The index of the table level nearest to v (ties to the lower one unless v is nearer the upper),
+// by bisection as ggml's best_index_int8; NaN lands on the last level.
+int iq4_nl_index(float v) {
+  if (v <= kvalues_iq4nl[0]) return 0;
+  if (!(v < kvalues_iq4nl[15])) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (v < kvalues_iq4nl[mid]) hi = mid;
+    else lo = mid;
+  }
+  return v - kvalues_iq4nl[hi - 1] < kvalues_iq4nl[hi] - v ? hi - 1 : hi;
+}
+
+}  // namespace
+
+// llama.cpp's reference: d0 = max / -127 (max the element of largest magnitude), each element to
+// its nearest level at x / d0, then the least-squares scale for those levels with weights x^2:
+// d = sum(w q x) / sum(w q^2). Blocks with amax < 1e-15 get d = 0 and all quants 0.
+void quantize_row_iq4_nl_ref(const float* x, block_iq4_nl* y, int64_t k) {
+  const int64_t nb = k / QK4_NL;
+  for (int64_t i = 0; i < nb; ++i, x += QK4_NL) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK4_NL; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[j];
+      }
+    }
+    uint8_t L[QK4_NL] = {};
+    float d = 0.0f;
+    if (!(amax < 1e-15f)) {
+      const float id = 1 / (max / kvalues_iq4nl[0]);
+      float sumqx = 0.0f, sumq2 = 0.0f;
+      for (int j = 0; j < QK4_NL; ++j) {
+        const int l = iq4_nl_index(id * x[j]);
+        L[j] = static_cast<uint8_t>(l);
+        const float q = kvalues_iq4nl[l];
+        const float w = x[j] * x[j];
+        const float wq = w * q;
+        const float wqx = wq * x[j];
+        const float wqq = wq * q;
+        sumqx += wqx;
+        sumq2 += wqq;
+      }
+      d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
+    }
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK4_NL / 2; ++j) y[i].qs[j] = static_cast<uint8_t>(L[j] | L[j + QK4_NL / 2] << 4);
+  }
+}
+
+void dequantize_row_iq4_nl_ref(const block_iq4_nl* x, float* y, int64_t k) {
+  const int64_t nb = k / QK4_NL;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK4_NL / 2; ++j) {
+      y[i * QK4_NL + j] = d * static_cast<float>(kvalues_iq4nl[x[i].qs[j] & 0xF]);
+      y[i * QK4_NL + j + QK4_NL / 2] = d * static_cast<float>(kvalues_iq4nl[x[i].qs[j] >> 4]);
+    }
+  }
+}
+
 // ---- Q5_0: w = d * (q - 16); Q5_1: w = d * q + m ----
 
 namespace {
@@ -348,6 +462,34 @@ float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y)
     for (int j = 0; j < QK4_0 / 2; ++j) {
       sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
       sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+    }
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
+  }
+  return static_cast<float>(sum);
+}
+
+// sum over blocks of d_x d_y sum(q_x q_y) + m_x s_y, as Q5_1.
+float vec_dot_q4_1_q8_1_ref(int64_t n, const block_q4_1* x, const block_q8_1* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK4_1; ++i) {
+    int32_t sumi = 0;
+    for (int j = 0; j < QK4_1 / 2; ++j) {
+      sumi += (x[i].qs[j] & 0xF) * y[i].qs[j];
+      sumi += (x[i].qs[j] >> 4) * y[i].qs[j + QK4_1 / 2];
+    }
+    sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi +
+           static_cast<double>(fp16_to_fp32(x[i].m)) * fp16_to_fp32(y[i].s);
+  }
+  return static_cast<float>(sum);
+}
+
+float vec_dot_iq4_nl_q8_0_ref(int64_t n, const block_iq4_nl* x, const block_q8_0* y) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n / QK4_NL; ++i) {
+    int32_t sumi = 0;
+    for (int j = 0; j < QK4_NL / 2; ++j) {
+      sumi += kvalues_iq4nl[x[i].qs[j] & 0xF] * y[i].qs[j];
+      sumi += kvalues_iq4nl[x[i].qs[j] >> 4] * y[i].qs[j + QK4_NL / 2];
     }
     sum += static_cast<double>(fp16_to_fp32(x[i].d)) * fp16_to_fp32(y[i].d) * sumi;
   }

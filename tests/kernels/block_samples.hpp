@@ -56,6 +56,15 @@ inline std::vector<block_q5_1> random_q5_1(Rng& rng, size_t n) {
     b.m = random_finite_fp16(rng);
   });
 }
+inline std::vector<block_q4_1> random_q4_1(Rng& rng, size_t n) {
+  return random_blocks<block_q4_1>(rng, n, [&](block_q4_1& b) {
+    b.d = random_finite_fp16(rng);
+    b.m = random_finite_fp16(rng);
+  });
+}
+inline std::vector<block_iq4_nl> random_iq4_nl(Rng& rng, size_t n) {
+  return random_blocks<block_iq4_nl>(rng, n, [&](block_iq4_nl& b) { b.d = random_finite_fp16(rng); });
+}
 
 // fp16 values the edge blocks use for d / dmin: zero, negative zero, smallest and largest
 // subnormal, smallest normal, 1, -1, -2.5, the largest finite (65504) and its negative.
@@ -177,6 +186,37 @@ inline std::vector<block_q5_1> edge_q5_1() {
           v.push_back(b);
         }
       }
+    }
+  }
+  return v;
+}
+
+// Q4_1 edge blocks: edge d x edge m x quant byte patterns.
+inline std::vector<block_q4_1> edge_q4_1() {
+  std::vector<block_q4_1> v;
+  for (fp16_t d : edge_fp16()) {
+    for (fp16_t m : edge_fp16()) {
+      for (uint8_t q : edge_bytes()) {
+        block_q4_1 b;
+        b.d = d;
+        b.m = m;
+        std::memset(b.qs, q, sizeof b.qs);
+        v.push_back(b);
+      }
+    }
+  }
+  return v;
+}
+
+// IQ4_NL edge blocks: edge d x quant byte patterns (0x0F / 0xF0: the table's two ends).
+inline std::vector<block_iq4_nl> edge_iq4_nl() {
+  std::vector<block_iq4_nl> v;
+  for (fp16_t d : edge_fp16()) {
+    for (uint8_t q : edge_bytes()) {
+      block_iq4_nl b;
+      b.d = d;
+      std::memset(b.qs, q, sizeof b.qs);
+      v.push_back(b);
     }
   }
   return v;

@@ -220,8 +220,8 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
     REQUIRE(ks != nullptr);
     CHECK(ks->isa == isa);
     // Every weight type the engine computes with has a full row; the activation forms are set.
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1, DType::F16,
-                    DType::BF16, DType::F32}) {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1, DType::Q4_1,
+                    DType::IQ4_NL, DType::F16, DType::BF16, DType::F32}) {
       INFO(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(t)));
       const TypeKernels* row = ks->type(t);
       REQUIRE(row != nullptr);
@@ -531,6 +531,14 @@ TestMatrix make_matrix(DType type, int64_t rows, int64_t cols) {
         quantize_row_q5_1_ref(row.data(), static_cast<block_q5_1*>(dst), cols);
         dequantize_row_q5_1_ref(static_cast<block_q5_1*>(dst), back.data(), cols);
         break;
+      case DType::Q4_1:
+        quantize_row_q4_1_ref(row.data(), static_cast<block_q4_1*>(dst), cols);
+        dequantize_row_q4_1_ref(static_cast<block_q4_1*>(dst), back.data(), cols);
+        break;
+      case DType::IQ4_NL:
+        quantize_row_iq4_nl_ref(row.data(), static_cast<block_iq4_nl*>(dst), cols);
+        dequantize_row_iq4_nl_ref(static_cast<block_iq4_nl*>(dst), back.data(), cols);
+        break;
       case DType::F16:
         quantize_row_f16_ref(row.data(), static_cast<fp16_t*>(dst), cols);
         dequantize_row_f16_ref(static_cast<fp16_t*>(dst), back.data(), cols);
@@ -559,7 +567,7 @@ Eigen::MatrixXd activation_error(DType weight_type, const Eigen::MatrixXd& x) {
   int64_t block = 0;
   if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) block = QK_K;
   if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0 || weight_type == DType::Q5_0 ||
-      weight_type == DType::Q5_1)
+      weight_type == DType::Q5_1 || weight_type == DType::Q4_1 || weight_type == DType::IQ4_NL)
     block = QK8_0;  // Q8_0 / Q8_1 activations: the same d and quants
   Eigen::MatrixXd e = Eigen::MatrixXd::Zero(x.rows(), x.cols());
   if (block == 0) return e;
@@ -583,8 +591,8 @@ TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every IS
   struct Shape {
     int64_t rows, cols;
   };
-  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0,
-                         DType::Q5_1, DType::F16,  DType::BF16, DType::F32};
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1,
+                         DType::Q4_1, DType::IQ4_NL, DType::F16, DType::BF16, DType::F32};
   const Shape shapes[] = {{1, 256}, {37, 512}, {70, 768}, {16, 256}};
   const int64_t batch_sizes[] = {1, 2, 3, 5, 14, 15, 16, 37};  // tails of 6 and 7 after a pass of 8
   for (DType type : types) {

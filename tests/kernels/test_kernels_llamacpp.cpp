@@ -57,18 +57,18 @@ struct Llama {
 
   QuantizeFn quantize_q4_K = nullptr, quantize_q6_K = nullptr, quantize_q8_K = nullptr,
              quantize_q8_0 = nullptr, quantize_q4_0 = nullptr, quantize_q5_0 = nullptr,
-             quantize_q5_1 = nullptr;
+             quantize_q5_1 = nullptr, quantize_q4_1 = nullptr, quantize_iq4_nl = nullptr;
   // The CPU backend's activation quantizers (not the refs).
   QuantizeFn quantize_q8_0_cpu = nullptr, quantize_q8_1_cpu = nullptr;
   DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
                dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr, dequantize_q5_0 = nullptr,
-               dequantize_q5_1 = nullptr;
+               dequantize_q5_1 = nullptr, dequantize_q4_1 = nullptr, dequantize_iq4_nl = nullptr;
   float (*fp16_to_fp32)(uint16_t) = nullptr;
   uint16_t (*fp32_to_fp16)(float) = nullptr;
   float (*bf16_to_fp32)(Bf16) = nullptr;
   Bf16 (*fp32_to_bf16)(float) = nullptr;
   VecDotFn dot_q4_K = nullptr, dot_q6_K = nullptr, dot_q8_0 = nullptr, dot_q4_0 = nullptr,
-           dot_q5_0 = nullptr, dot_q5_1 = nullptr;
+           dot_q5_0 = nullptr, dot_q5_1 = nullptr, dot_q4_1 = nullptr, dot_iq4_nl = nullptr;
   void* (*gguf_init_from_file)(const char*, GgufInitParams) = nullptr;
   void (*gguf_free)(void*) = nullptr;
   int64_t (*gguf_get_n_tensors)(const void*) = nullptr;
@@ -124,6 +124,8 @@ struct Llama {
     load(base, quantize_q4_0, "quantize_row_q4_0_ref");
     load(base, quantize_q5_0, "quantize_row_q5_0_ref");
     load(base, quantize_q5_1, "quantize_row_q5_1_ref");
+    load(base, quantize_q4_1, "quantize_row_q4_1_ref");
+    load(base, quantize_iq4_nl, "quantize_row_iq4_nl_ref");
     load(base, dequantize_q4_K, "dequantize_row_q4_K");
     load(base, dequantize_q6_K, "dequantize_row_q6_K");
     load(base, dequantize_q8_K, "dequantize_row_q8_K");
@@ -131,6 +133,8 @@ struct Llama {
     load(base, dequantize_q4_0, "dequantize_row_q4_0");
     load(base, dequantize_q5_0, "dequantize_row_q5_0");
     load(base, dequantize_q5_1, "dequantize_row_q5_1");
+    load(base, dequantize_q4_1, "dequantize_row_q4_1");
+    load(base, dequantize_iq4_nl, "dequantize_row_iq4_nl");
     load(base, fp16_to_fp32, "ggml_fp16_to_fp32");
     load(base, fp32_to_fp16, "ggml_fp32_to_fp16");
     load(base, bf16_to_fp32, "ggml_bf16_to_fp32");
@@ -163,6 +167,8 @@ struct Llama {
     load(cpu, dot_q4_0, "ggml_vec_dot_q4_0_q8_0");
     load(cpu, dot_q5_0, "ggml_vec_dot_q5_0_q8_0");
     load(cpu, dot_q5_1, "ggml_vec_dot_q5_1_q8_1");
+    load(cpu, dot_q4_1, "ggml_vec_dot_q4_1_q8_1");
+    load(cpu, dot_iq4_nl, "ggml_vec_dot_iq4_nl_q8_0");
     load(cpu, quantize_q8_0_cpu, "quantize_row_q8_0");
     load(cpu, quantize_q8_1_cpu, "quantize_row_q8_1");
     void (*cpu_init)() = nullptr;
@@ -327,6 +333,13 @@ TEST_CASE("dequantization is bit-identical to llama.cpp's on random and edge blo
   check_dequant_identical("Q5_1 random", random_q5_1(rng, 32768), QK5_1, dequantize_row_q5_1_ref,
                           l.dequantize_q5_1);
   check_dequant_identical("Q5_1 edge", edge_q5_1(), QK5_1, dequantize_row_q5_1_ref, l.dequantize_q5_1);
+  check_dequant_identical("Q4_1 random", random_q4_1(rng, 32768), QK4_1, dequantize_row_q4_1_ref,
+                          l.dequantize_q4_1);
+  check_dequant_identical("Q4_1 edge", edge_q4_1(), QK4_1, dequantize_row_q4_1_ref, l.dequantize_q4_1);
+  check_dequant_identical("IQ4_NL random", random_iq4_nl(rng, 32768), QK4_NL, dequantize_row_iq4_nl_ref,
+                          l.dequantize_iq4_nl);
+  check_dequant_identical("IQ4_NL edge", edge_iq4_nl(), QK4_NL, dequantize_row_iq4_nl_ref,
+                          l.dequantize_iq4_nl);
   // Q8_K: random bytes with a finite float d.
   auto q8k = random_blocks<block_q8_K>(rng, 1024, [&](block_q8_K& b) {
     b.d = fp16_to_fp32(random_finite_fp16(rng)) * 1e-3f;
@@ -381,7 +394,7 @@ TEST_CASE("Q8_K, Q8_0 and Q4_0 quantization is bit-identical to llama.cpp's", "[
 // Q5_0 / Q5_1 weights: our quantizers give llama.cpp's bytes on every finite row, also where
 // 1/d overflows (blocks of subnormal-sized values: d is 0 in fp16 and the quants are what
 // llama.cpp's x86 build stores for its out-of-range conversions).
-TEST_CASE("Q5_0 and Q5_1 quantization is bit-identical to llama.cpp's", "[oracle]") {
+TEST_CASE("Q5_0, Q5_1, Q4_1 and IQ4_NL quantization is bit-identical to llama.cpp's", "[oracle]") {
   const Llama& l = require_llama();
   Rng rng(27);
   std::vector<std::pair<std::string, std::vector<float>>> rows;
@@ -411,6 +424,29 @@ TEST_CASE("Q5_0 and Q5_1 quantization is bit-identical to llama.cpp's", "[oracle
     for (size_t i = 0; i < c.size(); ++i) {
       INFO("Q5_1 block " << i);
       REQUIRE(std::memcmp(&c[i], &d[i], sizeof(block_q5_1)) == 0);
+    }
+    std::vector<block_q4_1> e(x.size() / QK4_1), f(e.size());
+    quantize_row_q4_1_ref(x.data(), e.data(), n);
+    l.quantize_q4_1(x.data(), f.data(), n);
+    for (size_t i = 0; i < e.size(); ++i) {
+      INFO("Q4_1 block " << i);
+      REQUIRE(std::memcmp(&e[i], &f[i], sizeof(block_q4_1)) == 0);
+    }
+    // IQ4_NL: llama.cpp leaves the quants of a block with amax < 1e-15 (d = 0) as whatever its
+    // index scratch held; there only d is compared (both 0), elsewhere every byte.
+    std::vector<block_iq4_nl> g(x.size() / QK4_NL), h(g.size());
+    quantize_row_iq4_nl_ref(x.data(), g.data(), n);
+    l.quantize_iq4_nl(x.data(), h.data(), n);
+    for (size_t i = 0; i < g.size(); ++i) {
+      INFO("IQ4_NL block " << i);
+      float amax = 0.0f;
+      for (int j = 0; j < QK4_NL; ++j) amax = std::max(amax, std::fabs(x[i * QK4_NL + j]));
+      if (amax < 1e-15f) {
+        REQUIRE(g[i].d == h[i].d);
+        REQUIRE(fp16_to_fp32(g[i].d) == 0.0f);
+      } else {
+        REQUIRE(std::memcmp(&g[i], &h[i], sizeof(block_iq4_nl)) == 0);
+      }
     }
   }
 }
@@ -536,8 +572,9 @@ TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories
 TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bound", "[oracle]") {
   const Llama& l = require_llama();
   Rng rng(25);
-  double worst[6] = {0, 0, 0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
-  const char* names[6] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0", "q5_0.q8_0", "q5_1.q8_1"};
+  double worst[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
+  const char* names[8] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0",
+                          "q5_0.q8_0", "q5_1.q8_1", "q4_1.q8_1", "iq4_nl.q8_0"};
 
   auto compare = [&](int which, int64_t n, float ours, float theirs, double mag, int64_t blocks) {
     const double err = std::fabs(double(ours) - double(theirs));
@@ -568,6 +605,8 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
       std::vector<block_q4_0> x40;
       std::vector<block_q5_0> x50;
       std::vector<block_q5_1> x51;
+      std::vector<block_q4_1> x41;
+      std::vector<block_iq4_nl> xnl;
       if (kind == 0) {
         const std::vector<float> wt = gaussian(rng, size_t(n), 0.05f);
         x4k.resize(size_t(n / QK_K));
@@ -578,6 +617,10 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         x51.resize(size_t(n / QK5_1));
         quantize_row_q5_0_ref(wt.data(), x50.data(), n);
         quantize_row_q5_1_ref(wt.data(), x51.data(), n);
+        x41.resize(size_t(n / QK4_1));
+        xnl.resize(size_t(n / QK4_NL));
+        quantize_row_q4_1_ref(wt.data(), x41.data(), n);
+        quantize_row_iq4_nl_ref(wt.data(), xnl.data(), n);
         quantize_row_q4_K_ref(wt.data(), x4k.data(), n);
         quantize_row_q6_K_ref(wt.data(), x6k.data(), n);
         quantize_row_q8_0_ref(wt.data(), x80.data(), n);
@@ -589,6 +632,8 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         x40 = random_q4_0(rng, size_t(n / QK4_0));
         x50 = random_q5_0(rng, size_t(n / QK5_0));
         x51 = random_q5_1(rng, size_t(n / QK5_1));
+        x41 = random_q4_1(rng, size_t(n / QK4_1));
+        xnl = random_iq4_nl(rng, size_t(n / QK4_NL));
       } else {
         const auto e4 = edge_q4_K();
         const auto e6 = edge_q6_K();
@@ -602,6 +647,10 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         const auto e51 = edge_q5_1();
         for (int64_t i = 0; i < n / QK5_0; ++i) x50.push_back(e50[size_t(i * 13) % e50.size()]);
         for (int64_t i = 0; i < n / QK5_1; ++i) x51.push_back(e51[size_t(i * 131) % e51.size()]);
+        const auto e41 = edge_q4_1();
+        const auto enl = edge_iq4_nl();
+        for (int64_t i = 0; i < n / QK4_1; ++i) x41.push_back(e41[size_t(i * 131) % e41.size()]);
+        for (int64_t i = 0; i < n / QK4_NL; ++i) xnl.push_back(enl[size_t(i * 13) % enl.size()]);
       }
 
       float theirs = 0;
@@ -648,9 +697,24 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
                  std::fabs(double(a81[size_t(i)]));
       l.dot_q5_1(int(n), &theirs, 0, x51.data(), 0, y81.data(), 0, 1);
       compare(5, n, vec_dot_q5_1_q8_1_ref(n, x51.data(), y81.data()), theirs, mag51, n / QK5_1);
+
+      // Q4_1: M as Q5_1's.
+      std::vector<block_q4_1> dq41 = x41;
+      for (auto& b : dq41) b.m = 0;
+      dequantize_row_q4_1_ref(dq41.data(), w.data(), n);
+      double mag41 = 0;
+      for (int64_t i = 0; i < n; ++i)
+        mag41 += (std::fabs(double(w[size_t(i)])) + std::fabs(double(fp16_to_fp32(x41[size_t(i / QK4_1)].m)))) *
+                 std::fabs(double(a81[size_t(i)]));
+      l.dot_q4_1(int(n), &theirs, 0, x41.data(), 0, y81.data(), 0, 1);
+      compare(6, n, vec_dot_q4_1_q8_1_ref(n, x41.data(), y81.data()), theirs, mag41, n / QK4_1);
+
+      dequantize_row_iq4_nl_ref(xnl.data(), w.data(), n);
+      l.dot_iq4_nl(int(n), &theirs, 0, xnl.data(), 0, y80.data(), 0, 1);
+      compare(7, n, vec_dot_iq4_nl_q8_0_ref(n, xnl.data(), y80.data()), theirs, plain_mag(a80), n / QK4_NL);
     }
   }
-  for (int t = 0; t < 6; ++t) {
+  for (int t = 0; t < 8; ++t) {
     std::printf("vec_dot %s: max |ours - llama.cpp| = %.3f x 2^-24 M (allowed (n_blocks + 8) x 2^-24 M)\n",
                 names[t], worst[t]);
   }

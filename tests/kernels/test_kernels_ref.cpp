@@ -84,6 +84,13 @@ TEST_CASE("block structs have the file format's sizes and field offsets", "[kern
   CHECK(offsetof(block_q5_1, qs) == 8);
   CHECK(offsetof(block_q8_1, s) == 2);
   CHECK(offsetof(block_q8_1, qs) == 4);
+  CHECK(sizeof(block_q4_1) == edgellm::dtype_info(DType::Q4_1)->type_size);
+  CHECK(sizeof(block_iq4_nl) == edgellm::dtype_info(DType::IQ4_NL)->type_size);
+  CHECK(uint32_t(QK4_1) == edgellm::dtype_info(DType::Q4_1)->block_size);
+  CHECK(uint32_t(QK4_NL) == edgellm::dtype_info(DType::IQ4_NL)->block_size);
+  CHECK(offsetof(block_q4_1, m) == 2);
+  CHECK(offsetof(block_q4_1, qs) == 4);
+  CHECK(offsetof(block_iq4_nl, qs) == 2);
 }
 
 TEST_CASE("fp16_to_fp32 matches the textbook formula for all 65536 halves", "[kernels]") {
@@ -225,6 +232,49 @@ TEST_CASE("quantize -> dequantize errors are within the formats' bounds", "[kern
     CHECK(clipped > 0);
     CHECK(rmse(x, y) < 0.05);  // ~amax/16/sqrt(12) for amax ~2.2 sigma
   }
+  SECTION("Q4_1: |x - y| <= 0.52 (max - min)/15 + 2^-11 |min|") {
+    std::vector<block_q4_1> q(n / QK4_1);
+    quantize_row_q4_1_ref(x.data(), q.data(), n);
+    dequantize_row_q4_1_ref(q.data(), y.data(), n);
+    for (size_t b = 0; b < n / QK4_1; ++b) {
+      float mn = x[b * QK4_1], mx = mn;
+      for (int j = 0; j < QK4_1; ++j) {
+        mn = std::min(mn, x[b * QK4_1 + j]);
+        mx = std::max(mx, x[b * QK4_1 + j]);
+      }
+      CHECK(fp16_to_fp32(q[b].m) == fp16_to_fp32(fp32_to_fp16(mn)));
+      for (int j = 0; j < QK4_1; ++j) {
+        REQUIRE(std::fabs(x[b * QK4_1 + j] - y[b * QK4_1 + j]) <= 0.52f * (mx - mn) / 15 + 0x1p-11f * std::fabs(mn));
+      }
+    }
+    CHECK(rmse(x, y) < 0.12);  // ~(max - min)/15/sqrt(12) for a range of ~4.3 sigma
+  }
+  SECTION("IQ4_NL: every element on its block's nearest level; d the least-squares scale") {
+    std::vector<block_iq4_nl> q(n / QK4_NL);
+    quantize_row_iq4_nl_ref(x.data(), q.data(), n);
+    dequantize_row_iq4_nl_ref(q.data(), y.data(), n);
+    for (size_t b = 0; b < n / QK4_NL; ++b) {
+      float amax = 0;
+      for (int j = 0; j < QK4_NL; ++j) amax = std::max(amax, std::fabs(x[b * QK4_NL + j]));
+      // The levels are at most 26 apart on a scale of 127 per amax, and the least-squares d stays
+      // within a few percent of amax / 127: half a gap, with margin.
+      for (int j = 0; j < QK4_NL; ++j) REQUIRE(std::fabs(x[b * QK4_NL + j] - y[b * QK4_NL + j]) <= 0.13f * amax);
+      // d is the scale minimising the x^2-weighted error for the chosen levels: small changes raise it.
+      const float d = fp16_to_fp32(q[b].d);
+      auto werr = [&](float dd) {
+        double e = 0;
+        for (int j = 0; j < QK4_NL; ++j) {
+          const int l = j < 16 ? (q[b].qs[j] & 0xF) : (q[b].qs[j - 16] >> 4);
+          const double xv = x[b * QK4_NL + j], diff = xv - double(dd) * kvalues_iq4nl[l];
+          e += xv * xv * diff * diff;
+        }
+        return e;
+      };
+      REQUIRE(werr(d) <= werr(d * 1.01f) * (1 + 1e-6));
+      REQUIRE(werr(d) <= werr(d * 0.99f) * (1 + 1e-6));
+    }
+    CHECK(rmse(x, y) < 0.11);
+  }
   SECTION("Q5_1: |x - y| <= 0.52 (max - min)/31 + 2^-11 |min|") {
     std::vector<block_q5_1> q(n / QK5_1);
     quantize_row_q5_1_ref(x.data(), q.data(), n);
@@ -315,6 +365,18 @@ TEST_CASE("zero rows quantize to zero blocks", "[kernels]") {
   std::vector<block_q5_1> q51(512 / QK5_1);
   quantize_row_q5_1_ref(x.data(), q51.data(), 512);
   dequantize_row_q5_1_ref(q51.data(), y.data(), 512);
+  for (float v : y) REQUIRE(v == 0.0f);
+  std::vector<block_q4_1> q41(512 / QK4_1);
+  quantize_row_q4_1_ref(x.data(), q41.data(), 512);
+  dequantize_row_q4_1_ref(q41.data(), y.data(), 512);
+  for (float v : y) REQUIRE(v == 0.0f);
+  std::vector<block_iq4_nl> qnl(512 / QK4_NL);
+  quantize_row_iq4_nl_ref(x.data(), qnl.data(), 512);
+  for (const auto& b : qnl) {
+    REQUIRE(b.d == 0);
+    for (uint8_t v : b.qs) REQUIRE(v == 0);
+  }
+  dequantize_row_iq4_nl_ref(qnl.data(), y.data(), 512);
   for (float v : y) REQUIRE(v == 0.0f);
   std::vector<block_q8_1> q81(512 / QK8_1);
   quantize_row_q8_1_act_ref(x.data(), q81.data(), 512);
@@ -427,6 +489,30 @@ TEST_CASE("vec_dot refs equal dequantize + dot within the stated bound", "[kerne
     check(vec_dot_q5_1_q8_1_ref(n, x51.data(), y81.data()), s51, eps4 * m51 + 1e-30);
   }
 
+  // Q4_1 . Q8_1 (min through s, as Q5_1) and IQ4_NL . Q8_0, random and edge blocks.
+  const auto e41 = edge_q4_1();
+  const auto enl = edge_iq4_nl();
+  for (int round = 0; round < 2; ++round) {
+    std::vector<block_q4_1> x41 = random_q4_1(rng, n / QK4_1);
+    std::vector<block_iq4_nl> xnl = random_iq4_nl(rng, n / QK4_NL);
+    if (round == 1) {
+      for (int64_t i = 0; i < n / QK4_1; ++i) x41[i] = e41[(i * 37) % e41.size()];
+      for (int64_t i = 0; i < n / QK4_NL; ++i) xnl[i] = enl[(i * 7) % enl.size()];
+    }
+    std::vector<block_q4_1> no_min = x41;
+    for (auto& b : no_min) b.m = 0;
+    dequantize_row_q4_1_ref(no_min.data(), w.data(), n);
+    std::vector<float> mins(n);
+    for (int64_t i = 0; i < n; ++i) mins[i] = std::fabs(fp16_to_fp32(x41[i / QK4_1].m));
+    auto [s41, m41] = dot_and_mag(a81, mins);
+    for (int64_t b = 0; b < n / QK4_1; ++b) s41 += double(fp16_to_fp32(x41[b].m)) * fp16_to_fp32(y81[b].s);
+    check(vec_dot_q4_1_q8_1_ref(n, x41.data(), y81.data()), s41, eps4 * m41 + 1e-30);
+
+    dequantize_row_iq4_nl_ref(xnl.data(), w.data(), n);
+    auto [snl, mnl] = dot_and_mag(a80, {});
+    check(vec_dot_iq4_nl_q8_0_ref(n, xnl.data(), y80.data()), snl, eps4 * mnl + 1e-30);
+  }
+
   // Plain types: the ref is the double-accumulated dot rounded once.
   const std::vector<float> xf = gaussian(rng, n);
   std::vector<fp16_t> xh(n), xb(n);
@@ -485,6 +571,21 @@ TEST_CASE("edge blocks dequantize to what their fields say", "[kernels]") {
       REQUIRE(y[e] == float(q - 16) * fp16_to_fp32(b.d));
     }
   }
+  for (const block_q4_1& b : edge_q4_1()) {
+    dequantize_row_q4_1_ref(&b, y.data(), QK4_1);
+    for (int e = 0; e < QK4_1; ++e) {
+      const int q = e < 16 ? (b.qs[e] & 0xF) : (b.qs[e - 16] >> 4);
+      const float dq = float(q) * fp16_to_fp32(b.d);
+      REQUIRE(bits(y[e]) == bits(dq + fp16_to_fp32(b.m)));
+    }
+  }
+  for (const block_iq4_nl& b : edge_iq4_nl()) {
+    dequantize_row_iq4_nl_ref(&b, y.data(), QK4_NL);
+    for (int e = 0; e < QK4_NL; ++e) {
+      const int q = e < 16 ? (b.qs[e] & 0xF) : (b.qs[e - 16] >> 4);
+      REQUIRE(bits(y[e]) == bits(fp16_to_fp32(b.d) * float(kvalues_iq4nl[q])));
+    }
+  }
   for (const block_q5_1& b : edge_q5_1()) {
     dequantize_row_q5_1_ref(&b, y.data(), QK5_1);
     for (int e = 0; e < QK5_1; ++e) {
@@ -533,6 +634,11 @@ TEST_CASE("quantizers survive NaN and Inf input as documented", "[kernels]") {
     quantize_row_q5_0_ref(x.data(), q50.data(), QK_K);
     std::vector<block_q5_1> q51(QK_K / QK5_1);
     quantize_row_q5_1_ref(x.data(), q51.data(), QK_K);
+    // Q4_1 / IQ4_NL: likewise.
+    std::vector<block_q4_1> q41(QK_K / QK4_1);
+    quantize_row_q4_1_ref(x.data(), q41.data(), QK_K);
+    std::vector<block_iq4_nl> qnl(QK_K / QK4_NL);
+    quantize_row_iq4_nl_ref(x.data(), qnl.data(), QK_K);
     // Q4_K / Q6_K: no crash and no undefined behaviour (UBSan); the numbers are unspecified.
     block_q4_K q4k;
     quantize_row_q4_K_ref(x.data(), &q4k, QK_K);

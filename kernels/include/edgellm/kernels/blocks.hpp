@@ -9,6 +9,8 @@ namespace edgellm::kernels {
 constexpr int QK_K = 256;  // elements per K-quant super-block
 constexpr int QK8_0 = 32;
 constexpr int QK4_0 = 32;
+constexpr int QK4_1 = 32;
+constexpr int QK4_NL = 32;
 constexpr int QK5_0 = 32;
 constexpr int QK5_1 = 32;
 constexpr int QK8_1 = 32;
@@ -70,6 +72,27 @@ struct block_q4_0 {
   uint8_t qs[QK4_0 / 2];
 };
 static_assert(sizeof(block_q4_0) == 18);
+
+// Q4_1: w = d * q + m, 32 weights, q in 0..15; qs[j] holds element j (low nibble) and j + 16
+// (high nibble).
+struct block_q4_1 {
+  fp16_t d;
+  fp16_t m;
+  uint8_t qs[QK4_1 / 2];
+};
+static_assert(sizeof(block_q4_1) == 20);
+
+// IQ4_NL: w = d * kvalues_iq4nl[q], 32 weights, q in 0..15 indexing a fixed non-linear table;
+// nibbles as in Q4_0.
+struct block_iq4_nl {
+  fp16_t d;
+  uint8_t qs[QK4_NL / 2];
+};
+static_assert(sizeof(block_iq4_nl) == 18);
+
+// The IQ4_NL levels (ggml-common.h's kvalues_iq4nl).
+inline constexpr int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                             1,    13,   25,  38,  53,  69,  89,  113};
 
 // Q5_0: w = d * (q - 16), 32 weights, q in 0..31. qs[i] holds the low 4 bits of element i (low
 // nibble) and i + 16 (high nibble); bit e of qh (read as a little-endian uint32) is the 5th bit of

@@ -5,13 +5,14 @@
 //
 // Agreement with llama.cpp (tests/kernels/test_kernels_llamacpp.cpp runs its libraries live):
 // - fp16/bf16 conversions, every dequantize_row_*_ref and quantize_row_q8_K_ref / q8_0_ref /
-//   q4_0_ref / q5_0_ref / q5_1_ref, and the activation quantizers q8_0_act / q8_1_act (against
+//   q4_0_ref / q4_1_ref / q5_0_ref / q5_1_ref /
+//   iq4_nl_ref, and the activation quantizers q8_0_act / q8_1_act (against
 //   llama.cpp's x86 CPU backend): bit-identical.
 // - quantize_row_q4_K_ref / q6_K_ref: the same weighted scale search; asserted RMSE <= 1.01 x
 //   llama.cpp's (measured: identical bytes on Gaussian data and on stories260K's weights).
 // - vec_dot_*_ref: integer block sums exact, scaling and accumulation in double, rounded once, so
 //   |dot - exact dot of the dequantized rows| <= 2^-24 |exact| + 4 * 2^-24 * M with
-//   M = sum_i |w_i a_i| (for Q4_K: sum_i (|w_i| + |dmin m_i|) |a_i|; for Q5_1:
+//   M = sum_i |w_i a_i| (for Q4_K: sum_i (|w_i| + |dmin m_i|) |a_i|; for Q4_1 / Q5_1:
 //   sum_i (|d q_i| + |m|) |a_i|). The Q5_1 . Q8_1 product is sum over blocks of
 //   d_w d_a sum(q_w q_a) + m_w s_a: the activation block's stored s (llama.cpp's definition), not
 //   d_a sum(q_a), which would differ from it by fp16 rounding.
@@ -41,6 +42,9 @@ void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k);
 // quantizes activations this way, not with the weight quantizer above (see quants_ref.cpp).
 void quantize_row_q8_0_act_ref(const float* x, block_q8_0* y, int64_t k);
 void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k);
+void quantize_row_q4_1_ref(const float* x, block_q4_1* y, int64_t k);
+// IQ4_NL: llama.cpp's quantize_row_iq4_nl_ref (no importance weights, no extra scale tries).
+void quantize_row_iq4_nl_ref(const float* x, block_iq4_nl* y, int64_t k);
 void quantize_row_q5_0_ref(const float* x, block_q5_0* y, int64_t k);
 void quantize_row_q5_1_ref(const float* x, block_q5_1* y, int64_t k);
 // Q8_1 for activations (what Q5_1 products take): as quantize_row_q8_0_act_ref, plus
@@ -55,6 +59,8 @@ void dequantize_row_q6_K_ref(const block_q6_K* x, float* y, int64_t k);
 void dequantize_row_q8_K_ref(const block_q8_K* x, float* y, int64_t k);
 void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k);
 void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k);
+void dequantize_row_q4_1_ref(const block_q4_1* x, float* y, int64_t k);
+void dequantize_row_iq4_nl_ref(const block_iq4_nl* x, float* y, int64_t k);
 void dequantize_row_q5_0_ref(const block_q5_0* x, float* y, int64_t k);
 void dequantize_row_q5_1_ref(const block_q5_1* x, float* y, int64_t k);
 void dequantize_row_q8_1_ref(const block_q8_1* x, float* y, int64_t k);  // d * q (s unused)
@@ -66,6 +72,8 @@ float vec_dot_q4_K_q8_K_ref(int64_t n, const block_q4_K* x, const block_q8_K* y)
 float vec_dot_q6_K_q8_K_ref(int64_t n, const block_q6_K* x, const block_q8_K* y);
 float vec_dot_q8_0_q8_0_ref(int64_t n, const block_q8_0* x, const block_q8_0* y);
 float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y);
+float vec_dot_q4_1_q8_1_ref(int64_t n, const block_q4_1* x, const block_q8_1* y);
+float vec_dot_iq4_nl_q8_0_ref(int64_t n, const block_iq4_nl* x, const block_q8_0* y);
 float vec_dot_q5_0_q8_0_ref(int64_t n, const block_q5_0* x, const block_q8_0* y);
 float vec_dot_q5_1_q8_1_ref(int64_t n, const block_q5_1* x, const block_q8_1* y);
 float vec_dot_f16_f32_ref(int64_t n, const fp16_t* x, const float* y);
