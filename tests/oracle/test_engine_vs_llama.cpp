@@ -220,7 +220,7 @@ TEST_CASE("peaked synthetic model: 64 greedy tokens identical to llama.cpp's") {
 // quantizer (our synth has none of these types), against llama.cpp as the other types are.
 TEST_CASE("synthetic models quantized by llama.cpp to Q5_0, Q5_1, Q4_1 and IQ4_NL: logits as llama.cpp's and peaked greedy identical") {
   const std::pair<const char*, const char*> types[] = {
-      {"q5_0", "Q5_0"}, {"q5_1", "Q5_1"}, {"q4_1", "Q4_1"}, {"iq4_nl", nullptr}};  // describe.cpp has no IQ4_NL name
+      {"q5_0", "Q5_0"}, {"q5_1", "Q5_1"}, {"q4_1", "Q4_1"}, {"iq4_nl", "IQ4_NL - 4.5 bpw"}};
   for (const auto& [ftype, name] : types) {
     INFO("type " << ftype);
     const std::string path = quantized_synthetic(ftype, false);
