@@ -120,6 +120,39 @@ bool ends_inside_utf8_char(const std::string& s) {
   return edgellm::utf8_complete_prefix(s) != s.size();
 }
 
+// Metadata arrays for hand-made vocabularies.
+edgellm::gguf::Array strings(std::vector<std::string> v) {
+  edgellm::gguf::Array a;
+  a.type = edgellm::gguf::ValueType::STRING;
+  for (auto& s : v) a.items.emplace_back(std::move(s));
+  return a;
+}
+edgellm::gguf::Array floats(size_t n) {  // -0, -1, -2, ... (scores)
+  edgellm::gguf::Array a;
+  a.type = edgellm::gguf::ValueType::F32;
+  for (size_t i = 0; i < n; ++i) a.items.emplace_back(float(-double(i)));
+  return a;
+}
+edgellm::gguf::Array ints(std::vector<int32_t> v) {
+  edgellm::gguf::Array a;
+  a.type = edgellm::gguf::ValueType::I32;
+  for (int32_t x : v) a.items.emplace_back(x);
+  return a;
+}
+
+// The bytes of a small valid SPM vocabulary ("ab" -> ▁ a <0x62>) after defect(writer) changed it:
+// the malformed-metadata tests add one defect at a time.
+template <typename Defect>
+std::vector<uint8_t> vocab_with_defect(Defect&& defect) {
+  edgellm::gguf::Writer w;
+  w.set("tokenizer.ggml.model", std::string("llama"));
+  w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "<0x62>"}));
+  w.set("tokenizer.ggml.scores", floats(6));
+  w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
+  defect(w);
+  return w.to_bytes({});
+}
+
 }  // namespace
 
 TEST_CASE("llama-spm vocab: all of llama.cpp's test vectors", "[tokenizer][spm]") {
@@ -434,34 +467,7 @@ TEST_CASE("malformed tokenizer metadata is a clear error, never a crash", "[toke
   using edgellm::gguf::Array;
   using edgellm::gguf::Value;
   using edgellm::gguf::ValueType;
-  auto strings = [](std::vector<std::string> v) {
-    Array a;
-    a.type = ValueType::STRING;
-    for (auto& s : v) a.items.emplace_back(std::move(s));
-    return a;
-  };
-  auto floats = [](size_t n) {
-    Array a;
-    a.type = ValueType::F32;
-    for (size_t i = 0; i < n; ++i) a.items.emplace_back(float(-double(i)));
-    return a;
-  };
-  auto ints = [](std::vector<int32_t> v) {
-    Array a;
-    a.type = ValueType::I32;
-    for (int32_t x : v) a.items.emplace_back(x);
-    return a;
-  };
-  // A small valid vocabulary, then one defect at a time.
-  auto make = [&](auto&& defect) {
-    edgellm::gguf::Writer w;
-    w.set("tokenizer.ggml.model", std::string("llama"));
-    w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "<0x62>"}));
-    w.set("tokenizer.ggml.scores", floats(6));
-    w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
-    defect(w);
-    return w.to_bytes({});
-  };
+  auto make = [](auto&& defect) { return vocab_with_defect(defect); };
   auto load_bytes = [](const std::vector<uint8_t>& bytes) {
     auto file = edgellm::gguf::File::parse(bytes);
     return Tokenizer::from_gguf(file);
@@ -537,33 +543,7 @@ TEST_CASE("malformed tokenizer metadata is Format, an unknown but well-formed on
   using edgellm::Error;
   using edgellm::gguf::Array;
   using edgellm::gguf::ValueType;
-  auto strings = [](std::vector<std::string> v) {
-    Array a;
-    a.type = ValueType::STRING;
-    for (auto& s : v) a.items.emplace_back(std::move(s));
-    return a;
-  };
-  auto floats = [](size_t n) {
-    Array a;
-    a.type = ValueType::F32;
-    for (size_t i = 0; i < n; ++i) a.items.emplace_back(float(-double(i)));
-    return a;
-  };
-  auto ints = [](std::vector<int32_t> v) {
-    Array a;
-    a.type = ValueType::I32;
-    for (int32_t x : v) a.items.emplace_back(x);
-    return a;
-  };
-  auto make = [&](auto&& defect) {
-    edgellm::gguf::Writer w;
-    w.set("tokenizer.ggml.model", std::string("llama"));
-    w.set("tokenizer.ggml.tokens", strings({"<unk>", "<s>", "</s>", "▁", "a", "<0x62>"}));
-    w.set("tokenizer.ggml.scores", floats(6));
-    w.set("tokenizer.ggml.token_type", ints({2, 3, 3, 1, 1, 6}));
-    defect(w);
-    return w.to_bytes({});
-  };
+  auto make = [](auto&& defect) { return vocab_with_defect(defect); };
   struct Outcome {
     bool thrown = false;
     Error::Kind kind = Error::Kind::InvalidArgument;
