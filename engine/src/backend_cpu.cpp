@@ -62,8 +62,12 @@ void CpuBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulT
   kernels::MatmulOut outs[8];
   if (products.size() > std::size(outs)) throw Error(Error::Kind::InvalidArgument, "backend: more than 8 products");
   for (size_t j = 0; j < products.size(); ++j) outs[j] = {products[j].w, buf(products[j].out), width(products[j].out)};
+  multiply(in, row0, n_rows, std::span<const kernels::MatmulOut>(outs, products.size()));
+}
+
+void CpuBackend::multiply(ActBuf in, int row0, int n_rows, std::span<const kernels::MatmulOut> outs) {
   act_q_.reset(buf(in) + row0 * width(in), n_rows, width(in));
-  kernels::matmul(ks_, *pool_, std::span<const kernels::MatmulOut>(outs, products.size()), act_q_);
+  kernels::matmul(ks_, *pool_, outs, act_q_);
 }
 
 void CpuBackend::rope(ActBuf x, int n_heads) {
@@ -160,8 +164,7 @@ void CpuBackend::add(ActBuf a, ActBuf b, ActBuf out) { ks_.add(buf(a), buf(b), b
 
 void CpuBackend::lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, int n_rows, float* logits) {
   const kernels::MatmulOut out{&w, logits, w.rows};
-  act_q_.reset(buf(in) + row0 * width(in), n_rows, width(in));
-  kernels::matmul(ks_, *pool_, std::span<const kernels::MatmulOut>(&out, 1), act_q_);
+  multiply(in, row0, n_rows, std::span<const kernels::MatmulOut>(&out, 1));
 }
 
 }  // namespace edgellm::engine

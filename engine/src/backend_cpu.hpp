@@ -43,6 +43,8 @@ class CpuBackend final : public Backend {
   int64_t width(ActBuf b) const { return shapes_.width[static_cast<size_t>(b)]; }
   uint8_t* k_head(int layer, int h) { return kv_.data() + layout_.k_offset(layer, h); }
   uint8_t* v_head(int layer, int h) { return kv_.data() + layout_.v_offset(layer, h); }
+  // The products of rows [row0, row0 + n_rows) of `in` (matmul and lm_head).
+  void multiply(ActBuf in, int row0, int n_rows, std::span<const kernels::MatmulOut> outs);
   // KernelSet::matmul_kn_* for the cache's element type; w is a byte address in the cache.
   void matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_cols, const float* x, int64_t ldx,
                  int64_t n_x, float* y, int64_t ldy) const;

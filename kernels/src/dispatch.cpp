@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "edgellm/gguf.hpp"  // printable()
 #include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "kernel_sets.hpp"
@@ -196,10 +197,9 @@ const ActiveChoice& active_choice() {
     const Isa isa = choose_isa(env, &fell_back);
     std::string note;
     if (fell_back) {
-      std::string shown;  // the variable's value, escaped: it may hold anything
-      for (unsigned char c : std::string_view(env).substr(0, 32))
-        shown += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : "?";
-      note = "EDGELLM_ISA=" + shown + " is not available on this CPU/build; using " + std::string(isa_name(isa));
+      // The variable may hold anything: escaped as every other outside text in a message.
+      note = "EDGELLM_ISA=" + gguf::printable(env, 32) + " is not available on this CPU/build; using " +
+             std::string(isa_name(isa));
     }
     return ActiveChoice{find_kernels(isa), std::move(note)};
   }();

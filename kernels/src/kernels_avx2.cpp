@@ -522,13 +522,7 @@ void quantize_row_q8_K_avx2(const float* x, block_q8_K* y, int64_t k) {
   const int64_t nb = k / QK_K;
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (int64_t i = 0; i < nb; ++i, x += QK_K) {
-    // max |x| ignoring NaN (max_ps returns its second operand when either is NaN)
-    __m256 vmax = _mm256_setzero_ps();
-    for (int j = 0; j < QK_K; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = x86::abs_max(x, QK_K);  // NaN left out
     if (amax == 0.0f) {
       std::memset(&y[i], 0, sizeof y[i]);
       continue;

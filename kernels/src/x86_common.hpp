@@ -53,17 +53,23 @@ inline void q4_K_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
   mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
 }
 
+// max |x[i]| over n floats (n a multiple of 8), NaN left out: vmaxps returns its second operand,
+// the running maximum, when the first is NaN. The activation quantizers' amax.
+inline float abs_max(const float* x, int n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 vmax = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  return _mm_cvtss_f32(m4);
+}
+
 // One block of Q8_0 / Q8_1 activations, bit-exact with quantize_row_q8_0_act_ref: d = amax / 127
 // (NaN left out of amax), q = x * (127 / amax) rounded half to even, NaN -> 0, clamped to +-127.
 // Returns amax; *sum gets the sum of the quants (Q8_1's s).
 inline float quantize_block_q8(const float* x, fp16_t& d, int8_t* qs, int* sum) {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  __m256 vmax = _mm256_setzero_ps();
-  for (int j = 0; j < QK8_0; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  const float amax = _mm_cvtss_f32(m4);
+  const float amax = abs_max(x, QK8_0);
   float id = amax != 0.0f ? 127.0f / amax : 0.0f;
   if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
   d = fp32_to_fp16(amax / 127.0f);
