@@ -67,6 +67,10 @@ KernelSet scalar_kernel_set() {
   ks.name = "scalar";
   set_ref_row<vec_dot_q4_K_q8_K_ref, dequantize_row_q4_K_ref, quantize_row_q4_K_ref>(ks, DType::Q4_K, ActForm::q8_K);
   set_ref_row<vec_dot_q6_K_q8_K_ref, dequantize_row_q6_K_ref, quantize_row_q6_K_ref>(ks, DType::Q6_K, ActForm::q8_K);
+  set_ref_row<vec_dot_q5_K_q8_K_ref, dequantize_row_q5_K_ref, quantize_row_q5_K_ref>(ks, DType::Q5_K, ActForm::q8_K);
+  set_ref_row<vec_dot_q3_K_q8_K_ref, dequantize_row_q3_K_ref, quantize_row_q3_K_ref>(ks, DType::Q3_K, ActForm::q8_K);
+  set_ref_row<vec_dot_q2_K_q8_K_ref, dequantize_row_q2_K_ref, quantize_row_q2_K_ref>(ks, DType::Q2_K, ActForm::q8_K);
+  set_ref_row<vec_dot_iq4_xs_q8_K_ref, dequantize_row_iq4_xs_ref, quantize_row_iq4_xs_ref>(ks, DType::IQ4_XS, ActForm::q8_K);
   set_ref_row<vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, quantize_row_q8_0_ref>(ks, DType::Q8_0, ActForm::q8_0);
   set_ref_row<vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, quantize_row_q4_0_ref>(ks, DType::Q4_0, ActForm::q8_0);
   set_ref_row<vec_dot_q4_1_q8_1_ref, dequantize_row_q4_1_ref, quantize_row_q4_1_ref>(ks, DType::Q4_1, ActForm::q8_1);

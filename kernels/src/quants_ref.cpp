@@ -241,23 +241,7 @@ void dequantize_row_q4_1_ref(const block_q4_1* x, float* y, int64_t k) {
 
 // ---- IQ4_NL: w = d * kvalues_iq4nl[q] ----
 
-namespace {
-
-// The index of the table level nearest to v (ties to the lower one unless v is nearer the upper),
-// by bisection as ggml's best_index_int8; NaN lands on the last level.
-int iq4_nl_index(float v) {
-  if (v <= kvalues_iq4nl[0]) return 0;
-  if (!(v < kvalues_iq4nl[15])) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (v < kvalues_iq4nl[mid]) hi = mid;
-    else lo = mid;
-  }
-  return v - kvalues_iq4nl[hi - 1] < kvalues_iq4nl[hi] - v ? hi - 1 : hi;
-}
-
-}  // namespace
+using detail::iq4_nl_index;
 
 // llama.cpp's reference: d0 = max / -127 (max the element of largest magnitude), each element to
 // its nearest level at x / d0, then the least-squares scale for those levels with weights x^2:

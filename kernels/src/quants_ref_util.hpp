@@ -60,4 +60,45 @@ inline void unpack_q6_K(const block_q6_K& b, uint8_t q[QK_K]) {
   }
 }
 
+
+// The 256 5-bit quants (0..31) of a Q5_K block in element order: the low 4 bits as Q4_K's, the
+// 5th bit of element e is bit e / 32 of qh[e % 32].
+inline void unpack_q5_K(const block_q5_K& b, uint8_t q[QK_K]) {
+  for (int g = 0; g < 4; ++g) {
+    for (int l = 0; l < 32; ++l) {
+      q[64 * g + l] = b.qs[32 * g + l] & 0xF;
+      q[64 * g + 32 + l] = b.qs[32 * g + l] >> 4;
+    }
+  }
+  for (int e = 0; e < QK_K; ++e) q[e] |= ((b.qh[e % 32] >> (e / 32)) & 1) << 4;
+}
+
+// The 256 2-bit fields of a Q2_K / Q3_K qs array in element order: element 128 h + 32 s + l is
+// bits 2 s, 2 s + 1 of qs[32 h + l].
+inline void unpack_2bit_K(const uint8_t* qs, uint8_t q[QK_K]) {
+  for (int e = 0; e < QK_K; ++e) q[e] = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+// The 256 3-bit quants of a Q3_K block minus 4 (-4..3) in element order: the 2-bit field, minus 4
+// where the element's hmask bit (bit e / 32 of hmask[e % 32]) is clear.
+inline void unpack_q3_K(const block_q3_K& b, int8_t q[QK_K]) {
+  uint8_t low[QK_K];
+  unpack_2bit_K(b.qs, low);
+  for (int e = 0; e < QK_K; ++e) q[e] = static_cast<int8_t>(low[e] - (((b.hmask[e % 32] >> (e / 32)) & 1) ? 0 : 4));
+}
+
+// The index of the IQ4_NL level nearest to v (ties to the lower one unless v is nearer the upper),
+// by bisection as ggml's best_index_int8; NaN lands on the last level.
+inline int iq4_nl_index(float v) {
+  if (v <= kvalues_iq4nl[0]) return 0;
+  if (!(v < kvalues_iq4nl[15])) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (v < kvalues_iq4nl[mid]) hi = mid;
+    else lo = mid;
+  }
+  return v - kvalues_iq4nl[hi - 1] < kvalues_iq4nl[hi] - v ? hi - 1 : hi;
+}
+
 }  // namespace edgellm::kernels::detail

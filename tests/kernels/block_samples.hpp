@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "edgellm/kernels/blocks.hpp"
@@ -64,6 +65,24 @@ inline std::vector<block_q4_1> random_q4_1(Rng& rng, size_t n) {
 }
 inline std::vector<block_iq4_nl> random_iq4_nl(Rng& rng, size_t n) {
   return random_blocks<block_iq4_nl>(rng, n, [&](block_iq4_nl& b) { b.d = random_finite_fp16(rng); });
+}
+inline std::vector<block_q5_K> random_q5_K(Rng& rng, size_t n) {
+  return random_blocks<block_q5_K>(rng, n, [&](block_q5_K& b) {
+    b.d = random_finite_fp16(rng);
+    b.dmin = random_finite_fp16(rng);
+  });
+}
+inline std::vector<block_q3_K> random_q3_K(Rng& rng, size_t n) {
+  return random_blocks<block_q3_K>(rng, n, [&](block_q3_K& b) { b.d = random_finite_fp16(rng); });
+}
+inline std::vector<block_q2_K> random_q2_K(Rng& rng, size_t n) {
+  return random_blocks<block_q2_K>(rng, n, [&](block_q2_K& b) {
+    b.d = random_finite_fp16(rng);
+    b.dmin = random_finite_fp16(rng);
+  });
+}
+inline std::vector<block_iq4_xs> random_iq4_xs(Rng& rng, size_t n) {
+  return random_blocks<block_iq4_xs>(rng, n, [&](block_iq4_xs& b) { b.d = random_finite_fp16(rng); });
 }
 
 // fp16 values the edge blocks use for d / dmin: zero, negative zero, smallest and largest
@@ -217,6 +236,92 @@ inline std::vector<block_iq4_nl> edge_iq4_nl() {
       b.d = d;
       std::memset(b.qs, q, sizeof b.qs);
       v.push_back(b);
+    }
+  }
+  return v;
+}
+
+// Q5_K edge blocks: Q4_K's (edge d x edge dmin x scales patterns x quant patterns) x 5th-bit
+// patterns (none, all, alternating).
+inline std::vector<block_q5_K> edge_q5_K() {
+  std::vector<block_q5_K> v;
+  for (fp16_t d : edge_fp16()) {
+    for (fp16_t dmin : edge_fp16()) {
+      for (uint8_t sc : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x3F}, uint8_t{0xA5}}) {
+        for (uint8_t q : edge_bytes()) {
+          for (uint8_t qh : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x55}}) {
+            block_q5_K b;
+            b.d = d;
+            b.dmin = dmin;
+            std::memset(b.scales, sc, sizeof b.scales);
+            std::memset(b.qs, q, sizeof b.qs);
+            std::memset(b.qh, qh, sizeof b.qh);
+            v.push_back(b);
+          }
+        }
+      }
+    }
+  }
+  return v;
+}
+
+// Q3_K edge blocks: edge d x scales patterns (0: every scale -32; 0xFF: 31; 0x20 / 0xA5 mixed)
+// x 2-bit quant patterns x hmask patterns (none set: q - 4 down to -4; all set; alternating).
+inline std::vector<block_q3_K> edge_q3_K() {
+  std::vector<block_q3_K> v;
+  for (fp16_t d : edge_fp16()) {
+    for (uint8_t sc : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x20}, uint8_t{0xA5}}) {
+      for (uint8_t q : edge_bytes()) {
+        for (uint8_t hm : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x5A}}) {
+          block_q3_K b;
+          b.d = d;
+          std::memset(b.scales, sc, sizeof b.scales);
+          std::memset(b.qs, q, sizeof b.qs);
+          std::memset(b.hmask, hm, sizeof b.hmask);
+          v.push_back(b);
+        }
+      }
+    }
+  }
+  return v;
+}
+
+// Q2_K edge blocks: edge d x edge dmin x scale bytes (0, all 15/15 = 0xFF, scale only 0x0F,
+// min only 0xF0, mixed) x quant patterns.
+inline std::vector<block_q2_K> edge_q2_K() {
+  std::vector<block_q2_K> v;
+  for (fp16_t d : edge_fp16()) {
+    for (fp16_t dmin : edge_fp16()) {
+      for (uint8_t sc : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x0F}, uint8_t{0xF0}, uint8_t{0x5A}}) {
+        for (uint8_t q : edge_bytes()) {
+          block_q2_K b;
+          b.d = d;
+          b.dmin = dmin;
+          std::memset(b.scales, sc, sizeof b.scales);
+          std::memset(b.qs, q, sizeof b.qs);
+          v.push_back(b);
+        }
+      }
+    }
+  }
+  return v;
+}
+
+// IQ4_XS edge blocks: edge d x scale fields (all 0: every scale -32; all 63: 31; 32: 0; mixed) x
+// quant patterns.
+inline std::vector<block_iq4_xs> edge_iq4_xs() {
+  std::vector<block_iq4_xs> v;
+  const std::pair<uint16_t, uint8_t> scale_fields[] = {{0x0000, 0x00}, {0xFFFF, 0xFF}, {0xAAAA, 0x00}, {0x1B4E, 0x96}};
+  for (fp16_t d : edge_fp16()) {
+    for (const auto& [h, l] : scale_fields) {
+      for (uint8_t q : edge_bytes()) {
+        block_iq4_xs b;
+        b.d = d;
+        b.scales_h = h;
+        std::memset(b.scales_l, l, sizeof b.scales_l);
+        std::memset(b.qs, q, sizeof b.qs);
+        v.push_back(b);
+      }
     }
   }
   return v;

@@ -73,6 +73,53 @@ std::vector<block_q6_K> make_q6_K(int64_t nb, Fill fill) {
   return v;
 }
 
+std::vector<block_q5_K> make_q5_K(int64_t nb, Fill fill) {
+  std::vector<block_q5_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& q : b.qh) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales) s = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.dmin = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+// Q3_K: all_max: every quant 3 (2 low bits 3, hmask set) and every scale 31.
+std::vector<block_q3_K> make_q3_K(int64_t nb, Fill fill) {
+  std::vector<block_q3_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& q : b.hmask) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales) s = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_q2_K> make_q2_K(int64_t nb, Fill fill) {
+  std::vector<block_q2_K> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales) s = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.dmin = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+// IQ4_XS: all_max: every quant on the top level (113) and every scale 31.
+std::vector<block_iq4_xs> make_iq4_xs(int64_t nb, Fill fill) {
+  std::vector<block_iq4_xs> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    for (auto& s : b.scales_l) s = fill == Fill::all_max ? 0xFF : byte();
+    b.scales_h = fill == Fill::all_max ? 0xFFFF : static_cast<uint16_t>(byte() | byte() << 8);
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
 std::vector<block_q8_0> make_q8_0(int64_t nb, Fill fill) {
   std::vector<block_q8_0> v(nb);
   for (auto& b : v) {
@@ -178,6 +225,27 @@ std::vector<float> q4_K_magnitudes(std::vector<block_q4_K> b) {
   return y;
 }
 
+// The same for Q5_K (Q4_K's fields) and Q2_K (4-bit mins).
+std::vector<float> q5_K_magnitudes(std::vector<block_q5_K> b) {
+  for (auto& x : b) {
+    x.d &= 0x7FFF;
+    x.dmin |= 0x8000;
+  }
+  std::vector<float> y(b.size() * QK_K);
+  dequantize_row_q5_K_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
+std::vector<float> q2_K_magnitudes(std::vector<block_q2_K> b) {
+  for (auto& x : b) {
+    x.d &= 0x7FFF;
+    x.dmin |= 0x8000;
+  }
+  std::vector<float> y(b.size() * QK_K);
+  dequantize_row_q2_K_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
+  return y;
+}
+
 std::vector<float> deq_q8_K(const std::vector<block_q8_K>& a) {
   std::vector<float> y(a.size() * QK_K);
   dequantize_row_q8_K_ref(a.data(), y.data(), static_cast<int64_t>(y.size()));
@@ -220,8 +288,9 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
     REQUIRE(ks != nullptr);
     CHECK(ks->isa == isa);
     // Every weight type the engine computes with has a full row; the activation forms are set.
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1, DType::Q4_1,
-                    DType::IQ4_NL, DType::F16, DType::BF16, DType::F32}) {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS, DType::Q8_0,
+                    DType::Q4_0, DType::Q5_0, DType::Q5_1, DType::Q4_1, DType::IQ4_NL, DType::F16, DType::BF16,
+                    DType::F32}) {
       INFO(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(t)));
       const TypeKernels* row = ks->type(t);
       REQUIRE(row != nullptr);
@@ -231,7 +300,7 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
       CHECK((row->gemm == nullptr || row->gemm_min_rows > 1));
       CHECK((row->act == ActForm::f32 || ks->act(row->act).from_f32 != nullptr));
     }
-    CHECK(ks->type(DType::Q5_K) == nullptr);  // no kernels yet: refused, not half-set
+    CHECK(ks->type(DType::IQ2_XXS) == nullptr);  // no kernels yet: refused, not half-set
     CHECK(ks->type(static_cast<DType>(1000)) == nullptr);
     const void* entries[] = {
         reinterpret_cast<const void*>(ks->matmul_kn_f16_f32), reinterpret_cast<const void*>(ks->matmul_kn_f32_f32),
@@ -314,6 +383,26 @@ TEST_CASE("dequantize is bit-exact with the reference on every ISA", "[dequantiz
       auto q6k = make_q6_K(nb, fill);
       dequantize_row_q6_K_ref(q6k.data(), ref.data(), nb * QK_K);
       ks.type(DType::Q6_K)->dequantize_row(q6k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      auto q5k = make_q5_K(nb, fill);
+      dequantize_row_q5_K_ref(q5k.data(), ref.data(), nb * QK_K);
+      ks.type(DType::Q5_K)->dequantize_row(q5k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      auto q3k = make_q3_K(nb, fill);
+      dequantize_row_q3_K_ref(q3k.data(), ref.data(), nb * QK_K);
+      ks.type(DType::Q3_K)->dequantize_row(q3k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      auto q2k = make_q2_K(nb, fill);
+      dequantize_row_q2_K_ref(q2k.data(), ref.data(), nb * QK_K);
+      ks.type(DType::Q2_K)->dequantize_row(q2k.data(), got.data(), nb * QK_K);
+      CHECK(same_bits(ref, got));
+
+      auto qxs = make_iq4_xs(nb, fill);
+      dequantize_row_iq4_xs_ref(qxs.data(), ref.data(), nb * QK_K);
+      ks.type(DType::IQ4_XS)->dequantize_row(qxs.data(), got.data(), nb * QK_K);
       CHECK(same_bits(ref, got));
 
       const int64_t n32 = nb * 8 * QK8_0;
@@ -428,6 +517,36 @@ TEST_CASE("dot products stay within the stated bound of the reference on every I
           const double got = ks.type(DType::Q6_K)->vec_dot(n, w.data(), a.data());
           CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(w_f, a_f)));
         }
+        {
+          const auto w = make_q5_K(nb, fill);
+          const double ref = vec_dot_q5_K_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.type(DType::Q5_K)->vec_dot(n, w.data(), a.data());
+          INFO("q5_K ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(q5_K_magnitudes(w), a_f)));
+        }
+        {
+          const auto w = make_q3_K(nb, fill);
+          std::vector<float> w_f(n);
+          dequantize_row_q3_K_ref(w.data(), w_f.data(), n);
+          const double ref = vec_dot_q3_K_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.type(DType::Q3_K)->vec_dot(n, w.data(), a.data());
+          INFO("q3_K ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(w_f, a_f)));
+        }
+        {
+          const auto w = make_q2_K(nb, fill);
+          const double ref = vec_dot_q2_K_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.type(DType::Q2_K)->vec_dot(n, w.data(), a.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(q2_K_magnitudes(w), a_f)));
+        }
+        {
+          const auto w = make_iq4_xs(nb, fill);
+          std::vector<float> w_f(n);
+          dequantize_row_iq4_xs_ref(w.data(), w_f.data(), n);
+          const double ref = vec_dot_iq4_xs_q8_K_ref(n, w.data(), a.data());
+          const double got = ks.type(DType::IQ4_XS)->vec_dot(n, w.data(), a.data());
+          CHECK(std::abs(got - ref) <= dot_bound(n, abs_dot(w_f, a_f)));
+        }
         const int64_t n32 = nb * 2 * QK8_0;  // short rows for the 32-element formats
         const auto a0 = make_q8_0(n32 / QK8_0, fill == Fill::zero_scale ? Fill::random : fill);
         const auto a0_f = deq_q8_0(a0);
@@ -515,6 +634,22 @@ TestMatrix make_matrix(DType type, int64_t rows, int64_t cols) {
         quantize_row_q6_K_ref(row.data(), static_cast<block_q6_K*>(dst), cols);
         dequantize_row_q6_K_ref(static_cast<block_q6_K*>(dst), back.data(), cols);
         break;
+      case DType::Q5_K:
+        quantize_row_q5_K_ref(row.data(), static_cast<block_q5_K*>(dst), cols);
+        dequantize_row_q5_K_ref(static_cast<block_q5_K*>(dst), back.data(), cols);
+        break;
+      case DType::Q3_K:
+        quantize_row_q3_K_ref(row.data(), static_cast<block_q3_K*>(dst), cols);
+        dequantize_row_q3_K_ref(static_cast<block_q3_K*>(dst), back.data(), cols);
+        break;
+      case DType::Q2_K:
+        quantize_row_q2_K_ref(row.data(), static_cast<block_q2_K*>(dst), cols);
+        dequantize_row_q2_K_ref(static_cast<block_q2_K*>(dst), back.data(), cols);
+        break;
+      case DType::IQ4_XS:
+        quantize_row_iq4_xs_ref(row.data(), static_cast<block_iq4_xs*>(dst), cols);
+        dequantize_row_iq4_xs_ref(static_cast<block_iq4_xs*>(dst), back.data(), cols);
+        break;
       case DType::Q8_0:
         quantize_row_q8_0_ref(row.data(), static_cast<block_q8_0*>(dst), cols);
         dequantize_row_q8_0_ref(static_cast<block_q8_0*>(dst), back.data(), cols);
@@ -565,7 +700,9 @@ Eigen::MatrixXd activation_error(DType weight_type, const Eigen::MatrixXd& x) {
   if (weight_type == DType::F16) return (x.cwiseAbs() * std::ldexp(1.0, -11)).array() + std::ldexp(1.0, -25);
   if (weight_type == DType::BF16) return x.cwiseAbs() * std::ldexp(1.0, -8);
   int64_t block = 0;
-  if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) block = QK_K;
+  if (weight_type == DType::Q4_K || weight_type == DType::Q6_K || weight_type == DType::Q5_K ||
+      weight_type == DType::Q3_K || weight_type == DType::Q2_K || weight_type == DType::IQ4_XS)
+    block = QK_K;
   if (weight_type == DType::Q8_0 || weight_type == DType::Q4_0 || weight_type == DType::Q5_0 ||
       weight_type == DType::Q5_1 || weight_type == DType::Q4_1 || weight_type == DType::IQ4_NL)
     block = QK8_0;  // Q8_0 / Q8_1 activations: the same d and quants
@@ -591,8 +728,9 @@ TEST_CASE("matmul (GEMV and GEMM) matches a double-precision product on every IS
   struct Shape {
     int64_t rows, cols;
   };
-  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_1,
-                         DType::Q4_1, DType::IQ4_NL, DType::F16, DType::BF16, DType::F32};
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K,   DType::Q3_K, DType::Q2_K, DType::IQ4_XS,
+                         DType::Q8_0, DType::Q4_0, DType::Q5_0,   DType::Q5_1, DType::Q4_1, DType::IQ4_NL,
+                         DType::F16,  DType::BF16, DType::F32};
   const Shape shapes[] = {{1, 256}, {37, 512}, {70, 768}, {16, 256}};
   const int64_t batch_sizes[] = {1, 2, 3, 5, 14, 15, 16, 37};  // tails of 6 and 7 after a pass of 8
   for (DType type : types) {
@@ -864,9 +1002,9 @@ TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
   w.data = nullptr;
   CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
   w.data = bytes.data();
-  w.type = DType::Q5_K;
+  w.type = DType::IQ2_XXS;
   CHECK_THROWS_AS(matmul(ks, pool, w, act, y.data(), 16), std::invalid_argument);
-  CHECK(!matmul_supports(ks, DType::Q5_K));
+  CHECK(!matmul_supports(ks, DType::IQ2_XXS));
   CHECK(matmul_supports(ks, DType::Q4_K));
 }
 

@@ -1,9 +1,9 @@
 // Our scalar references against llama.cpp's own code, run live from the pinned prebuilt libraries
 // (tools/setup.sh installs them): dequantization, Q8_K / Q8_0 / Q8_1 activation quantization, the
-// Q8_0 / Q4_0 / Q5_0 / Q5_1 weight quantizers and the fp16 conversions must match bit for bit;
-// our Q4_K / Q6_K weight quantizers must be as good (RMSE <= 1.01 x llama.cpp's on Gaussian data
-// and on the real weights of stories260K); our dot products must agree with llama.cpp's within a
-// stated bound. x86-64 only (dlopen of x86 .so).
+// Q8_0 / Q4_0 / Q5_0 / Q5_1 / Q4_1 / IQ4_NL weight quantizers and the fp16 conversions must match
+// bit for bit; our Q4_K / Q6_K / Q5_K / Q3_K / Q2_K / IQ4_XS weight quantizers must be as good
+// (RMSE <= 1.01 x llama.cpp's on Gaussian data and on the real weights of stories260K); our dot
+// products must agree with llama.cpp's within a stated bound. x86-64 only (dlopen of x86 .so).
 #include <catch2/catch.hpp>
 
 #include <dlfcn.h>
@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,18 +58,23 @@ struct Llama {
 
   QuantizeFn quantize_q4_K = nullptr, quantize_q6_K = nullptr, quantize_q8_K = nullptr,
              quantize_q8_0 = nullptr, quantize_q4_0 = nullptr, quantize_q5_0 = nullptr,
-             quantize_q5_1 = nullptr, quantize_q4_1 = nullptr, quantize_iq4_nl = nullptr;
+             quantize_q5_1 = nullptr, quantize_q4_1 = nullptr, quantize_iq4_nl = nullptr,
+             quantize_q5_K = nullptr, quantize_q3_K = nullptr, quantize_q2_K = nullptr,
+             quantize_iq4_xs = nullptr;
   // The CPU backend's activation quantizers (not the refs).
   QuantizeFn quantize_q8_0_cpu = nullptr, quantize_q8_1_cpu = nullptr;
   DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
                dequantize_q8_0 = nullptr, dequantize_q4_0 = nullptr, dequantize_q5_0 = nullptr,
-               dequantize_q5_1 = nullptr, dequantize_q4_1 = nullptr, dequantize_iq4_nl = nullptr;
+               dequantize_q5_1 = nullptr, dequantize_q4_1 = nullptr, dequantize_iq4_nl = nullptr,
+               dequantize_q5_K = nullptr, dequantize_q3_K = nullptr, dequantize_q2_K = nullptr,
+               dequantize_iq4_xs = nullptr;
   float (*fp16_to_fp32)(uint16_t) = nullptr;
   uint16_t (*fp32_to_fp16)(float) = nullptr;
   float (*bf16_to_fp32)(Bf16) = nullptr;
   Bf16 (*fp32_to_bf16)(float) = nullptr;
   VecDotFn dot_q4_K = nullptr, dot_q6_K = nullptr, dot_q8_0 = nullptr, dot_q4_0 = nullptr,
-           dot_q5_0 = nullptr, dot_q5_1 = nullptr, dot_q4_1 = nullptr, dot_iq4_nl = nullptr;
+           dot_q5_0 = nullptr, dot_q5_1 = nullptr, dot_q4_1 = nullptr, dot_iq4_nl = nullptr,
+           dot_q5_K = nullptr, dot_q3_K = nullptr, dot_q2_K = nullptr, dot_iq4_xs = nullptr;
   void* (*gguf_init_from_file)(const char*, GgufInitParams) = nullptr;
   void (*gguf_free)(void*) = nullptr;
   int64_t (*gguf_get_n_tensors)(const void*) = nullptr;
@@ -126,6 +132,10 @@ struct Llama {
     load(base, quantize_q5_1, "quantize_row_q5_1_ref");
     load(base, quantize_q4_1, "quantize_row_q4_1_ref");
     load(base, quantize_iq4_nl, "quantize_row_iq4_nl_ref");
+    load(base, quantize_q5_K, "quantize_row_q5_K_ref");
+    load(base, quantize_q3_K, "quantize_row_q3_K_ref");
+    load(base, quantize_q2_K, "quantize_row_q2_K_ref");
+    load(base, quantize_iq4_xs, "quantize_row_iq4_xs_ref");
     load(base, dequantize_q4_K, "dequantize_row_q4_K");
     load(base, dequantize_q6_K, "dequantize_row_q6_K");
     load(base, dequantize_q8_K, "dequantize_row_q8_K");
@@ -135,6 +145,10 @@ struct Llama {
     load(base, dequantize_q5_1, "dequantize_row_q5_1");
     load(base, dequantize_q4_1, "dequantize_row_q4_1");
     load(base, dequantize_iq4_nl, "dequantize_row_iq4_nl");
+    load(base, dequantize_q5_K, "dequantize_row_q5_K");
+    load(base, dequantize_q3_K, "dequantize_row_q3_K");
+    load(base, dequantize_q2_K, "dequantize_row_q2_K");
+    load(base, dequantize_iq4_xs, "dequantize_row_iq4_xs");
     load(base, fp16_to_fp32, "ggml_fp16_to_fp32");
     load(base, fp32_to_fp16, "ggml_fp32_to_fp16");
     load(base, bf16_to_fp32, "ggml_bf16_to_fp32");
@@ -169,6 +183,10 @@ struct Llama {
     load(cpu, dot_q5_1, "ggml_vec_dot_q5_1_q8_1");
     load(cpu, dot_q4_1, "ggml_vec_dot_q4_1_q8_1");
     load(cpu, dot_iq4_nl, "ggml_vec_dot_iq4_nl_q8_0");
+    load(cpu, dot_q5_K, "ggml_vec_dot_q5_K_q8_K");
+    load(cpu, dot_q3_K, "ggml_vec_dot_q3_K_q8_K");
+    load(cpu, dot_q2_K, "ggml_vec_dot_q2_K_q8_K");
+    load(cpu, dot_iq4_xs, "ggml_vec_dot_iq4_xs_q8_K");
     load(cpu, quantize_q8_0_cpu, "quantize_row_q8_0");
     load(cpu, quantize_q8_1_cpu, "quantize_row_q8_1");
     void (*cpu_init)() = nullptr;
@@ -340,6 +358,19 @@ TEST_CASE("dequantization is bit-identical to llama.cpp's on random and edge blo
                           l.dequantize_iq4_nl);
   check_dequant_identical("IQ4_NL edge", edge_iq4_nl(), QK4_NL, dequantize_row_iq4_nl_ref,
                           l.dequantize_iq4_nl);
+  check_dequant_identical("Q5_K random", random_q5_K(rng, 4096), QK_K, dequantize_row_q5_K_ref,
+                          l.dequantize_q5_K);
+  check_dequant_identical("Q5_K edge", edge_q5_K(), QK_K, dequantize_row_q5_K_ref, l.dequantize_q5_K);
+  check_dequant_identical("Q3_K random", random_q3_K(rng, 4096), QK_K, dequantize_row_q3_K_ref,
+                          l.dequantize_q3_K);
+  check_dequant_identical("Q3_K edge", edge_q3_K(), QK_K, dequantize_row_q3_K_ref, l.dequantize_q3_K);
+  check_dequant_identical("Q2_K random", random_q2_K(rng, 4096), QK_K, dequantize_row_q2_K_ref,
+                          l.dequantize_q2_K);
+  check_dequant_identical("Q2_K edge", edge_q2_K(), QK_K, dequantize_row_q2_K_ref, l.dequantize_q2_K);
+  check_dequant_identical("IQ4_XS random", random_iq4_xs(rng, 4096), QK_K, dequantize_row_iq4_xs_ref,
+                          l.dequantize_iq4_xs);
+  check_dequant_identical("IQ4_XS edge", edge_iq4_xs(), QK_K, dequantize_row_iq4_xs_ref,
+                          l.dequantize_iq4_xs);
   // Q8_K: random bytes with a finite float d.
   auto q8k = random_blocks<block_q8_K>(rng, 1024, [&](block_q8_K& b) {
     b.d = fp16_to_fp32(random_finite_fp16(rng)) * 1e-3f;
@@ -563,18 +594,120 @@ TEST_CASE("Q4_K / Q6_K quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories
   report_and_check("Q6_K stories260K, all those tensors", all6, n_all);
 }
 
+namespace {
+
+// Index of the first element where the dequantization of our and llama.cpp's quantization of x
+// differ in bits, or -1.
+template <typename Block>
+int64_t dequantized_difference(const std::vector<float>& x, void (*quantize)(const float*, Block*, int64_t),
+                               void (*dequantize)(const Block*, float*, int64_t), QuantizeFn their_quantize) {
+  const int64_t n = int64_t(x.size());
+  std::vector<Block> qa(x.size() / QK_K), qb(x.size() / QK_K);
+  quantize(x.data(), qa.data(), n);
+  their_quantize(x.data(), qb.data(), n);
+  std::vector<float> ya(x.size()), yb(x.size());
+  dequantize(qa.data(), ya.data(), n);
+  dequantize(qb.data(), yb.data(), n);
+  return first_bit_difference(ya, yb);
+}
+
+}  // namespace
+
+// Q5_K, Q3_K, Q2_K and IQ4_XS weights: as Q4_K / Q6_K (RMSE <= 1.01 x llama.cpp's reference
+// quantizer) on Gaussian data, shifted data (the K-quants' mins matter), heavy tails and every F32
+// tensor of stories260K; the identical-block counts are printed. On the edge rows (zeros, a spike,
+// constants, subnormals, 3e38 = beyond the fp16 super-block scales, ties) the dequantized values
+// must be llama.cpp's bit for bit: a block whose scales are 0 may carry other quants (where 1/d
+// overflows, llama.cpp's quants come from its integer conversion of Inf), which dequantize the same.
+TEST_CASE("Q5_K / Q3_K / Q2_K / IQ4_XS quantizers: RMSE <= 1.01 x llama.cpp's (Gaussian, stories260K), edge rows as llama.cpp's", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(29);
+  struct Scored {
+    const char* name;
+    std::function<QuantizerScore(const std::vector<float>&)> score;
+    std::function<int64_t(const std::vector<float>&)> difference;
+  };
+  const Scored types[] = {
+      {"Q5_K",
+       [&](const std::vector<float>& x) {
+         return score_quantizer<block_q5_K>(x, quantize_row_q5_K_ref, dequantize_row_q5_K_ref, l.quantize_q5_K);
+       },
+       [&](const std::vector<float>& x) {
+         return dequantized_difference<block_q5_K>(x, quantize_row_q5_K_ref, dequantize_row_q5_K_ref, l.quantize_q5_K);
+       }},
+      {"Q3_K",
+       [&](const std::vector<float>& x) {
+         return score_quantizer<block_q3_K>(x, quantize_row_q3_K_ref, dequantize_row_q3_K_ref, l.quantize_q3_K);
+       },
+       [&](const std::vector<float>& x) {
+         return dequantized_difference<block_q3_K>(x, quantize_row_q3_K_ref, dequantize_row_q3_K_ref, l.quantize_q3_K);
+       }},
+      {"Q2_K",
+       [&](const std::vector<float>& x) {
+         return score_quantizer<block_q2_K>(x, quantize_row_q2_K_ref, dequantize_row_q2_K_ref, l.quantize_q2_K);
+       },
+       [&](const std::vector<float>& x) {
+         return dequantized_difference<block_q2_K>(x, quantize_row_q2_K_ref, dequantize_row_q2_K_ref, l.quantize_q2_K);
+       }},
+      {"IQ4_XS",
+       [&](const std::vector<float>& x) {
+         return score_quantizer<block_iq4_xs>(x, quantize_row_iq4_xs_ref, dequantize_row_iq4_xs_ref, l.quantize_iq4_xs);
+       },
+       [&](const std::vector<float>& x) {
+         return dequantized_difference<block_iq4_xs>(x, quantize_row_iq4_xs_ref, dequantize_row_iq4_xs_ref,
+                                                     l.quantize_iq4_xs);
+       }},
+  };
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 0.02f, 1e-3f, 1e4f}) {
+    char name[48];
+    std::snprintf(name, sizeof name, "N(0, %g^2)", double(sigma));
+    rows.emplace_back(name, gaussian(rng, 256 * 512, sigma));
+  }
+  std::vector<float> shifted = gaussian(rng, 256 * 512, 0.5f);
+  for (float& v : shifted) v += 2.0f;
+  rows.emplace_back("N(2, 0.25)", shifted);
+  std::vector<float> heavy(256 * 512);
+  for (float& v : heavy) v = rng.normal() * (rng.uniform() < 0.01f ? 50.0f : 1.0f);
+  rows.emplace_back("outliers", heavy);
+  const auto edges = edge_rows(512);
+  const auto weights = stories_weights(l);
+  REQUIRE(weights.size() >= 10);
+  for (const Scored& t : types) {
+    for (const auto& [name, x] : rows) report_and_check(std::string(t.name) + " " + name, t.score(x), x.size());
+    for (size_t r = 0; r < edges.size(); ++r) {
+      const int64_t at = t.difference(edges[r]);
+      INFO(t.name << " edge row " << r << ": dequantized values differ first at element " << at);
+      CHECK(at == -1);
+    }
+    QuantizerScore all;
+    size_t n_all = 0;
+    for (const auto& [name, x] : weights) {
+      const QuantizerScore s = t.score(x);
+      report_and_check(std::string(t.name) + " stories260K " + name, s, x.size(), false);
+      all.ours += s.ours;
+      all.theirs += s.theirs;
+      all.blocks += s.blocks;
+      all.identical += s.identical;
+      n_all += x.size();
+    }
+    report_and_check(std::string(t.name) + " stories260K, all F32 tensors", all, n_all);
+  }
+}
+
 // Dot products. Our refs are (nearly) exact: integer block sums, double scaling and accumulation.
 // llama.cpp's AVX2 kernels scale and accumulate in float (with FMA), so the two may differ by
 //   |ours - theirs| <= (n_blocks + 8) * 2^-24 * M,
 //   M = sum_i (|w_i| + |dmin m_i|) |a_i|   (w, a: the dequantized weights and activations;
-//                                           the dmin term only for Q4_K)
+//                                           the dmin term only for Q4_K / Q5_K / Q2_K)
 // i.e. a float rounding per block and a few per element group, relative to the magnitude sum.
 TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bound", "[oracle]") {
   const Llama& l = require_llama();
   Rng rng(25);
-  double worst[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // max |ours - theirs| / (2^-24 M), per type
-  const char* names[8] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0", "q4_0.q8_0",
-                          "q5_0.q8_0", "q5_1.q8_1", "q4_1.q8_1", "iq4_nl.q8_0"};
+  constexpr int kTypes = 12;
+  double worst[kTypes] = {};  // max |ours - theirs| / (2^-24 M), per type
+  const char* names[kTypes] = {"q4_K.q8_K", "q6_K.q8_K", "q8_0.q8_0",   "q4_0.q8_0", "q5_0.q8_0", "q5_1.q8_1",
+                               "q4_1.q8_1", "iq4_nl.q8_0", "q5_K.q8_K", "q3_K.q8_K", "q2_K.q8_K", "iq4_xs.q8_K"};
 
   auto compare = [&](int which, int64_t n, float ours, float theirs, double mag, int64_t blocks) {
     const double err = std::fabs(double(ours) - double(theirs));
@@ -607,6 +740,10 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
       std::vector<block_q5_1> x51;
       std::vector<block_q4_1> x41;
       std::vector<block_iq4_nl> xnl;
+      std::vector<block_q5_K> x5k;
+      std::vector<block_q3_K> x3k;
+      std::vector<block_q2_K> x2k;
+      std::vector<block_iq4_xs> xxs;
       if (kind == 0) {
         const std::vector<float> wt = gaussian(rng, size_t(n), 0.05f);
         x4k.resize(size_t(n / QK_K));
@@ -625,6 +762,14 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         quantize_row_q6_K_ref(wt.data(), x6k.data(), n);
         quantize_row_q8_0_ref(wt.data(), x80.data(), n);
         quantize_row_q4_0_ref(wt.data(), x40.data(), n);
+        x5k.resize(size_t(n / QK_K));
+        x3k.resize(size_t(n / QK_K));
+        x2k.resize(size_t(n / QK_K));
+        xxs.resize(size_t(n / QK_K));
+        quantize_row_q5_K_ref(wt.data(), x5k.data(), n);
+        quantize_row_q3_K_ref(wt.data(), x3k.data(), n);
+        quantize_row_q2_K_ref(wt.data(), x2k.data(), n);
+        quantize_row_iq4_xs_ref(wt.data(), xxs.data(), n);
       } else if (kind == 1) {
         x4k = random_q4_K(rng, size_t(n / QK_K));
         x6k = random_q6_K(rng, size_t(n / QK_K));
@@ -634,6 +779,10 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         x51 = random_q5_1(rng, size_t(n / QK5_1));
         x41 = random_q4_1(rng, size_t(n / QK4_1));
         xnl = random_iq4_nl(rng, size_t(n / QK4_NL));
+        x5k = random_q5_K(rng, size_t(n / QK_K));
+        x3k = random_q3_K(rng, size_t(n / QK_K));
+        x2k = random_q2_K(rng, size_t(n / QK_K));
+        xxs = random_iq4_xs(rng, size_t(n / QK_K));
       } else {
         const auto e4 = edge_q4_K();
         const auto e6 = edge_q6_K();
@@ -651,6 +800,16 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
         const auto enl = edge_iq4_nl();
         for (int64_t i = 0; i < n / QK4_1; ++i) x41.push_back(e41[size_t(i * 131) % e41.size()]);
         for (int64_t i = 0; i < n / QK4_NL; ++i) xnl.push_back(enl[size_t(i * 13) % enl.size()]);
+        const auto e5k = edge_q5_K();
+        const auto e3k = edge_q3_K();
+        const auto e2k = edge_q2_K();
+        const auto exs = edge_iq4_xs();
+        for (int64_t i = 0; i < n / QK_K; ++i) {
+          x5k.push_back(e5k[size_t(i * 131) % e5k.size()]);
+          x3k.push_back(e3k[size_t(i * 131) % e3k.size()]);
+          x2k.push_back(e2k[size_t(i * 131) % e2k.size()]);
+          xxs.push_back(exs[size_t(i * 13) % exs.size()]);
+        }
       }
 
       float theirs = 0;
@@ -712,9 +871,40 @@ TEST_CASE("vec_dot refs agree with llama.cpp's dot products within the stated bo
       dequantize_row_iq4_nl_ref(xnl.data(), w.data(), n);
       l.dot_iq4_nl(int(n), &theirs, 0, xnl.data(), 0, y80.data(), 0, 1);
       compare(7, n, vec_dot_iq4_nl_q8_0_ref(n, xnl.data(), y80.data()), theirs, plain_mag(a80), n / QK4_NL);
+
+      // Q5_K: M as Q4_K's.
+      dequantize_row_q5_K_ref(x5k.data(), w.data(), n);
+      double mag5k = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        uint8_t sc, m;
+        q4_K_scale_min(x5k[size_t(i / QK_K)].scales, int(i % QK_K) / 32, &sc, &m);
+        const double dm = std::fabs(double(fp16_to_fp32(x5k[size_t(i / QK_K)].dmin)) * m);
+        mag5k += (std::fabs(double(w[size_t(i)])) + dm) * std::fabs(double(a8k[size_t(i)]));
+      }
+      l.dot_q5_K(int(n), &theirs, 0, x5k.data(), 0, y8k.data(), 0, 1);
+      compare(8, n, vec_dot_q5_K_q8_K_ref(n, x5k.data(), y8k.data()), theirs, mag5k, n / QK_K);
+
+      dequantize_row_q3_K_ref(x3k.data(), w.data(), n);
+      l.dot_q3_K(int(n), &theirs, 0, x3k.data(), 0, y8k.data(), 0, 1);
+      compare(9, n, vec_dot_q3_K_q8_K_ref(n, x3k.data(), y8k.data()), theirs, plain_mag(a8k), n / QK_K);
+
+      // Q2_K: M = sum_i (|w_i| + |dmin m_i|) |a_i| with m_i the 4-bit min of element i's sub-block.
+      dequantize_row_q2_K_ref(x2k.data(), w.data(), n);
+      double mag2k = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const block_q2_K& b = x2k[size_t(i / QK_K)];
+        const double dm = std::fabs(double(fp16_to_fp32(b.dmin)) * (b.scales[(i % QK_K) / 16] >> 4));
+        mag2k += (std::fabs(double(w[size_t(i)])) + dm) * std::fabs(double(a8k[size_t(i)]));
+      }
+      l.dot_q2_K(int(n), &theirs, 0, x2k.data(), 0, y8k.data(), 0, 1);
+      compare(10, n, vec_dot_q2_K_q8_K_ref(n, x2k.data(), y8k.data()), theirs, mag2k, n / QK_K);
+
+      dequantize_row_iq4_xs_ref(xxs.data(), w.data(), n);
+      l.dot_iq4_xs(int(n), &theirs, 0, xxs.data(), 0, y8k.data(), 0, 1);
+      compare(11, n, vec_dot_iq4_xs_q8_K_ref(n, xxs.data(), y8k.data()), theirs, plain_mag(a8k), n / QK_K);
     }
   }
-  for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < kTypes; ++t) {
     std::printf("vec_dot %s: max |ours - llama.cpp| = %.3f x 2^-24 M (allowed (n_blocks + 8) x 2^-24 M)\n",
                 names[t], worst[t]);
   }

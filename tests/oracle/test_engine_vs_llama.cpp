@@ -1,5 +1,6 @@
 // The engine against llama.cpp, run live (no stored numbers): per-position logits on synthetic
-// models of each weight type (written by our synth, or for Q5_0 / Q5_1 / Q4_1 / IQ4_NL quantized by llama.cpp
+// models of each weight type (written by our synth, or for Q5_0 / Q5_1 / Q4_1 / IQ4_NL / Q5_K / Q3_K /
+// Q2_K / IQ4_XS quantized by llama.cpp
 // from our F32 one) and on stories260K in llama.cpp's Q4_K_M must be as close to llama.cpp (its
 // best non-AMX CPU build, default settings) as llama.cpp is to itself, through the prefill path
 // (one batch) and the decode path (one token at a time); greedy generations must be identical on
@@ -191,7 +192,7 @@ void compare_with_llama(synth::WeightType type) {
   compare_file_with_llama(std::string(synth::weight_type_name(type)), synthetic(type, false));
 }
 
-// Q5_0 / Q5_1 models: the synthetic F32 model quantized by llama.cpp, every matrix in the type.
+// The synthetic F32 model quantized by llama.cpp, every matrix in the file type's main type.
 std::string quantized_synthetic(const std::string& ftype, bool peaked) {
   const std::string f32 = synthetic(synth::WeightType::F32, peaked);
   return quantized_by_llama(f32, kTmp + "/vs-" + ftype + "-by-llama" + (peaked ? "-peaked" : "") + ".gguf",
@@ -226,6 +227,25 @@ TEST_CASE("synthetic models quantized by llama.cpp to Q5_0, Q5_1, Q4_1 and IQ4_N
     const std::string path = quantized_synthetic(ftype, false);
     const std::string description = edgellm::Model(path).info().description;
     if (name) CHECK(description.find(name) != std::string::npos);  // general.file_type
+    compare_file_with_llama(ftype, path);
+    const std::string peaked = quantized_synthetic(ftype, true);
+    const std::vector<int32_t> prompt = {1, 300, 301};
+    CHECK(our_greedy(peaked, prompt, 64) == edgellm::oracle::greedy(peaked, prompt, 64));
+  }
+}
+
+// The K-quants Q5_K, Q3_K, Q2_K and IQ4_XS (Q8_K activations), each as every matrix of the
+// synthetic model (llama.cpp's --pure of Q5_K_M, Q3_K_M, Q2_K and IQ4_XS), quantized by llama.cpp.
+TEST_CASE("synthetic models quantized by llama.cpp to Q5_K, Q3_K, Q2_K and IQ4_XS: logits as llama.cpp's and peaked greedy identical") {
+  const std::pair<const char*, const char*> types[] = {{"q5_k_m", "Q5_K - Medium"},
+                                                       {"q3_k_m", "Q3_K - Medium"},
+                                                       {"q2_k", "Q2_K - Medium"},
+                                                       {"iq4_xs", "IQ4_XS - 4.25 bpw"}};
+  for (const auto& [ftype, name] : types) {
+    INFO("type " << ftype);
+    const std::string path = quantized_synthetic(ftype, false);
+    const std::string description = edgellm::Model(path).info().description;
+    CHECK(description.find(name) != std::string::npos);  // general.file_type
     compare_file_with_llama(ftype, path);
     const std::string peaked = quantized_synthetic(ftype, true);
     const std::vector<int32_t> prompt = {1, 300, 301};

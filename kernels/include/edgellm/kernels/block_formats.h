@@ -114,6 +114,51 @@ struct block_q8_1 {
 };
 static_assert(sizeof(block_q8_1) == 36, "block_q8_1: the file format");
 
+// Q5_K: 8 sub-blocks of 32 weights, w = d * sc[j] * q - dmin * m[j], q in 0..31. scales packed as
+// Q4_K's; qs as Q4_K's (the low 4 bits); bit e / 32 of qh[e % 32] is the 5th bit of element e.
+struct block_q5_K {
+  EDGELLM_BLOCK_F16 d;
+  EDGELLM_BLOCK_F16 dmin;
+  uint8_t scales[12];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K: the file format");
+
+// Q3_K: 16 sub-blocks of 16 weights, w = d * (sc[j] - 32) * (q - 4), q in 0..7, sc[j] 6 bits.
+// qs as Q2_K's (the low 2 bits); bit e / 32 of hmask[e % 32] is the 3rd bit of element e. scales:
+// bytes 0..7 hold the low 4 bits of sc[0..7] (low nibble) and sc[8..15] (high nibble); bits
+// 2 (j / 4) .. +1 of byte 8 + j % 4 hold the top 2 bits of sc[j].
+struct block_q3_K {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[12];
+  EDGELLM_BLOCK_F16 d;
+};
+static_assert(sizeof(block_q3_K) == 110, "block_q3_K: the file format");
+
+// Q2_K: 16 sub-blocks of 16 weights, w = d * (scales[j] & 15) * q - dmin * (scales[j] >> 4),
+// q in 0..3. Each half h of 128 elements uses qs[32 h .. 32 h + 31]: element 128 h + 32 s + l
+// is bits 2 s .. 2 s + 1 of qs[32 h + l].
+struct block_q2_K {
+  uint8_t scales[QK_K / 16];
+  uint8_t qs[QK_K / 4];
+  EDGELLM_BLOCK_F16 d;
+  EDGELLM_BLOCK_F16 dmin;
+};
+static_assert(sizeof(block_q2_K) == 84, "block_q2_K: the file format");
+
+// IQ4_XS: 8 sub-blocks of 32 weights, w = d * (ls[j] - 32) * kvalues_iq4nl[q], q in 0..15,
+// ls[j] 6 bits: its low 4 bits are nibble j % 2 of scales_l[j / 2], its top 2 bits bits 2 j, 2 j + 1
+// of scales_h. Sub-block j's quants are in qs[16 j ..] with nibbles as in IQ4_NL.
+struct block_iq4_xs {
+  EDGELLM_BLOCK_F16 d;
+  uint16_t scales_h;
+  uint8_t scales_l[QK_K / 64];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs: the file format");
+
 #if !defined(__METAL_VERSION__)
 }  // namespace edgellm::kernels
 #endif

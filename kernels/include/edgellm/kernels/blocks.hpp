@@ -8,9 +8,9 @@
 
 namespace edgellm::kernels {
 
-// The 6-bit scale and min of Q4_K sub-block j (0..7). Bytes 0..3 hold scales 0..3 in their low 6
-// bits, bytes 4..7 mins 0..3; bytes 8..11 hold the low 4 bits of scale (low nibble) and min (high
-// nibble) 4..7, whose top 2 bits sit in the top 2 bits of bytes 0..3 (scales) and 4..7 (mins).
+// The 6-bit scale and min of Q4_K / Q5_K sub-block j (0..7). Bytes 0..3 hold scales 0..3 in their
+// low 6 bits, bytes 4..7 mins 0..3; bytes 8..11 hold the low 4 bits of scale (low nibble) and min
+// (high nibble) 4..7, whose top 2 bits sit in the top 2 bits of bytes 0..3 (scales) and 4..7 (mins).
 inline void q4_K_scale_min(const uint8_t* scales, int j, uint8_t* sc, uint8_t* m) {
   if (j < 4) {
     *sc = scales[j] & 63;
@@ -29,6 +29,18 @@ inline constexpr int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22
 inline uint32_t q5_high_bits(const uint8_t* qh) {
   return static_cast<uint32_t>(qh[0]) | static_cast<uint32_t>(qh[1]) << 8 |
          static_cast<uint32_t>(qh[2]) << 16 | static_cast<uint32_t>(qh[3]) << 24;
+}
+
+// The 6-bit scale field (0..63; the scale is this minus 32) of Q3_K sub-block j (0..15).
+inline int q3_K_scale(const uint8_t* scales, int j) {
+  const int low = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
+  const int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return low | high << 4;
+}
+
+// The 6-bit scale field (0..63; the scale is this minus 32) of IQ4_XS sub-block j (0..7).
+inline int iq4_xs_scale(const block_iq4_xs& b, int j) {
+  return ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | ((b.scales_h >> (2 * j)) & 3) << 4;
 }
 
 }  // namespace edgellm::kernels

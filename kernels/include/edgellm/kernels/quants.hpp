@@ -8,11 +8,13 @@
 //   q4_0_ref / q4_1_ref / q5_0_ref / q5_1_ref /
 //   iq4_nl_ref, and the activation quantizers q8_0_act / q8_1_act (against
 //   llama.cpp's x86 CPU backend): bit-identical.
-// - quantize_row_q4_K_ref / q6_K_ref: the same weighted scale search; asserted RMSE <= 1.01 x
-//   llama.cpp's (measured: identical bytes on Gaussian data and on stories260K's weights).
+// - quantize_row_q4_K_ref / q6_K_ref / q5_K_ref / q3_K_ref / q2_K_ref / iq4_xs_ref: the same
+//   weighted scale searches as llama.cpp's quantize_row_*_ref; asserted RMSE <= 1.01 x llama.cpp's
+//   (measured: identical bytes on Gaussian data and on stories260K's weights; for Q5_K / Q3_K /
+//   Q2_K / IQ4_XS also dequantized values bit-identical on the edge rows).
 // - vec_dot_*_ref: integer block sums exact, scaling and accumulation in double, rounded once, so
 //   |dot - exact dot of the dequantized rows| <= 2^-24 |exact| + 4 * 2^-24 * M with
-//   M = sum_i |w_i a_i| (for Q4_K: sum_i (|w_i| + |dmin m_i|) |a_i|; for Q4_1 / Q5_1:
+//   M = sum_i |w_i a_i| (for Q4_K / Q5_K / Q2_K: sum_i (|w_i| + |dmin m_i|) |a_i|; for Q4_1 / Q5_1:
 //   sum_i (|d q_i| + |m|) |a_i|). The Q5_1 . Q8_1 product is sum over blocks of
 //   d_w d_a sum(q_w q_a) + m_w s_a: the activation block's stored s (llama.cpp's definition), not
 //   d_a sum(q_a), which would differ from it by fp16 rounding.
@@ -36,6 +38,11 @@ bf16_t fp32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 // ---- quantize: f32 -> blocks ----
 void quantize_row_q4_K_ref(const float* x, block_q4_K* y, int64_t k);
 void quantize_row_q6_K_ref(const float* x, block_q6_K* y, int64_t k);
+void quantize_row_q5_K_ref(const float* x, block_q5_K* y, int64_t k);
+void quantize_row_q3_K_ref(const float* x, block_q3_K* y, int64_t k);
+void quantize_row_q2_K_ref(const float* x, block_q2_K* y, int64_t k);
+// IQ4_XS: llama.cpp's quantize_row_iq4_xs_ref (no importance weights).
+void quantize_row_iq4_xs_ref(const float* x, block_iq4_xs* y, int64_t k);
 void quantize_row_q8_K_ref(const float* x, block_q8_K* y, int64_t k);
 void quantize_row_q8_0_ref(const float* x, block_q8_0* y, int64_t k);
 // Q8_0 for activations (what matmul's Q8_0/Q4_0 products take): llama.cpp's CPU backend on x86
@@ -56,6 +63,10 @@ void quantize_row_bf16_ref(const float* x, bf16_t* y, int64_t k);
 // ---- dequantize: blocks -> f32 ----
 void dequantize_row_q4_K_ref(const block_q4_K* x, float* y, int64_t k);
 void dequantize_row_q6_K_ref(const block_q6_K* x, float* y, int64_t k);
+void dequantize_row_q5_K_ref(const block_q5_K* x, float* y, int64_t k);
+void dequantize_row_q3_K_ref(const block_q3_K* x, float* y, int64_t k);
+void dequantize_row_q2_K_ref(const block_q2_K* x, float* y, int64_t k);
+void dequantize_row_iq4_xs_ref(const block_iq4_xs* x, float* y, int64_t k);
 void dequantize_row_q8_K_ref(const block_q8_K* x, float* y, int64_t k);
 void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, int64_t k);
 void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, int64_t k);
@@ -70,6 +81,10 @@ void dequantize_row_bf16_ref(const bf16_t* x, float* y, int64_t k);
 // ---- dot products: weight row . activation row ----
 float vec_dot_q4_K_q8_K_ref(int64_t n, const block_q4_K* x, const block_q8_K* y);
 float vec_dot_q6_K_q8_K_ref(int64_t n, const block_q6_K* x, const block_q8_K* y);
+float vec_dot_q5_K_q8_K_ref(int64_t n, const block_q5_K* x, const block_q8_K* y);
+float vec_dot_q3_K_q8_K_ref(int64_t n, const block_q3_K* x, const block_q8_K* y);
+float vec_dot_q2_K_q8_K_ref(int64_t n, const block_q2_K* x, const block_q8_K* y);
+float vec_dot_iq4_xs_q8_K_ref(int64_t n, const block_iq4_xs* x, const block_q8_K* y);
 float vec_dot_q8_0_q8_0_ref(int64_t n, const block_q8_0* x, const block_q8_0* y);
 float vec_dot_q4_0_q8_0_ref(int64_t n, const block_q4_0* x, const block_q8_0* y);
 float vec_dot_q4_1_q8_1_ref(int64_t n, const block_q4_1* x, const block_q8_1* y);
