@@ -27,6 +27,17 @@ constexpr uint32_t kDefaultAlignment = 32;
 // 16M is 30 times the largest vocabulary seen, and caps a hostile file's use at under 1 GB.
 constexpr uint64_t kMaxArrayItems = uint64_t{1} << 24;
 
+// The ARM-repacked types llama.cpp once wrote to files (ggml ids 31-33: Q4_0_4_4, Q4_0_4_8,
+// Q4_0_8_8; 36-38: IQ4_NL_4_4, IQ4_NL_4_8, IQ4_NL_8_8) and no longer reads: it repacks Q4_0 and
+// IQ4_NL at load time instead. What to tell the owner of such a file, or "" for other ids.
+std::string removed_repacked_type_note(uint32_t id) {
+  const char* names[] = {"Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "", "", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8"};
+  if (id < 31 || id > 38 || names[id - 31][0] == '\0') return "";
+  const std::string base = id <= 33 ? "Q4_0" : "IQ4_NL";
+  return std::string(" (") + names[id - 31] + ", an ARM-repacked " + base +
+         " that llama.cpp removed from the file format; re-download the " + base + " file)";
+}
+
 // Fewest bytes a value of each type takes in the file (an array: its element type and count).
 uint64_t min_encoded_size(ValueType t) {
   switch (t) {
@@ -273,7 +284,9 @@ void File::Impl::parse() {
     const uint32_t raw_type = c.read<uint32_t>(what, " (type)");
     const auto info = dtype_info(raw_type);
     if (!info)
-      throw GgufError(what + " has unknown tensor type id " + std::to_string(raw_type), type_at);
+      throw GgufError(what + " has unknown tensor type id " + std::to_string(raw_type) +
+                          removed_repacked_type_note(raw_type),
+                      type_at);
     t.type = static_cast<DType>(raw_type);
     if (t.ne[0] % info->block_size != 0)
       throw GgufError(what + " of type " + std::string(info->name) + " has rows of " +

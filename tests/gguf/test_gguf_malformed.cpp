@@ -176,6 +176,34 @@ TEST_CASE("unknown tensor type ids", "[gguf][malformed]") {
                "unknown tensor type id 1000", type_at);
 }
 
+// The ARM-repacked Q4_0 / IQ4_NL types llama.cpp removed (ids 31-33, 36-38) name themselves and
+// say what to do; 34 / 35 (TQ1_0 / TQ2_0) are real types in between.
+TEST_CASE("removed ARM-repacked tensor types say to re-download the Q4_0 / IQ4_NL file", "[gguf][malformed]") {
+  const uint64_t type_at = kHeaderEnd + 9 + 4 + 8;
+  const std::pair<uint32_t, const char*> removed[] = {
+      {31, "type id 31 (Q4_0_4_4, an ARM-repacked Q4_0 that llama.cpp removed from the file format; re-download the Q4_0 file)"},
+      {32, "type id 32 (Q4_0_4_8, an ARM-repacked Q4_0"},
+      {33, "type id 33 (Q4_0_8_8, an ARM-repacked Q4_0"},
+      {36, "type id 36 (IQ4_NL_4_4, an ARM-repacked IQ4_NL that llama.cpp removed from the file format; re-download the IQ4_NL file)"},
+      {37, "type id 37 (IQ4_NL_4_8, an ARM-repacked IQ4_NL"},
+      {38, "type id 38 (IQ4_NL_8_8, an ARM-repacked IQ4_NL"}};
+  for (const auto& [id, message] : removed) {
+    INFO("type id " << id);
+    expect_error(Raw().header(1, 0).tensor("t", {32}, id, 0).pad().zeros(64).b, message, type_at);
+  }
+  for (uint32_t id : {4u, 5u, 1000u}) {  // other unknown ids (4, 5: removed Q4_2 / Q4_3): no such note
+    INFO("type id " << id);
+    bool threw = false;
+    try {
+      (void)File::parse(Raw().header(1, 0).tensor("t", {32}, id, 0).pad().zeros(64).b);
+    } catch (const GgufError& e) {
+      threw = true;
+      CHECK(std::string(e.what()).find("re-download") == std::string::npos);
+    }
+    CHECK(threw);
+  }
+}
+
 TEST_CASE("a tensor row that is not a whole number of blocks", "[gguf][malformed]") {
   const uint64_t type_at = kHeaderEnd + 9 + 4 + 16;
   expect_error(Raw().header(1, 0).tensor("t", {100, 2}, 12, 0).pad().zeros(512).b,
