@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "edgellm/kernels/quants.hpp"
 #include "gemm_tile.hpp"
@@ -44,25 +45,34 @@ inline __m256i bcast16_control(int j) {
 // ---- decode: R weight rows . one activation row ----
 
 // Q4_K: 32-byte group c of qs holds sub-block 2c (low nibbles) and 2c + 1 (high nibbles), whose
-// activations are the contiguous a[64c ..] and a[64c + 32 ..].
-template <int R>
+// activations are the contiguous a[64c ..] and a[64c + 32 ..]. Q5_K (Block = block_q5_K) is the
+// same with a 5th bit: byte l of qh holds it for element 64c + l in bit 2c and for 64c + 32 + l in
+// bit 2c + 1 (quants up to 31: maddubs pairs stay below 31 * 128 * 2 < 2^15).
+template <int R, class Block = block_q4_K>
 void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a, float* out) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  constexpr bool kHighBit = std::is_same_v<Block, block_q5_K>;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit0 = _mm256_set1_epi8(0x01);
   __m256 acc[R], acc_min[R];
   for (int r = 0; r < R; ++r) acc[r] = acc_min[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const block_q8_K& ab = a[b];
     const __m256i bsums = load256(ab.bsums);
     for (int r = 0; r < R; ++r) {
-      const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
-      prefetch_ahead<sizeof(block_q4_K)>(x);
+      const auto* x = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(Block)>(x);
       uint64_t sc, mn;
       q4_K_scales_mins(x->scales, sc, mn);
       const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
       __m256i sum = _mm256_setzero_si256();
+      [[maybe_unused]] __m256i qh;
+      if constexpr (kHighBit) qh = load256(x->qh);
       for (int c = 0; c < 4; ++c) {
         const __m256i q = load256(x->qs + 32 * c);
-        const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if constexpr (kHighBit) {  // bit 0 of each byte of qh >> k, moved to bit 4
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), bit0), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), bit0), 4));
+        }
         const __m256i plo = _mm256_maddubs_epi16(lo, load256(ab.qs + 64 * c));
         const __m256i phi = _mm256_maddubs_epi16(hi, load256(ab.qs + 64 * c + 32));
         sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc16, bcast16_control(2 * c))));
@@ -135,6 +145,55 @@ float vec_dot_q6_K_q8_K_avx2(int64_t n, const block_q6_K* x, const block_q8_K* y
   float out;
   dot_rows_q6_K<1>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
   return out;
+}
+
+float vec_dot_q5_K_q8_K_avx2(int64_t n, const block_q5_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q4_K<1, block_q5_K>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+// Q3_K: laid out as Q6_K's halves: element 128h + 32k + l takes bits 2k..2k+1 of qs[32h + l] and
+// bit 4h + k of hmask[l] as q in 0..7 (value q - 4; maddubs takes the unsigned q and the - 4 comes
+// back as - 4 sum_j s_j bsum_j); sub-block j = 8h + 2k (+1 for l >= 16) has scale s_j = sc_j - 32.
+float vec_dot_q3_K_q8_K_avx2(int64_t n, const block_q3_K* x, const block_q8_K* y) {
+  const __m256i low2 = _mm256_set1_epi8(0x03), bit0 = _mm256_set1_epi8(0x01);
+  const __m256i pair_ctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_q3_K& xb = x[b];
+    const block_q8_K& ab = y[b];
+    prefetch_ahead<sizeof(block_q3_K)>(&xb);
+    // The 16 6-bit scales, 4 to a word: word w holds sub-blocks 4w..4w+3, the low nibbles from
+    // bytes 0..7 (w < 2: low nibbles, else high), the top 2 bits from bits 2w, 2w + 1 of bytes 8..11.
+    uint32_t u[3], sc6[4];
+    std::memcpy(u, xb.scales, 12);
+    for (int w = 0; w < 4; ++w) {
+      const uint32_t low = w < 2 ? u[w] & 0x0F0F0F0F : (u[w - 2] >> 4) & 0x0F0F0F0F;
+      sc6[w] = low | ((u[2] >> (2 * w)) & 0x03030303) << 4;
+    }
+    const __m256i scales = _mm256_sub_epi16(
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc6))), _mm256_set1_epi16(32));
+    const __m256i hm = load256(xb.hmask);
+    __m256i sum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = load256(xb.qs + 32 * h);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), low2);
+        const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), bit0), 2);
+        const __m256i q = _mm256_or_si256(low, high);
+        // scales of sub-blocks 8h + 2k, 8h + 2k + 1: 32-bit element 4h + k of scales, split by lane
+        const __m256i pair = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(4 * h + k));
+        const __m256i sc = _mm256_shuffle_epi8(pair, pair_ctl);
+        const __m256i p = _mm256_maddubs_epi16(q, load256(ab.qs + 128 * h + 32 * k));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
+      }
+    }
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(_mm256_madd_epi16(load256(ab.bsums), scales), 2));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(xb.d) * ab.d), acc);
+  }
+  return hsum(acc);
 }
 
 // ---- prefill: a tile of 8 weight rows unpacked once (gemm_tile.hpp), times many activation rows ----
@@ -662,6 +721,8 @@ const KernelSet* avx2_kernels() {
     set_dequantize<dequantize_row_q6_K_avx2>(q6_K);
     set_vec_dot<vec_dot_q6_K_q8_K_avx2>(q6_K);
     set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRowsQ6K);
+    set_vec_dot<vec_dot_q5_K_q8_K_avx2>(k.row(DType::Q5_K));
+    set_vec_dot<vec_dot_q3_K_q8_K_avx2>(k.row(DType::Q3_K));
     set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
