@@ -1,6 +1,6 @@
 // edgellm-bench: prompt-processing and generation speed, measured like llama-bench.
 //
-//   edgellm-bench -m model.gguf -p 512 -n 128 -t 2 -r 5 [-d 512] [-o md|json]
+//   edgellm-bench -m model.gguf -p 512 -n 128 -t 2 -r 5 [-d 512] [--backend auto|cpu|metal] [-o md|json]
 //
 // pp<P>: P tokens into an empty cache, one eval (the prefill path).
 // tg<N>: N tokens decoded one at a time (the decode path), from an empty cache or, with -d D,
@@ -33,6 +33,7 @@ struct Options {
   int32_t n_threads = 0;
   int32_t reps = 5;
   edgellm_kv_type kv_type = EDGELLM_KV_F16;
+  std::string backend = "auto";
   std::string output = "md";
 };
 
@@ -114,13 +115,17 @@ Options parse(int argc, char** argv) {
       else if (v == "f32") o.kv_type = EDGELLM_KV_F32;
       else throw UsageError("option " + opt + " must be f16 or f32, got '" + v + "'");
     }
+    else if (opt == "--backend") o.backend = a.value(opt);
     else if (opt == "-o" || opt == "--output") {
       o.output = a.value(opt);
       if (o.output != "md" && o.output != "json") throw UsageError("option -o must be md or json, got '" + o.output + "'");
     }
     else if (opt == "-h" || opt == "--help") {
       std::fprintf(stderr,
-          "usage: edgellm-bench -m MODEL.gguf [-p 512] [-n 128] [-d DEPTH] [-t THREADS] [-r 5] [--kv-type f16|f32] [-o md|json]\n");
+          "usage: edgellm-bench -m MODEL.gguf [-p 512] [-n 128] [-d DEPTH] [-t THREADS] [-r 5] [--kv-type f16|f32]\n"
+          "                     [--backend auto|cpu|metal] [-o md|json]\n"
+          "  --backend NAME  where the model runs (default auto: the GPU of an Apple build, else the CPU);\n"
+          "                  the one used is the JSON's \"backends\" field and the table's backend column\n");
       std::exit(0);
     }
     else throw UsageError("unknown option '" + opt + "' (see --help)");
@@ -149,9 +154,13 @@ int main(int argc, char** argv) {
     cp.n_ctx = std::max(o.n_prompt, o.n_depth + o.n_gen);
     cp.n_threads = o.n_threads;
     cp.kv_type = o.kv_type;
+    cp.backend = o.backend.c_str();
     edgellm::Context ctx(model, cp);
     Bench bench(model, ctx);
     const int32_t n_threads = edgellm_n_threads(ctx.get());
+    // llama-bench's names for the backend that ran ("CPU", "Metal").
+    const std::string backend = ctx.backend_name();
+    const char* backends = backend == "metal" ? "Metal" : backend == "cpu" ? "CPU" : backend.c_str();
 
     std::vector<Result> results;
     if (o.n_prompt > 0) {
@@ -191,14 +200,14 @@ int main(int argc, char** argv) {
         const Result& r = results[i];
         std::printf(
             "  {\"build_commit\": \"edgellm\", \"build_number\": 0, \"cpu_info\": \"\", \"gpu_info\": \"\", "
-            "\"backends\": \"CPU\", \"model_filename\": %s, \"model_type\": %s, \"model_size\": %llu, "
+            "\"backends\": \"%s\", \"model_filename\": %s, \"model_type\": %s, \"model_size\": %llu, "
             "\"model_n_params\": %llu, \"n_batch\": %d, \"n_ubatch\": %d, \"n_threads\": %d, \"type_k\": \"%s\", "
-            "\"type_v\": \"%s\", \"n_gpu_layers\": 0, \"use_mmap\": true, \"n_prompt\": %d, \"n_gen\": %d, "
+            "\"type_v\": \"%s\", \"n_gpu_layers\": %d, \"use_mmap\": true, \"n_prompt\": %d, \"n_gen\": %d, "
             "\"n_depth\": %d, \"test_time\": \"%s\", \"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, "
             "\"stddev_ts\": %.6f, \"samples_ns\": %s, \"samples_ts\": %s, \"bytes_per_token\": %llu}%s\n",
-            edgellm::tools::json_string(o.model).c_str(), edgellm::tools::json_string(info.description).c_str(),
+            backends, edgellm::tools::json_string(o.model).c_str(), edgellm::tools::json_string(info.description).c_str(),
             static_cast<unsigned long long>(info.size_bytes), static_cast<unsigned long long>(info.n_params),
-            cp.n_ctx, cp.n_ctx, n_threads, kv_name, kv_name, r.n_prompt, r.n_gen, r.n_depth, when,
+            cp.n_ctx, cp.n_ctx, n_threads, kv_name, kv_name, backend == "cpu" ? 0 : info.n_layer, r.n_prompt, r.n_gen, r.n_depth, when,
             mean(r.samples_ns), stddev(r.samples_ns), mean(r.samples_ts), stddev(r.samples_ts),
             list(r.samples_ns, true).c_str(), list(r.samples_ts, false).c_str(),
             static_cast<unsigned long long>(r.n_gen ? bytes_per_token(info, o.kv_type, r.n_depth) : 0),
@@ -208,14 +217,14 @@ int main(int argc, char** argv) {
       return 0;
     }
 
-    std::printf("| model | size | params | threads | type_kv | test | t/s |\n");
-    std::printf("| --- | ---: | ---: | ---: | --- | ---: | ---: |\n");
+    std::printf("| model | size | params | backend | threads | type_kv | test | t/s |\n");
+    std::printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |\n");
     for (const Result& r : results) {
       std::string test = r.n_prompt ? "pp" + std::to_string(r.n_prompt) : "tg" + std::to_string(r.n_gen);
       if (r.n_depth) test += " @ d" + std::to_string(r.n_depth);
-      std::printf("| %s | %s | %s | %d | %s | %s | %.2f ± %.2f |\n", info.description,
+      std::printf("| %s | %s | %s | %s | %d | %s | %s | %.2f ± %.2f |\n", info.description,
                   edgellm::tools::format_bytes(static_cast<double>(info.size_bytes)).c_str(),
-                  edgellm::tools::format_count(static_cast<double>(info.n_params)).c_str(), n_threads, kv_name,
+                  edgellm::tools::format_count(static_cast<double>(info.n_params)).c_str(), backends, n_threads, kv_name,
                   test.c_str(), mean(r.samples_ts), stddev(r.samples_ts));
     }
     if (o.n_gen > 0) {

@@ -30,6 +30,7 @@ struct Options {
   int32_t n_threads = 0;
   int32_t n_ctx = 2048;
   edgellm_kv_type kv_type = EDGELLM_KV_F16;
+  std::string backend = "auto";
   edgellm_sampler_params sampling = edgellm_sampler_default_params();
   std::vector<std::string> stop;
   bool chat = false;
@@ -46,6 +47,8 @@ void usage() {
       "  -t, --threads N         threads (0: physical cores; default 0)\n"
       "  -c, --ctx-size N        context size in tokens (default 2048)\n"
       "  --kv-type f16|f32       KV cache type (default f16)\n"
+      "  --backend NAME          where the model runs: auto (default: the GPU of an Apple build,\n"
+      "                          else the CPU), cpu, metal (builds with the Metal backend)\n"
       "  --temp T                temperature (0: greedy; default 0.8)\n"
       "  --top-k N               (default 40; 0: off)\n"
       "  --top-p P               (default 0.95; 1: off)\n"
@@ -76,6 +79,7 @@ Options parse(int argc, char** argv) {
       else if (v == "f32") o.kv_type = EDGELLM_KV_F32;
       else throw UsageError("option --kv-type must be f16 or f32, got '" + v + "'");
     }
+    else if (opt == "--backend") o.backend = a.value(opt);
     else if (opt == "--temp") o.sampling.temperature = a.real(opt, 0.0, 100.0);
     else if (opt == "--top-k") o.sampling.top_k = static_cast<int32_t>(a.integer(opt, 0, 1 << 30));
     else if (opt == "--top-p") o.sampling.top_p = a.real(opt, 0.0, 1.0);
@@ -237,7 +241,9 @@ int main(int argc, char** argv) {
     cp.n_ctx = o.n_ctx;
     cp.n_threads = o.n_threads;
     cp.kv_type = o.kv_type;
+    cp.backend = o.backend.c_str();
     edgellm::Context ctx(model, cp);
+    if (o.verbose) std::fprintf(stderr, "edgellm-cli: backend %s\n", ctx.backend_name());
     edgellm::Sampler sampler(model, o.sampling);
 
     if (o.chat)

@@ -557,8 +557,9 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
     auto c = std::make_unique<edgellm_context>();
     c->model = model;
     c->context = std::make_unique<edgellm::engine::Context>(*model->model, o);
-    edgellm::log().info("context: n_ctx {}, {} threads, KV {}, backend {}", c->context->n_ctx(),
-                        c->context->n_threads(), kv_type == EDGELLM_KV_F16 ? "f16" : "f32", o.backend);
+    edgellm::log().info("context: n_ctx {}, {} threads, KV {}, backend {} (asked for {})", c->context->n_ctx(),
+                        c->context->n_threads(), kv_type == EDGELLM_KV_F16 ? "f16" : "f32",
+                        c->context->backend().name(), o.backend);
     *ctx = c.release();
   });
 }
@@ -568,6 +569,12 @@ void edgellm_context_free(edgellm_context* ctx) { delete ctx; }
 int32_t edgellm_n_ctx(const edgellm_context* ctx) { return ctx ? ctx->context->n_ctx() : -1; }
 int32_t edgellm_n_threads(const edgellm_context* ctx) { return ctx ? ctx->context->n_threads() : -1; }
 int32_t edgellm_n_past(const edgellm_context* ctx) { return ctx ? ctx->n_past.load(std::memory_order_relaxed) : -1; }
+const char* edgellm_backend_name(const edgellm_context* ctx) {
+  if (!ctx) return "";
+  // Backend names are string literals (name() returns a view of one), so the pointer is static.
+  const std::string_view name = ctx->context->backend().name();
+  return name == "metal" ? "metal" : name == "cpu" ? "cpu" : "unknown";
+}
 
 edgellm_status edgellm_eval(edgellm_context* ctx, const edgellm_token* tokens, int32_t n_tokens) {
   return guarded("edgellm_eval", [&] {

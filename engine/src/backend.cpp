@@ -7,15 +7,45 @@
 #include "arch.hpp"  // printable()
 #include "backend_cpu.hpp"
 #include "error.hpp"
+#if defined(EDGELLM_HAVE_METAL)
+#include "metal/backend_metal.hpp"
+#endif
 
 namespace edgellm::engine {
 
 std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOptions& options) {
-  if (name == "cpu" || name == "auto") return std::make_unique<CpuBackend>(options);
+  if (name == "cpu") return std::make_unique<CpuBackend>(options);
+  if (name == "auto") {
+#if defined(EDGELLM_HAVE_METAL) && defined(EDGELLM_METAL) && defined(__APPLE__)
+    // The GPU when this Mac has one the kernels run on; otherwise (no Metal device, or one that
+    // is refused) the CPU. A test build's emulated device is far slower than the CPU: never "auto".
+    try {
+      return std::make_unique<MetalBackend>(options);
+    } catch (const Error& e) {
+      if (e.kind() != Error::Kind::Unsupported) throw;
+    }
+#endif
+    return std::make_unique<CpuBackend>(options);
+  }
+  if (name == "metal") {
+#if defined(EDGELLM_HAVE_METAL)
+    return std::make_unique<MetalBackend>(options);
+#else
+    throw Error(Error::Kind::Unsupported, "context: backend 'metal': this build has no Metal backend (configure with "
+                                          "-DEDGELLM_METAL=ON on Apple; this build has: " +
+                                              backend_names() + ")");
+#endif
+  }
   throw Error(Error::Kind::InvalidArgument,
               "context: unknown backend '" + printable(name) + "' (this build has: " + backend_names() + ")");
 }
 
-std::string backend_names() { return "auto, cpu"; }
+std::string backend_names() {
+#if defined(EDGELLM_HAVE_METAL)
+  return "auto, cpu, metal";
+#else
+  return "auto, cpu";
+#endif
+}
 
 }  // namespace edgellm::engine

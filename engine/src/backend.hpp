@@ -52,8 +52,11 @@ struct MatmulTo {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string_view name() const = 0;  // "cpu"
+  virtual std::string_view name() const = 0;  // "cpu", "metal"
   virtual int n_threads() const = 0;
+  // True if matmul / embed / lm_head read weights of this type on this backend (Context checks
+  // every weight matrix of its model against it before the first step).
+  virtual bool supports(DType type) const = 0;
 
   // ---- setup, once per context ----
   // The model's weights: [data, data + bytes) is the file mapping every WeightMatrix and norm
@@ -93,11 +96,14 @@ struct BackendOptions {
   const kernels::KernelSet* kernels = nullptr;  // CPU: nullptr = kernels::active_kernels()
 };
 
-// The backend a name chooses: "cpu", or "auto" (the best this build and machine have: the CPU
-// until a GPU backend exists). Throws edgellm::Error(InvalidArgument) for other names.
+// The backend a name chooses: "cpu", "metal" (a build with the Metal backend: EDGELLM_HAVE_METAL),
+// or "auto": the best this build and machine have, Metal on an Apple build (EDGELLM_METAL) whose
+// machine has a GPU, else the CPU (the emulated device of a test build is never chosen by "auto").
+// Throws edgellm::Error(InvalidArgument) for an unknown name, Error(Unsupported) for "metal" in a
+// build without it or on a machine without a usable GPU.
 std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOptions& options);
 
-// The names make_backend takes on this build ("auto, cpu").
+// The names make_backend takes on this build ("auto, cpu" or "auto, cpu, metal").
 std::string backend_names();
 
 }  // namespace edgellm::engine

@@ -19,6 +19,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
   int n_threads() const override { return pool_->size(); }
+  bool supports(DType type) const override { return kernels::matmul_supports(ks_, type); }
   const kernels::KernelSet& kernels() const { return ks_; }
 
   void map_weights(const void*, size_t) override {}  // weights are read in place from the mmap

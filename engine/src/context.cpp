@@ -28,8 +28,11 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
+#include "arch.hpp"
 #include "backend_cpu.hpp"
+#include "edgellm/dtype.hpp"
 #include "edgellm/kernels/thread_pool.hpp"
 #include "error.hpp"
 #include "log.hpp"
@@ -129,12 +132,49 @@ ContextOptions checked_with_memory(const Model& model, const ContextOptions& opt
   return o;
 }
 
+// The first weight matrix of the model (token_embd, output, each layer's wq .. w_down) whose type
+// the backend's kernels do not read, as "<tensor name> is <type>"; empty when they read them all.
+std::string unsupported_weight(const Model& model, const Backend& backend) {
+  auto is = [](const std::string& name, const kernels::WeightMatrix& w) {
+    return name + " is " + dtype_name(static_cast<uint32_t>(w.type));
+  };
+  if (!backend.supports(model.token_embd().type)) return is(tensor_name(Tensor::token_embd), model.token_embd());
+  if (!model.output_tied() && !backend.supports(model.output().type))
+    return is(tensor_name(Tensor::output), model.output());
+  for (int l = 0; l < model.hparams().n_layer; ++l) {
+    const LayerWeights& L = model.layer(l);
+    const std::pair<Tensor, const kernels::WeightMatrix*> matrices[] = {
+        {Tensor::attn_q, &L.wq},        {Tensor::attn_k, &L.wk},   {Tensor::attn_v, &L.wv},
+        {Tensor::attn_output, &L.wo},   {Tensor::ffn_gate, &L.w_gate}, {Tensor::ffn_up, &L.w_up},
+        {Tensor::ffn_down, &L.w_down}};
+    for (const auto& [t, w] : matrices)
+      if (!backend.supports(w->type)) return is(tensor_name(t, l), *w);
+  }
+  return {};
+}
+
+// The backend the options name, checked against the model's weight types: a named backend that
+// cannot read one of them is refused; "auto" then falls back to the CPU.
+std::unique_ptr<Backend> backend_for(const Model& model, const ContextOptions& o) {
+  std::unique_ptr<Backend> be = make_backend(o.backend, {o.n_threads, o.kernels});
+  const std::string bad = unsupported_weight(model, *be);
+  if (bad.empty()) return be;
+  const std::string name(be->name());
+  if (o.backend == "auto" && name != "cpu") {
+    log().info("context: backend {} cannot run this model ({}); using the CPU", name, bad);
+    return make_backend("cpu", {o.n_threads, o.kernels});
+  }
+  throw Error(Error::Kind::Unsupported, name + ": tensor " + bad + ", which the " +
+                                            (name == "metal" ? std::string("Metal") : name) +
+                                            " kernels do not read; use backend \"cpu\"");
+}
+
 }  // namespace
 
 Context::Context(const Model& model, const ContextOptions& options)
     : model_(model),
       options_(checked_with_memory(model, options)),
-      backend_(make_backend(options_.backend, {options_.n_threads, options_.kernels})),
+      backend_(backend_for(model, options_)),
       kv_(model.hparams().n_layer, options_.n_ctx, model.hparams().n_head_kv, model.hparams().head_dim,
           options_.kv_type) {
   const HParams& hp = model_.hparams();

@@ -31,8 +31,11 @@ struct ContextOptions {
   int n_batch = 512;      // most tokens one prefill step runs (longer batches go in chunks)
   KvType kv_type = KvType::F16;
   bool logits_all = false;  // keep the logits of every token of an eval, not only the last
-  // Where the forward pass runs: "cpu", or "auto" (the best backend this build and machine have;
-  // the CPU until a GPU backend exists). Anything else is refused with InvalidArgument.
+  // Where the forward pass runs: "cpu", "metal" (builds with the Metal backend: the Apple GPU, or
+  // the emulated one of a test build), or "auto": Metal on an Apple build whose machine has a GPU
+  // and whose kernels read every weight type of the model, else the CPU. "metal" with a weight
+  // type its kernels do not read, or in a build without it, is Unsupported; an unknown name is
+  // InvalidArgument.
   std::string backend = "auto";
   const kernels::KernelSet* kernels = nullptr;  // CPU backend: nullptr = kernels::active_kernels()
 };

@@ -198,7 +198,7 @@ TEST_CASE("the backend is chosen by name; unknown names are refused with the one
     if (first.empty()) first = l;
     else CHECK(l == first);  // the same backend either way
   }
-  for (const char* name : {"metal", "", "CPU", "cpu\x1b[2J"}) {
+  for (const char* name : {"", "CPU", "Metal", "cpu\x1b[2J"}) {
     ContextOptions o;
     o.n_ctx = 16;
     o.backend = name;
@@ -209,10 +209,28 @@ TEST_CASE("the backend is chosen by name; unknown names are refused with the one
       CHECK(e.kind() == Error::Kind::InvalidArgument);
       const std::string what = e.what();
       CHECK(what.find("unknown backend") != std::string::npos);
-      CHECK(what.find("auto, cpu") != std::string::npos);
+      CHECK(what.find(backend_names()) != std::string::npos);
       CHECK(what.find('\x1b') == std::string::npos);  // escaped, never raw
     }
   }
+#if defined(EDGELLM_HAVE_METAL)
+  // "metal" runs (tests/metal/test_metal_forward.cpp checks it against the CPU).
+  CHECK(backend_names() == "auto, cpu, metal");
+#else
+  CHECK(backend_names() == "auto, cpu");
+  ContextOptions o;
+  o.n_ctx = 16;
+  o.backend = "metal";
+  try {
+    Context ctx(stories(), o);
+    FAIL("backend 'metal' was accepted by a build without it");
+  } catch (const Error& e) {
+    CHECK(e.kind() == Error::Kind::Unsupported);
+    const std::string what = e.what();
+    CHECK(what.find("this build has no Metal backend") != std::string::npos);
+    CHECK(what.find("-DEDGELLM_METAL=ON") != std::string::npos);
+  }
+#endif
 }
 
 TEST_CASE("prefill in chunks of n_batch continues through the cache", "[engine]") {

@@ -214,10 +214,16 @@ typedef struct edgellm_context_params {
   int32_t n_threads;       /* worker threads; 0 = number of physical cores */
   edgellm_kv_type kv_type; /* default F16 */
   bool logits_all;         /* keep logits for every token of a batch, not only the last */
-  const char* backend;     /* where the forward pass runs: "cpu", or "auto" (the default; also
-                              NULL): the best backend this build and machine have, the CPU
-                              until a GPU backend exists. Any other name is refused with
-                              EDGELLM_ERR_INVALID_ARGUMENT. Read only during the call. */
+  const char* backend;     /* where the forward pass runs: "cpu"; "metal" (the Apple GPU, in a
+                              build configured with -DEDGELLM_METAL=ON, the default on Apple);
+                              or "auto" (the default; also NULL): Metal when the build has it,
+                              the machine has an Apple GPU (M1 / A14 or later) and its kernels
+                              read every weight type of the model, else the CPU.
+                              edgellm_backend_name() says which one a context got. "metal" is
+                              refused with EDGELLM_ERR_UNSUPPORTED in a build or on a machine
+                              without it, or for a model with a weight type the Metal kernels do
+                              not read (they read Q4_K, Q6_K, Q8_0, Q4_0, F16, F32); any other
+                              name with EDGELLM_ERR_INVALID_ARGUMENT. Read only during the call. */
 } edgellm_context_params;
 
 EDGELLM_API void edgellm_context_params_init(edgellm_context_params* params, size_t struct_size);
@@ -235,6 +241,8 @@ EDGELLM_API void edgellm_context_free(edgellm_context* ctx);
 EDGELLM_API int32_t edgellm_n_ctx(const edgellm_context* ctx);     /* -1 for NULL */
 EDGELLM_API int32_t edgellm_n_threads(const edgellm_context* ctx); /* -1 for NULL */
 EDGELLM_API int32_t edgellm_n_past(const edgellm_context* ctx);    /* tokens in the cache; -1 for NULL */
+/* The backend the context runs on ("cpu", "metal"); "" for NULL. Static storage: never freed. */
+EDGELLM_API const char* edgellm_backend_name(const edgellm_context* ctx);
 
 /* Run n_tokens at positions n_past .. n_past+n_tokens-1: prefill (GEMM path) for n_tokens > 1,
  * decode (GEMV path) for 1. EDGELLM_ERR_CONTEXT_FULL, and nothing changes, when they do not fit. */

@@ -175,6 +175,7 @@ class Context {
   edgellm_context* get() const noexcept { return c_; }
   int32_t n_ctx() const { return edgellm_n_ctx(c_); }
   int32_t n_past() const { return edgellm_n_past(c_); }
+  const char* backend_name() const { return edgellm_backend_name(c_); }  // "cpu", "metal"
 
   void eval(const std::vector<Token>& tokens) {
     detail::check(edgellm_eval(c_, tokens.data(), static_cast<int32_t>(tokens.size())));
