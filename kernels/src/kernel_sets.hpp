@@ -1,6 +1,8 @@
 // Internal: where each instruction set's kernel table comes from. dispatch.cpp owns the choice;
 // each ISA's *_avx2.cpp / *_avx512.cpp / *_neon.cpp file defines its table function, starting
-// from scalar_kernel_set() and replacing the entries it has its own kernels for:
+// from the table of the ISA below it (scalar_kernel_set() for AVX2 and armv8.0 NEON, the AVX2
+// table for AVX-512 when it is compiled in, the armv8.0 table for dotprod) and replacing the
+// entries it has its own kernels for:
 //
 //   KernelSet k = scalar_kernel_set();
 //   set_vec_dot<vec_dot_q4_K_q8_K_avx2>(k.row(DType::Q4_K));     // vec_dot + its gemv tile

@@ -687,7 +687,13 @@ void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_
 
 const KernelSet* avx512_kernels() {
   static const KernelSet ks = [] {
+#if defined(EDGELLM_HAVE_AVX2)
+    // Every CPU that runs this table runs the AVX2 one (detect_x86 requires it): a type with no
+    // AVX-512 kernel keeps its AVX2 kernel rather than falling back to the scalar reference.
+    KernelSet k = *avx2_kernels();
+#else
     KernelSet k = scalar_kernel_set();
+#endif
     k.isa = Isa::avx512;
     k.name = "avx512";
     TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);

@@ -320,6 +320,41 @@ TEST_CASE("dispatch lists scalar first and every listed ISA has a full table", "
 #endif
 }
 
+TEST_CASE("the AVX-512 table keeps the AVX2 kernel of every type it has none of its own for", "[dispatch]") {
+  // Every CPU that runs the AVX-512 table runs the AVX2 one too, so wherever AVX2 has its own
+  // kernel (not the scalar reference's entry) AVX-512 must not fall back to the reference.
+  const KernelSet* avx512 = kernels_for(Isa::avx512);
+  const KernelSet* avx2 = kernels_for(Isa::avx2);
+#if defined(__x86_64__) && defined(EDGELLM_HAVE_AVX512) && defined(EDGELLM_HAVE_AVX2)
+  // On an AVX-512 VNNI CPU the table must be there, so the comparison below cannot go unrun.
+  if (__builtin_cpu_supports("avx512vnni")) REQUIRE(avx512 != nullptr);
+#endif
+  if (avx512 == nullptr || avx2 == nullptr) return;  // nothing to compare on this CPU/build
+  const KernelSet& scalar = *kernels_for(Isa::scalar);
+  int inherited_or_own = 0;
+  for (size_t id = 0; id < KernelSet::kTypeSlots; ++id) {
+    const auto t = static_cast<DType>(id);
+    const TypeKernels* ref = scalar.type(t);
+    if (ref == nullptr) continue;
+    const TypeKernels *a2 = avx2->type(t), *a5 = avx512->type(t);
+    REQUIRE(a2 != nullptr);
+    REQUIRE(a5 != nullptr);
+    INFO(dtype_name(static_cast<uint32_t>(t)));
+    if (a2->vec_dot != ref->vec_dot) {
+      CHECK(a5->vec_dot != ref->vec_dot);
+      CHECK(a5->gemv != ref->gemv);
+      ++inherited_or_own;
+    }
+    if (a2->dequantize_row != ref->dequantize_row) CHECK(a5->dequantize_row != ref->dequantize_row);
+    if (a2->gemm != nullptr) CHECK(a5->gemm != nullptr);
+  }
+  CHECK(inherited_or_own > 0);
+  for (int i = 0; i < kActForms; ++i) {
+    const auto f = static_cast<ActForm>(i);
+    if (avx2->act(f).from_f32 != scalar.act(f).from_f32) CHECK(avx512->act(f).from_f32 != scalar.act(f).from_f32);
+  }
+}
+
 TEST_CASE("EDGELLM_ISA values are parsed and unavailable ones fall back", "[dispatch]") {
   CHECK(parse_isa("scalar") == Isa::scalar);
   CHECK(parse_isa("avx2") == Isa::avx2);

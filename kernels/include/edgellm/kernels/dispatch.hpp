@@ -56,8 +56,9 @@ struct ActKernels {
   QuantizeRow from_f32 = nullptr;  // nullptr for f32: the rows are used as they are
 };
 
-// One ISA's kernels. Every entry is set; an ISA without its own version of a kernel uses the
-// scalar reference (or ops.hpp's portable version).
+// One ISA's kernels. Every entry is set; an ISA without its own version of a kernel uses the one
+// of the ISA below it (AVX-512 -> AVX2, NEON dotprod -> armv8.0), down to the scalar reference
+// (or ops.hpp's portable version).
 struct KernelSet {
   static constexpr size_t kTypeSlots = 48;  // DType ids are below this
   Isa isa;
