@@ -1,12 +1,15 @@
 // The Metal emulator's runtime: one dispatch, threadgroup after threadgroup (grid order z, y, x),
-// every thread of a threadgroup a ucontext fiber that switches only at SIMD-group functions and
+// every thread of a threadgroup a fiber that switches only at SIMD-group functions and
 // barriers (see emu_runtime.hpp for why). The scheduler runs every runnable fiber in the
 // schedule's order until it blocks or finishes, then resolves what can be resolved: a SIMD-group
 // whose lanes all wait at the same collective, a threadgroup whose threads all wait at the same
 // barrier. Anything else that blocks is divergence or a deadlock, reported with the kernel, the
 // threadgroup and where each thread is.
 //
-// Exceptions never cross a context switch: a fiber catches what its kernel throws, records it and
+// A switch is a few instructions of assembly on x86-64 (callee-saved registers, the stack pointer,
+// MXCSR and the x87 control word: what the ABI says survives a call); ucontext's swapcontext
+// elsewhere (it makes a system call per switch for the signal mask, which the emulator never
+// changes). Exceptions never cross a context switch: a fiber catches what its kernel throws, records it and
 // switches back, and the scheduler throws. Under AddressSanitizer every switch is announced
 // (__sanitizer_start/finish_switch_fiber) so it tolerates the stack changes.
 #include "emu_runtime.hpp"
@@ -117,6 +120,83 @@ const void* ThreadCtx::args_ref(uint32_t bytes, const char* type_name) const {
 
 thread_local ThreadCtx* tls_current = nullptr;
 
+// ---- context switching ----------------------------------------------------------------------------
+
+#if defined(__x86_64__)
+extern "C" __attribute__((visibility("hidden"))) void edgellm_emu_switch(void** save_sp, void* new_sp);
+// Saves the callee-saved state on the current stack, stores the stack pointer in *save_sp, and
+// resumes the context whose stack pointer is new_sp (saved by the same code, or made by make_context).
+asm(R"(
+  .text
+  .globl edgellm_emu_switch
+  .hidden edgellm_emu_switch
+  .type edgellm_emu_switch, @function
+edgellm_emu_switch:
+  .cfi_startproc
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .cfi_endproc
+  .size edgellm_emu_switch, .-edgellm_emu_switch
+)");
+namespace {
+struct Context {
+  void* sp = nullptr;
+};
+inline void switch_context(Context& from, Context& to) { edgellm_emu_switch(&from.sp, to.sp); }
+// A context that starts entry() on the stack [stack, stack + bytes); entry never returns.
+void make_context(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  uintptr_t top = (uintptr_t(stack) + bytes) & ~uintptr_t(15);
+  auto* p = reinterpret_cast<uint64_t*>(top);
+  p[-1] = 0;                                 // entry's return address (it never returns)
+  p[-2] = uint64_t(uintptr_t(entry));        // where edgellm_emu_switch's ret goes
+  for (int i = 3; i <= 8; ++i) p[-i] = 0;    // rbp, rbx, r12 .. r15
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  p[-9] = uint64_t(mxcsr) | (uint64_t(fpucw) << 32);
+  c.sp = p - 9;  // after the ret: rsp = top - 8, as after a call
+}
+}  // namespace
+#else
+namespace {
+struct Context {
+  ucontext_t uc;
+  bool made = false;
+};
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void make_context(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  if (!c.made) {
+    getcontext(&c.uc);
+    c.made = true;
+  }
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+}  // namespace
+#endif
+
 namespace {
 
 #if defined(EDGELLM_EMU_ASAN)
@@ -131,17 +211,16 @@ size_t page_size() {
 }
 
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   char* map = nullptr;  // guard page, then the stack
   char* stack = nullptr;
-  bool has_ctx = false;
   void* fake_stack = nullptr;  // ASan's fake stack of this fiber while it is switched out
 };
 
 }  // namespace
 
 struct Runtime::Impl {
-  ucontext_t sched_ctx;
+  Context sched_ctx;
   void* sched_fake_stack = nullptr;
   const void* sched_stack_bottom = nullptr;
   size_t sched_stack_size = 0;
@@ -181,7 +260,7 @@ void switch_to_scheduler(Runtime::Impl* rt, Fiber& f, bool final) {
 #else
   (void)final;
 #endif
-  swapcontext(&f.ctx, &rt->sched_ctx);
+  switch_context(f.ctx, rt->sched_ctx);
 #if defined(EDGELLM_EMU_ASAN)
   __sanitizer_finish_switch_fiber(f.fake_stack, &rt->sched_stack_bottom, &rt->sched_stack_size);
 #endif
@@ -402,15 +481,8 @@ void Runtime::run(const Launch& l) {
           t.op = nullptr;
 
           Fiber& f = *rt.fibers[size_t(i)];
-          if (!f.has_ctx) {
-            getcontext(&f.ctx);
-            f.has_ctx = true;
-          }
-          f.ctx.uc_stack.ss_sp = f.stack;
-          f.ctx.uc_stack.ss_size = kStackBytes;
-          f.ctx.uc_link = nullptr;
           f.fake_stack = nullptr;
-          makecontext(&f.ctx, fiber_entry, 0);
+          make_context(f.ctx, f.stack, kStackBytes, fiber_entry);
         }
 
         rt.order.resize(size_t(n));
@@ -427,7 +499,7 @@ void Runtime::run(const Launch& l) {
 #if defined(EDGELLM_EMU_ASAN)
             __sanitizer_start_switch_fiber(&rt.sched_fake_stack, f.stack, kStackBytes);
 #endif
-            swapcontext(&rt.sched_ctx, &f.ctx);
+            switch_context(rt.sched_ctx, f.ctx);
 #if defined(EDGELLM_EMU_ASAN)
             __sanitizer_finish_switch_fiber(rt.sched_fake_stack, nullptr, nullptr);
 #endif
