@@ -201,6 +201,10 @@ def parse_kernel(src, code, kpos, path):
             "buffers": sorted(buffers)}, blanks
 
 
+# MSL's half literals (1.0h, 2.5e-3H) are not C++: they become ((half)(1.0f)).
+HALF_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)[hH](?!\w)")
+
+
 SWIZZLE = re.compile(r"(\.|->)([xyzw]{2,4})(?![A-Za-z0-9_])")
 
 
@@ -290,9 +294,21 @@ def convert(src, path, out_path, ident):
             if text[i] != "\n":
                 text[i] = " "
     inserts = set(swizzle_inserts(code))
-    body = "".join(c + ("()" if (i + 1) in inserts else "") for i, c in enumerate(text))
-    if inserts and 0 in inserts:
-        body = "()" + body
+    pieces, last = [], 0
+    halfs = {m.start(): m for m in HALF_LITERAL.finditer(code)}
+    i = 0
+    n = len(text)
+    while i < n:
+        m = halfs.get(i)
+        if m:
+            pieces.append("((half)(%sf))" % src[m.start(1):m.end(1)])
+            i = m.end()
+        else:
+            pieces.append(text[i])
+            i += 1
+        if i in inserts:
+            pieces.append("()")
+    body = "".join(pieces)
     if not body.endswith("\n"):
         body += "\n"
 
