@@ -30,6 +30,7 @@
 #include "generate.hpp"
 #include "log.hpp"
 #include "model.hpp"
+#include "quantize.hpp"
 #include "sampler.hpp"
 #include "tokenizer.hpp"
 
@@ -235,6 +236,15 @@ edgellm_generate_params generate_defaults() {
   return p;
 }
 
+edgellm_quantize_params quantize_defaults() {
+  edgellm_quantize_params p;
+  p.struct_size = sizeof p;
+  p.n_threads = 0;
+  p.callback = nullptr;
+  p.user_data = nullptr;
+  return p;
+}
+
 // ---- Odds and ends -------------------------------------------------------------------------------
 
 uint64_t peak_rss_bytes() {
@@ -390,6 +400,9 @@ void edgellm_sampler_params_init(edgellm_sampler_params* params, size_t struct_s
 }
 void edgellm_generate_params_init(edgellm_generate_params* params, size_t struct_size) {
   init_params(params, struct_size, generate_defaults());
+}
+void edgellm_quantize_params_init(edgellm_quantize_params* params, size_t struct_size) {
+  init_params(params, struct_size, quantize_defaults());
 }
 
 // ---- Model ---------------------------------------------------------------------------------------
@@ -716,6 +729,46 @@ edgellm_status edgellm_generate(edgellm_context* ctx, edgellm_sampler* sampler, 
     std::memcpy(static_cast<void*>(result), &out, out.struct_size);
   }
   return status;
+}
+
+// ---- Quantization --------------------------------------------------------------------------------
+
+edgellm_status edgellm_quantize(const char* input, const char* output, const char* type,
+                                const edgellm_quantize_params* params) {
+  return guarded("edgellm_quantize", [&] {
+    REQUIRE_ARG(input != nullptr, "input is NULL");
+    REQUIRE_ARG(output != nullptr, "output is NULL");
+    REQUIRE_ARG(type != nullptr, "type is NULL");
+    const edgellm_quantize_params p = read_params(params, quantize_defaults(), "edgellm_quantize_params");
+    REQUIRE_ARG(p.n_threads >= 0, "n_threads must be >= 0, got " + std::to_string(p.n_threads));
+    const auto ft = edgellm::engine::parse_file_type(type);
+    if (!ft)
+      fail(Kind::InvalidArgument, "unknown type '" + edgellm::gguf::printable(type) +
+                                      "': expected one of " + edgellm::engine::file_type_names());
+    edgellm::engine::QuantizeOptions o;
+    o.n_threads = p.n_threads;
+    if (p.callback)
+      o.on_tensor = [&p](const edgellm::engine::QuantizeProgress& q) {
+        const edgellm::gguf::TensorInfo& t = *q.tensor;
+        const std::string in = edgellm::dtype_name(static_cast<uint32_t>(t.type)),
+                          out = edgellm::dtype_name(static_cast<uint32_t>(q.plan.type)),
+                          wanted = edgellm::dtype_name(static_cast<uint32_t>(q.plan.wanted));
+        edgellm_quantize_progress r{};
+        r.struct_size = sizeof r;
+        r.index = static_cast<int32_t>(q.index);
+        r.n_tensors = static_cast<int32_t>(q.count);
+        r.name = t.name.c_str();
+        r.type_in = in.c_str();
+        r.type_out = out.c_str();
+        r.type_wanted = wanted.c_str();
+        r.n_dims = static_cast<int32_t>(t.n_dims);
+        for (int d = 0; d < 4; ++d) r.ne[d] = static_cast<int64_t>(t.ne[d]);
+        r.bytes_in = t.n_bytes;
+        r.bytes_out = q.bytes_out;
+        return p.callback(&r, p.user_data);
+      };
+    edgellm::engine::quantize_file(input, output, *ft, o);
+  });
 }
 
 // ---- Perf ----------------------------------------------------------------------------------------

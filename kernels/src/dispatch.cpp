@@ -74,7 +74,7 @@ KernelSet scalar_kernel_set() {
   set_ref_row<vec_dot_q8_0_q8_0_ref, dequantize_row_q8_0_ref, quantize_row_q8_0_ref>(ks, DType::Q8_0, ActForm::q8_0);
   set_ref_row<vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, quantize_row_q4_0_ref>(ks, DType::Q4_0, ActForm::q8_0);
   set_ref_row<vec_dot_q4_1_q8_1_ref, dequantize_row_q4_1_ref, quantize_row_q4_1_ref>(ks, DType::Q4_1, ActForm::q8_1);
-  set_ref_row<vec_dot_iq4_nl_q8_0_ref, dequantize_row_iq4_nl_ref, quantize_row_iq4_nl_ref>(ks, DType::IQ4_NL, ActForm::q8_0);
+  set_ref_row<vec_dot_iq4_nl_q8_0_ref, dequantize_row_iq4_nl_ref, quantize_row_iq4_nl_file_ref>(ks, DType::IQ4_NL, ActForm::q8_0);
   set_ref_row<vec_dot_q5_0_q8_0_ref, dequantize_row_q5_0_ref, quantize_row_q5_0_ref>(ks, DType::Q5_0, ActForm::q8_0);
   set_ref_row<vec_dot_q5_1_q8_1_ref, dequantize_row_q5_1_ref, quantize_row_q5_1_ref>(ks, DType::Q5_1, ActForm::q8_1);
   set_ref_row<vec_dot_f16_f32_ref, dequantize_row_f16_ref, quantize_row_f16_ref>(ks, DType::F16, ActForm::f16);

@@ -280,6 +280,22 @@ void quantize_row_iq4_nl_ref(const float* x, block_iq4_nl* y, int64_t k) {
   }
 }
 
+// llama.cpp's quantize_iq4_nl without importance weights (what llama-quantize writes): the scale
+// of detail::iq4_fit_scale (the reference's first scale, then 15 more tries), every element on its
+// nearest level at x / d with the unrounded d. An (almost) all-zero block has d = 0 and every
+// element on the level nearest 0.
+void quantize_row_iq4_nl_file_ref(const float* x, block_iq4_nl* y, int64_t k) {
+  const int64_t nb = k / QK4_NL;
+  for (int64_t i = 0; i < nb; ++i, x += QK4_NL) {
+    const float d = detail::iq4_fit_scale(x);
+    const float id = d != 0 ? 1 / d : 0.0f;
+    uint8_t L[QK4_NL];
+    for (int j = 0; j < QK4_NL; ++j) L[j] = static_cast<uint8_t>(iq4_nl_index(id * x[j]));
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK4_NL / 2; ++j) y[i].qs[j] = static_cast<uint8_t>(L[j] | L[j + QK4_NL / 2] << 4);
+  }
+}
+
 void dequantize_row_iq4_nl_ref(const block_iq4_nl* x, float* y, int64_t k) {
   const int64_t nb = k / QK4_NL;
   for (int64_t i = 0; i < nb; ++i) {

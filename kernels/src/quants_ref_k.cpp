@@ -700,51 +700,9 @@ void dequantize_row_iq4_xs_ref(const block_iq4_xs* x, float* y, int64_t k) {
   }
 }
 
-namespace {
-
-// The x^2-weighted least-squares scale of one 32-element sub-block on the IQ4_NL levels: from
-// d = max / 127 (max the element of largest magnitude) with each element on its nearest level,
-// then the inverse scales (t - 127) / max, t = -7..7, keeping the scale whose levels reduce the
-// error most (the levels themselves are recomputed later). 0 for an (almost) all-zero sub-block.
-float fit_scale_iq4(const float* x) {
-  float amax = 0, max = 0;
-  for (int j = 0; j < 32; ++j) {
-    if (std::fabs(x[j]) > amax) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
-  if (amax < 1e-15f) return 0.0f;
-  // sum w q x and sum w q^2 (w = x^2) for the levels nearest to x * id.
-  auto sums = [&](float id, float* sum_qx, float* sum_q2) {
-    *sum_qx = 0;
-    *sum_q2 = 0;
-    for (int j = 0; j < 32; ++j) {
-      const float q = kvalues_iq4nl[detail::iq4_nl_index(id * x[j])];
-      const float w = x[j] * x[j];
-      *sum_qx += w * q * x[j];
-      *sum_q2 += w * q * q;
-    }
-  };
-  float sum_qx, sum_q2;
-  sums(1 / (-max / kvalues_iq4nl[0]), &sum_qx, &sum_q2);
-  float d = sum_q2 > 0 ? sum_qx / sum_q2 : 0.0f;
-  float best = d * sum_qx;  // = sum_qx^2 / sum_q2, the error reduction to maximise
-  for (int t = -7; t <= 7; ++t) {
-    sums((t + kvalues_iq4nl[0]) / max, &sum_qx, &sum_q2);
-    if (sum_q2 > 0 && sum_qx * sum_qx > best * sum_q2) {
-      d = sum_qx / sum_q2;
-      best = d * sum_qx;
-    }
-  }
-  return d;
-}
-
-}  // namespace
-
 // llama.cpp's quantize_row_iq4_xs_ref (no importance weights): per 32-element sub-block the scale
-// of fit_scale_iq4; the 8 scales to 6 bits against the one of largest magnitude (which maps to
-// -32, d = -max / 32); every element to its nearest level at x / (d l) with the unrounded d. An
+// of detail::iq4_fit_scale; the 8 scales to 6 bits against the one of largest magnitude (which
+// maps to -32, d = -max / 32); every element to its nearest level at x / (d l) with the unrounded d. An
 // all-zero super-block has d = -0 and every element on level 1 (the one nearest 0). Non-finite
 // input does not crash; the block's numbers are then unspecified.
 void quantize_row_iq4_xs_ref(const float* x, block_iq4_xs* y, int64_t k) {
@@ -753,7 +711,7 @@ void quantize_row_iq4_xs_ref(const float* x, block_iq4_xs* y, int64_t k) {
     float scales[QK_K / 32];
     float max_scale = 0, max_abs_scale = 0;
     for (int j = 0; j < QK_K / 32; ++j) {
-      scales[j] = fit_scale_iq4(x + 32 * j);
+      scales[j] = detail::iq4_fit_scale(x + 32 * j);
       if (std::fabs(scales[j]) > max_abs_scale) {
         max_abs_scale = std::fabs(scales[j]);
         max_scale = scales[j];

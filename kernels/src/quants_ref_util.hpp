@@ -101,4 +101,42 @@ inline int iq4_nl_index(float v) {
   return v - kvalues_iq4nl[hi - 1] < kvalues_iq4nl[hi] - v ? hi - 1 : hi;
 }
 
+// The x^2-weighted least-squares scale of one 32-element sub-block on the IQ4_NL levels: from
+// d = max / 127 (max the element of largest magnitude) with each element on its nearest level,
+// then the inverse scales (t - 127) / max, t = -7..7, keeping the scale whose levels reduce the
+// error most (the levels themselves are recomputed later). 0 for an (almost) all-zero sub-block.
+inline float iq4_fit_scale(const float* x) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    if (std::fabs(x[j]) > amax) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  if (amax < 1e-15f) return 0.0f;
+  // sum w q x and sum w q^2 (w = x^2) for the levels nearest to x * id.
+  auto sums = [&](float id, float* sum_qx, float* sum_q2) {
+    *sum_qx = 0;
+    *sum_q2 = 0;
+    for (int j = 0; j < 32; ++j) {
+      const float q = kvalues_iq4nl[iq4_nl_index(id * x[j])];
+      const float w = x[j] * x[j];
+      *sum_qx += w * q * x[j];
+      *sum_q2 += w * q * q;
+    }
+  };
+  float sum_qx, sum_q2;
+  sums(1 / (-max / kvalues_iq4nl[0]), &sum_qx, &sum_q2);
+  float d = sum_q2 > 0 ? sum_qx / sum_q2 : 0.0f;
+  float best = d * sum_qx;  // = sum_qx^2 / sum_q2, the error reduction to maximise
+  for (int t = -7; t <= 7; ++t) {
+    sums((t + kvalues_iq4nl[0]) / max, &sum_qx, &sum_q2);
+    if (sum_q2 > 0 && sum_qx * sum_qx > best * sum_q2) {
+      d = sum_qx / sum_q2;
+      best = d * sum_qx;
+    }
+  }
+  return d;
+}
+
 }  // namespace edgellm::kernels::detail

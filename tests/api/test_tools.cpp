@@ -288,3 +288,63 @@ TEST_CASE("edgellm-bench prints llama-bench's JSON fields and a markdown table",
   CHECK(md.out.find("bytes read per decoded token") != std::string::npos);
   check_one_line_error(run("edgellm-bench", {"-m", kStories, "-r", "0"}), "-r");
 }
+
+TEST_CASE("edgellm-quantize writes the file with one progress line per tensor on stderr", "[tools]") {
+  const std::string out = kTmp + "/tools-q4_k_m.gguf";
+  std::remove(out.c_str());
+  Run r = run("edgellm-quantize", {"-t", "2", kStories, out, "Q4_K_M"});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.empty());
+  const auto in = edgellm::gguf::File::open(kStories);
+  const auto q = edgellm::gguf::File::open(out);
+  const auto lines = r.err_lines();
+  REQUIRE(lines.size() == in.tensors().size() + 1);  // one per tensor, then the summary
+  for (size_t i = 0; i < in.tensors().size(); ++i) {
+    const auto& t = q.tensors()[i];
+    INFO(lines[i]);
+    char counter[32];
+    std::snprintf(counter, sizeof counter, "[%4zu/%4zu]", i + 1, in.tensors().size());
+    CHECK(lines[i].rfind(counter, 0) == 0);
+    CHECK(lines[i].find(" " + t.name + " ") != std::string::npos);
+    CHECK(lines[i].find("f32 -> " + edgellm::dtype_name(static_cast<uint32_t>(t.type))) != std::string::npos);
+  }
+  // The Q4_K the 64-wide rows did not fit is named where Q5_0 was written instead.
+  CHECK(lines[3].find("q5_0") != std::string::npos);
+  CHECK(lines[3].find("do not fit q4_K") != std::string::npos);
+  CHECK(lines.back().find("bits per weight") != std::string::npos);
+  CHECK(lines.back().find("fallback") != std::string::npos);
+  edgellm::Model model(out);
+  CHECK(std::string(model.info().description).find("Q4_K - Medium") != std::string::npos);
+}
+
+TEST_CASE("edgellm-quantize: each error is one clear line, a non-zero exit and no output file", "[tools]") {
+  const std::string out = kTmp + "/tools-quantize-error.gguf";
+  std::remove(out.c_str());
+  check_one_line_error(run("edgellm-quantize", {kStories, out, "Q9_K"}), "unknown type 'Q9_K'");
+  check_one_line_error(run("edgellm-quantize", {kTmp + "/nope.gguf", out, "Q8_0"}), "nope.gguf");
+  const std::string text_file = kTmp + "/tools-quantize-not-gguf.txt";
+  std::ofstream(text_file) << "not a model";
+  check_one_line_error(run("edgellm-quantize", {text_file, out, "Q8_0"}), "GGUF");
+  // An input that is already quantized.
+  const std::string q8 = kTmp + "/tools-quantize-q8_0.gguf";
+  REQUIRE(run("edgellm-quantize", {kStories, q8, "q8_0"}).rc == 0);
+  check_one_line_error(run("edgellm-quantize", {q8, out, "Q4_K_M"}), "already quantized");
+  check_one_line_error(run("edgellm-quantize", {kStories, out}), "expected IN.gguf OUT.gguf TYPE");
+  check_one_line_error(run("edgellm-quantize", {kStories, out, "Q8_0", "extra"}), "expected IN.gguf OUT.gguf TYPE");
+  check_one_line_error(run("edgellm-quantize", {"-t", "x", kStories, out, "Q8_0"}), "-t");
+  check_one_line_error(run("edgellm-quantize", {"--imatrix", "m.dat", kStories, out, "Q8_0"}), "not supported");
+  std::ifstream gone(out);
+  CHECK(!gone.good());
+  std::ifstream part(out + ".part");
+  CHECK(!part.good());
+}
+
+TEST_CASE("edgellm-quantize --help lists the types and says there is no importance matrix", "[tools]") {
+  Run r = run("edgellm-quantize", {"--help"});
+  CHECK(r.rc == 0);
+  for (const char* type : {"Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q3_K_M", "Q3_K_S", "Q3_K_L", "Q2_K", "Q6_K",
+                           "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS", "F16"})
+    CHECK(r.out.find(type) != std::string::npos);
+  CHECK(r.out.find("No importance matrix") != std::string::npos);
+}

@@ -31,6 +31,9 @@ const std::string kBins =
 
 // Signatures as declared in llama.cpp's ggml-quants.h, ggml.h, ggml-cpu.h and gguf.h.
 using QuantizeFn = void (*)(const float*, void*, int64_t);
+// ggml's per-type chunk quantizers (quantize_iq4_nl(src, dst, nrow, n_per_row, importance)):
+// what llama_model_quantize calls for a tensor.
+using QuantizeChunkFn = size_t (*)(const float*, void*, int64_t, int64_t, const float*);
 using DequantizeFn = void (*)(const void*, float*, int64_t);
 using VecDotFn = void (*)(int n, float* s, size_t bs, const void* x, size_t bx, const void* y,
                           size_t by, int nrc);
@@ -61,6 +64,7 @@ struct Llama {
              quantize_q5_1 = nullptr, quantize_q4_1 = nullptr, quantize_iq4_nl = nullptr,
              quantize_q5_K = nullptr, quantize_q3_K = nullptr, quantize_q2_K = nullptr,
              quantize_iq4_xs = nullptr;
+  QuantizeChunkFn quantize_chunk_iq4_nl = nullptr;
   // The CPU backend's activation quantizers (not the refs).
   QuantizeFn quantize_q8_0_cpu = nullptr, quantize_q8_1_cpu = nullptr;
   DequantizeFn dequantize_q4_K = nullptr, dequantize_q6_K = nullptr, dequantize_q8_K = nullptr,
@@ -132,6 +136,7 @@ struct Llama {
     load(base, quantize_q5_1, "quantize_row_q5_1_ref");
     load(base, quantize_q4_1, "quantize_row_q4_1_ref");
     load(base, quantize_iq4_nl, "quantize_row_iq4_nl_ref");
+    load(base, quantize_chunk_iq4_nl, "quantize_iq4_nl");
     load(base, quantize_q5_K, "quantize_row_q5_K_ref");
     load(base, quantize_q3_K, "quantize_row_q3_K_ref");
     load(base, quantize_q2_K, "quantize_row_q2_K_ref");
@@ -486,6 +491,51 @@ TEST_CASE("Q5_0, Q5_1, Q4_1 and IQ4_NL quantization is bit-identical to llama.cp
 // 127 / amax, halves to even), not quantize_row_q8_0_ref; ours and every ISA's must equal it. The
 // one allowed difference: a block with amax < 127 / FLT_MAX has d = 0 in both, and our q are 0
 // where llama.cpp's overflowed multiplier gives -128 (d = 0 makes them irrelevant).
+// What llama-quantize writes for IQ4_NL is not its quantize_row_iq4_nl_ref but quantize_iq4_nl
+// (15 more scales tried per block): ours for files against that, every byte.
+TEST_CASE("IQ4_NL file quantization is bit-identical to llama.cpp's quantize_iq4_nl", "[oracle]") {
+  const Llama& l = require_llama();
+  Rng rng(29);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (float sigma : {1.0f, 1e-3f, 30.0f, 1e4f, 1e-38f}) {
+    char name[48];
+    std::snprintf(name, sizeof name, "N(0, %g^2)", double(sigma));
+    rows.emplace_back(name, gaussian(rng, 256 * 64, sigma));
+  }
+  int k = 0;
+  for (auto& r : edge_rows(512)) rows.emplace_back("edge row " + std::to_string(k++), r);
+  double err_file = 0, err_ref = 0;  // squared error over the Gaussian rows
+  for (const auto& [name, x] : rows) {
+    INFO(name);
+    const int64_t n = int64_t(x.size());
+    std::vector<block_iq4_nl> a(x.size() / QK4_NL), b(a.size()), c(a.size());
+    quantize_row_iq4_nl_file_ref(x.data(), a.data(), n);
+    // As llama_model_quantize calls it: rows of 256 elements.
+    REQUIRE(l.quantize_chunk_iq4_nl(x.data(), b.data(), n / 256, 256, nullptr) == b.size() * sizeof(block_iq4_nl));
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("IQ4_NL block " << i);
+      REQUIRE(std::memcmp(&a[i], &b[i], sizeof(block_iq4_nl)) == 0);
+    }
+    if (name[0] == 'N' && name != "N(0, 1e-38^2)") {
+      quantize_row_iq4_nl_ref(x.data(), c.data(), n);
+      std::vector<float> ya(x.size()), yc(x.size());
+      dequantize_row_iq4_nl_ref(a.data(), ya.data(), n);
+      dequantize_row_iq4_nl_ref(c.data(), yc.data(), n);
+      double fa = 0, fc = 0, sx = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        fa += double(ya[i] - x[i]) * (ya[i] - x[i]);
+        fc += double(yc[i] - x[i]) * (yc[i] - x[i]);
+        sx += double(x[i]) * x[i];
+      }
+      err_file += fa / sx;
+      err_ref += fc / sx;
+    }
+  }
+  // The search is why files use it: a lower error than the one-scale reference.
+  WARN("IQ4_NL relative squared error, file quantizer " << err_file << " vs reference " << err_ref);
+  CHECK(err_file < err_ref);
+}
+
 TEST_CASE("Q8_0 activation quantization is bit-identical to llama.cpp's CPU backend", "[oracle]") {
   const Llama& l = require_llama();
   Rng rng(26);

@@ -9,7 +9,7 @@
 //   llama-oracle chat       --template-file T --messages-file M [--add-ass]
 //   llama-oracle chat-names
 //   llama-oracle bench      -m FILE [-p 512] [-n 128] [-r 5] [-d 0]
-//   llama-oracle quantize   -m FILE -o OUT --ftype q4_0|q4_1|iq4_nl|q8_0|q5_0|q5_1|q4_k_m|q5_k_m|q6_k|q2_k|q3_k_m|iq4_xs [--pure]
+//   llama-oracle quantize   -m FILE -o OUT --ftype q4_0|q4_1|iq4_nl|q8_0|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|q5_k_s|q6_k|q2_k|q3_k_s|q3_k_m|q3_k_l|iq4_xs|f16 [--pure]
 // Common options (model commands):
 //   --cpu VARIANT  CPU backend library: libggml-cpu-VARIANT.so of the prebuilt folder (zen4,
 //                  haswell, sapphirerapids, ...), or a path to a .so; "best" (default) lets ggml
@@ -110,7 +110,10 @@ int parse_ftype(const std::string& name) {
       {"q4_k_m", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"q5_k_m", LLAMA_FTYPE_MOSTLY_Q5_K_M},
       {"q6_k", LLAMA_FTYPE_MOSTLY_Q6_K},     {"q4_1", LLAMA_FTYPE_MOSTLY_Q4_1},
       {"iq4_nl", LLAMA_FTYPE_MOSTLY_IQ4_NL}, {"q2_k", LLAMA_FTYPE_MOSTLY_Q2_K},
-      {"q3_k_m", LLAMA_FTYPE_MOSTLY_Q3_K_M}, {"iq4_xs", LLAMA_FTYPE_MOSTLY_IQ4_XS}};
+      {"q3_k_m", LLAMA_FTYPE_MOSTLY_Q3_K_M}, {"iq4_xs", LLAMA_FTYPE_MOSTLY_IQ4_XS},
+      {"q3_k_s", LLAMA_FTYPE_MOSTLY_Q3_K_S}, {"q3_k_l", LLAMA_FTYPE_MOSTLY_Q3_K_L},
+      {"q4_k_s", LLAMA_FTYPE_MOSTLY_Q4_K_S}, {"q5_k_s", LLAMA_FTYPE_MOSTLY_Q5_K_S},
+      {"f16", LLAMA_FTYPE_MOSTLY_F16}};
   for (const auto& [n, t] : names)
     if (name == n) return static_cast<int>(t);
   throw std::runtime_error("--ftype: unknown file type '" + name + "'");

@@ -389,6 +389,58 @@ typedef struct edgellm_perf {
 EDGELLM_API edgellm_status edgellm_get_perf(const edgellm_context* ctx, edgellm_perf* perf);
 EDGELLM_API void edgellm_reset_perf(edgellm_context* ctx);
 
+/* ---- Quantization ---------------------------------------------------------------------------- */
+
+/* One tensor written by edgellm_quantize (passed to its callback; valid during the call). */
+typedef struct edgellm_quantize_progress {
+  size_t struct_size;      /* sizeof the library's struct: fields are only appended */
+  int32_t index;           /* 0-based, in file order */
+  int32_t n_tensors;
+  const char* name;        /* the tensor's name as in the file (not escaped) */
+  const char* type_in;     /* "f32", "f16", "bf16" (llama.cpp's type names) */
+  const char* type_out;    /* "q4_K", "q5_0", "f16", ...: what was written */
+  const char* type_wanted; /* the recipe's type before the row-width fallback (== type_out when
+                              the rows fit it; e.g. "q4_K" with type_out "q5_0" for 896-wide rows) */
+  int32_t n_dims;
+  int64_t ne[4];           /* ne[0]: the row length */
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+} edgellm_quantize_progress;
+
+/* Return false to stop: edgellm_quantize then returns EDGELLM_ERR_CANCELLED and leaves no file. */
+typedef bool (*edgellm_quantize_callback)(const edgellm_quantize_progress* progress, void* user_data);
+
+typedef struct edgellm_quantize_params {
+  size_t struct_size;                 /* sizeof(edgellm_quantize_params): see the ABI rule */
+  int32_t n_threads;                  /* 0 (default): the physical cores; the output does not
+                                         depend on it */
+  edgellm_quantize_callback callback; /* after each tensor; may be NULL */
+  void* user_data;
+} edgellm_quantize_params;
+
+EDGELLM_API void edgellm_quantize_params_init(edgellm_quantize_params* params, size_t struct_size);
+static inline edgellm_quantize_params edgellm_quantize_default_params(void) {
+  edgellm_quantize_params p;
+  edgellm_quantize_params_init(&p, sizeof p);
+  return p;
+}
+
+/* Writes the F32 / F16 / BF16 model `input` to `output` as file type `type` (any case):
+ * Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_M, Q3_K_S, Q3_K_L, Q2_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, IQ4_NL, IQ4_XS or F16. The tensor types are llama.cpp's recipe for that file type
+ * (llama-quantize without an importance matrix, which is not supported here): more bits for
+ * output.weight and some attn_v / ffn_down layers, the file type's main type elsewhere, and a
+ * 32-element type where rows do not fit 256-element blocks (Q4_K -> Q5_0, Q5_K -> Q5_1,
+ * Q6_K -> Q8_0, Q2_K / Q3_K -> Q4_0, IQ4_XS -> IQ4_NL; F16 where 32 does not fit either); 1-D
+ * tensors and norms keep their type. Every metadata key is kept; general.file_type (llama.cpp's
+ * number) and general.quantization_version are set. The file is written as output + ".part" and
+ * renamed when complete: a failed or cancelled call leaves no output, and output may be input.
+ * Errors: EDGELLM_ERR_INVALID_ARGUMENT (NULL paths, unknown type), EDGELLM_ERR_IO (cannot read
+ * input or write output), EDGELLM_ERR_FORMAT (not a GGUF model), EDGELLM_ERR_UNSUPPORTED (an
+ * already-quantized or split input), EDGELLM_ERR_CANCELLED. params may be NULL (defaults). */
+EDGELLM_API edgellm_status edgellm_quantize(const char* input, const char* output, const char* type,
+                                            const edgellm_quantize_params* params);
+
 #ifdef __cplusplus
 }
 #endif

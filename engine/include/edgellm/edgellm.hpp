@@ -244,4 +244,33 @@ class Context {
   edgellm_context* c_ = nullptr;
 };
 
+// edgellm_quantize (see edgellm.h): `input` written to `output` as file type `type` ("Q4_K_M", ...).
+// on_tensor runs after each tensor; returning false stops with EDGELLM_ERR_CANCELLED, and an
+// exception it throws stops the call and is rethrown here. Throws Exception on failure.
+using QuantizeCallback = std::function<bool(const edgellm_quantize_progress& tensor)>;
+inline void quantize(const std::string& input, const std::string& output, const std::string& type,
+                     QuantizeCallback on_tensor = {}, int32_t n_threads = 0) {
+  edgellm_quantize_params p = edgellm_quantize_default_params();
+  p.n_threads = n_threads;
+  struct Call {
+    QuantizeCallback* fn;
+    std::exception_ptr error;
+  } call{&on_tensor, nullptr};
+  if (on_tensor) {
+    p.user_data = &call;
+    p.callback = [](const edgellm_quantize_progress* t, void* user) -> bool {
+      auto* c = static_cast<Call*>(user);
+      try {
+        return (*c->fn)(*t);
+      } catch (...) {
+        c->error = std::current_exception();
+        return false;
+      }
+    };
+  }
+  const edgellm_status s = edgellm_quantize(input.c_str(), output.c_str(), type.c_str(), &p);
+  if (call.error) std::rethrow_exception(call.error);
+  detail::check(s);
+}
+
 }  // namespace edgellm

@@ -6,7 +6,7 @@
 // Agreement with llama.cpp (tests/kernels/test_kernels_llamacpp.cpp runs its libraries live):
 // - fp16/bf16 conversions, every dequantize_row_*_ref and quantize_row_q8_K_ref / q8_0_ref /
 //   q4_0_ref / q4_1_ref / q5_0_ref / q5_1_ref /
-//   iq4_nl_ref, and the activation quantizers q8_0_act / q8_1_act (against
+//   iq4_nl_ref / iq4_nl_file_ref (against quantize_iq4_nl), and the activation quantizers q8_0_act / q8_1_act (against
 //   llama.cpp's x86 CPU backend): bit-identical.
 // - quantize_row_q4_K_ref / q6_K_ref / q5_K_ref / q3_K_ref / q2_K_ref / iq4_xs_ref: the same
 //   weighted scale searches as llama.cpp's quantize_row_*_ref; asserted RMSE <= 1.01 x llama.cpp's
@@ -52,6 +52,10 @@ void quantize_row_q4_0_ref(const float* x, block_q4_0* y, int64_t k);
 void quantize_row_q4_1_ref(const float* x, block_q4_1* y, int64_t k);
 // IQ4_NL: llama.cpp's quantize_row_iq4_nl_ref (no importance weights, no extra scale tries).
 void quantize_row_iq4_nl_ref(const float* x, block_iq4_nl* y, int64_t k);
+// IQ4_NL as llama-quantize writes it (llama.cpp's quantize_iq4_nl without importance weights: 15
+// more scales tried per block, as IQ4_XS does; lower error than the _ref above). The type table's
+// quantize_row_ref for IQ4_NL, so that written files equal llama.cpp's.
+void quantize_row_iq4_nl_file_ref(const float* x, block_iq4_nl* y, int64_t k);
 void quantize_row_q5_0_ref(const float* x, block_q5_0* y, int64_t k);
 void quantize_row_q5_1_ref(const float* x, block_q5_1* y, int64_t k);
 // Q8_1 for activations (what Q5_1 products take): as quantize_row_q8_0_act_ref, plus
