@@ -196,6 +196,93 @@ float vec_dot_q3_K_q8_K_avx2(int64_t n, const block_q3_K* x, const block_q8_K* y
   return hsum(acc);
 }
 
+// Q2_K: the 2-bit fields laid out as Q3_K's low bits (element 128h + 32k + l: bits 2k..2k+1 of
+// qs[32h + l], sub-block 8h + 2k, +1 for l >= 16); scales[j] holds sc_j (low nibble) and m_j
+// (high): dot = d d8 sum_j sc_j (q . a)_j - dmin d8 sum_j m_j bsum_j.
+float vec_dot_q2_K_q8_K_avx2(int64_t n, const block_q2_K* x, const block_q8_K* y) {
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m256i pair_ctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_q2_K& xb = x[b];
+    const block_q8_K& ab = y[b];
+    prefetch_ahead<sizeof(block_q2_K)>(&xb);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb.scales));
+    const __m256i scales = _mm256_cvtepu8_epi16(_mm_and_si128(packed, low4));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+    __m256i sum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = load256(xb.qs + 32 * h);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), low2);
+        const __m256i pair = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(4 * h + k));
+        const __m256i p = _mm256_maddubs_epi16(q, load256(ab.qs + 128 * h + 32 * k));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(pair, pair_ctl)));
+      }
+    }
+    const __m256i sum_min = _mm256_madd_epi16(load256(ab.bsums), mins);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(xb.d) * ab.d), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_min), _mm256_set1_ps(fp16(xb.dmin) * ab.d), acc_min);
+  }
+  return hsum(acc) - hsum(acc_min);
+}
+
+// IQ4_NL levels of 32 quants (16 packed bytes: low nibbles are elements 0..15, high 16..31) times
+// 32 int8 activations, as 8 lanes of int32 partial sums. Levels (-127..113) and activations are
+// both signed, so the products are taken in 16 bits (vpmaddubsw's |level| * sign-moved activation
+// trick would be wrong for an activation of -128); `scale` (|scale| <= 32) multiplies the levels
+// first: |level * scale| <= 4064, pairs of products stay below 2^21.
+template <bool Scaled>
+inline __m256i dot_iq4_s8(const uint8_t* qs, const int8_t* a, __m256i levels, __m256i scale) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
+  const __m256i w = _mm256_shuffle_epi8(levels, idx);
+  __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+  if constexpr (Scaled) {
+    w0 = _mm256_mullo_epi16(w0, scale);
+    w1 = _mm256_mullo_epi16(w1, scale);
+  }
+  const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
+  const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16));
+  return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_cvtepi8_epi16(a0)), _mm256_madd_epi16(w1, _mm256_cvtepi8_epi16(a1)));
+}
+
+inline __m256i iq4_levels() {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kvalues_iq4nl));
+  return _mm256_set_m128i(t, t);
+}
+
+float vec_dot_iq4_nl_q8_0_avx2(int64_t n, const block_iq4_nl* x, const block_q8_0* y) {
+  const __m256i levels = iq4_levels();
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK4_NL; ++i) {
+    prefetch_ahead<sizeof(block_iq4_nl)>(x + i);
+    const __m256i dot = dot_iq4_s8<false>(x[i].qs, y[i].qs, levels, _mm256_setzero_si256());
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// IQ4_XS: sub-block j (32 elements, qs[16j ..]) as one IQ4_NL block, weighted by ls_j - 32.
+float vec_dot_iq4_xs_q8_K_avx2(int64_t n, const block_iq4_xs* x, const block_q8_K* y) {
+  const __m256i levels = iq4_levels();
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_iq4_xs& xb = x[b];
+    prefetch_ahead<sizeof(block_iq4_xs)>(&xb);
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < QK_K / 32; ++j) {
+      const __m256i scale = _mm256_set1_epi16(static_cast<int16_t>(iq4_xs_scale(xb, j) - 32));
+      sum = _mm256_add_epi32(sum, dot_iq4_s8<true>(xb.qs + 16 * j, y[b].qs + 32 * j, levels, scale));
+    }
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(xb.d) * y[b].d), acc);
+  }
+  return hsum(acc);
+}
+
 // ---- prefill: a tile of 8 weight rows unpacked once (gemm_tile.hpp), times many activation rows ----
 
 constexpr int kTileRows = 8;
@@ -374,6 +461,22 @@ float vec_dot_q5_0_q8_0_avx2(int64_t n, const block_q5_0* x, const block_q8_0* y
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
   }
   return hsum(acc);
+}
+
+// Q4_1 . Q8_1: as Q5_1 below with 4-bit quants (low nibbles elements 0..15, high 16..31).
+float vec_dot_q4_1_q8_1_avx2(int64_t n, const block_q4_1* x, const block_q8_1* y) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t i = 0; i < n / QK4_1; ++i) {
+    prefetch_ahead<sizeof(block_q4_1)>(x + i);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
+    const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
+    const __m256i dot = dot_u5_s8(q, load256(y[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
+    mins += fp16(x[i].m) * fp16(y[i].s);
+  }
+  return hsum(acc) + mins;
 }
 
 // Q5_1 . Q8_1: d_x d_y q . y per block in the vector lanes, the min term m_x s_y in a float sum.
@@ -723,6 +826,10 @@ const KernelSet* avx2_kernels() {
     set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q5_K_q8_K_avx2>(k.row(DType::Q5_K));
     set_vec_dot<vec_dot_q3_K_q8_K_avx2>(k.row(DType::Q3_K));
+    set_vec_dot<vec_dot_q2_K_q8_K_avx2>(k.row(DType::Q2_K));
+    set_vec_dot<vec_dot_iq4_xs_q8_K_avx2>(k.row(DType::IQ4_XS));
+    set_vec_dot<vec_dot_q4_1_q8_1_avx2>(k.row(DType::Q4_1));
+    set_vec_dot<vec_dot_iq4_nl_q8_0_avx2>(k.row(DType::IQ4_NL));
     set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));

@@ -160,6 +160,26 @@ std::vector<block_q5_1> make_q5_1(int64_t nb, Fill fill) {
   return v;
 }
 
+// Q4_1 (all_max: every quant 15) and IQ4_NL (all_max: every quant on the top level, 113).
+std::vector<block_q4_1> make_q4_1(int64_t nb, Fill fill) {
+  std::vector<block_q4_1> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+    b.m = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
+std::vector<block_iq4_nl> make_iq4_nl(int64_t nb, Fill fill) {
+  std::vector<block_iq4_nl> v(nb);
+  for (auto& b : v) {
+    for (auto& q : b.qs) q = fill == Fill::all_max ? 0xFF : byte();
+    b.d = fill == Fill::zero_scale ? 0 : random_scale(true);
+  }
+  return v;
+}
+
 // Q8_1 activations: as make_q8_0, with s = d * sum(q) as the quantizer makes it.
 std::vector<block_q8_1> make_q8_1(int64_t nb, Fill fill) {
   std::vector<block_q8_1> v(nb);
@@ -271,6 +291,17 @@ std::vector<float> q5_1_magnitudes(std::vector<block_q5_1> b) {
   for (auto& x : b) x.m = 0;
   std::vector<float> y(b.size() * QK5_1);
   dequantize_row_q5_1_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = std::abs(y[i]) + mins[i];
+  return y;
+}
+
+// |d q| + |m| per Q4_1 element, as q5_1_magnitudes.
+std::vector<float> q4_1_magnitudes(std::vector<block_q4_1> b) {
+  std::vector<float> mins(b.size() * QK4_1);
+  for (size_t i = 0; i < mins.size(); ++i) mins[i] = std::abs(fp16_to_fp32(b[i / QK4_1].m));
+  for (auto& x : b) x.m = 0;
+  std::vector<float> y(b.size() * QK4_1);
+  dequantize_row_q4_1_ref(b.data(), y.data(), static_cast<int64_t>(y.size()));
   for (size_t i = 0; i < y.size(); ++i) y[i] = std::abs(y[i]) + mins[i];
   return y;
 }
@@ -614,6 +645,23 @@ TEST_CASE("dot products stay within the stated bound of the reference on every I
           const double got = ks.type(DType::Q5_1)->vec_dot(n32, w.data(), a1.data());
           INFO("q5_1 ref " << ref << " got " << got);
           CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(q5_1_magnitudes(w), deq_q8_1(a1))));
+        }
+        {
+          const auto a1 = make_q8_1(n32 / QK8_1, fill == Fill::zero_scale ? Fill::random : fill);
+          const auto w = make_q4_1(n32 / QK4_1, fill);
+          const double ref = vec_dot_q4_1_q8_1_ref(n32, w.data(), a1.data());
+          const double got = ks.type(DType::Q4_1)->vec_dot(n32, w.data(), a1.data());
+          INFO("q4_1 ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(q4_1_magnitudes(w), deq_q8_1(a1))));
+        }
+        {
+          const auto w = make_iq4_nl(n32 / QK4_NL, fill);
+          std::vector<float> w_f(n32);
+          dequantize_row_iq4_nl_ref(w.data(), w_f.data(), n32);
+          const double ref = vec_dot_iq4_nl_q8_0_ref(n32, w.data(), a0.data());
+          const double got = ks.type(DType::IQ4_NL)->vec_dot(n32, w.data(), a0.data());
+          INFO("iq4_nl ref " << ref << " got " << got);
+          CHECK(std::abs(got - ref) <= dot_bound(n32, abs_dot(w_f, a0_f)));
         }
       }
     }
