@@ -595,6 +595,7 @@ TEST_CASE("emu: encode refuses what a GPU would not run", "[metal][emu]") {
 
 // ---- the device: buffers -----------------------------------------------------------------------------------
 
+#if !defined(EMU_TEST_ASAN)
 namespace {
 
 // The permissions of the mapping holding address p in /proc/self/maps ("rw-p", "---p"), "" if none.
@@ -611,6 +612,7 @@ std::string mapping_perms(const void* p) {
 }
 
 }  // namespace
+#endif
 
 TEST_CASE("emu: alloc() buffers are exact, zero-filled and guarded right after the end", "[metal][emu]") {
   auto dev = emu_device();

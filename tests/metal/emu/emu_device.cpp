@@ -41,10 +41,12 @@ constexpr unsigned char kCanary = 0xA5;
   throw Error(Error::Kind::InvalidArgument, "metal (emulated): " + what);
 }
 
+#if !defined(EDGELLM_EMU_ASAN)
 size_t page_size() {
   static const size_t p = size_t(sysconf(_SC_PAGESIZE));
   return p;
 }
+#endif
 
 }  // namespace
 

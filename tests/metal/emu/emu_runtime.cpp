@@ -201,6 +201,7 @@ namespace {
 
 #if defined(EDGELLM_EMU_ASAN)
 constexpr size_t kStackBytes = 512 * 1024;  // ASan's redzones make frames several times larger
+constexpr size_t kTopUnpoison = 16 * 1024;    // covers fiber_entry's frame and the final switch's
 #else
 constexpr size_t kStackBytes = 128 * 1024;
 #endif
@@ -482,6 +483,11 @@ void Runtime::run(const Launch& l) {
 
           Fiber& f = *rt.fibers[size_t(i)];
           f.fake_stack = nullptr;
+#if defined(EDGELLM_EMU_ASAN)
+          // A finished fiber's last frames (fiber_entry, the final switch) never returned, so their
+          // redzones are still poisoned at the top of the stack this fiber reuses.
+          ASAN_UNPOISON_MEMORY_REGION(f.stack + kStackBytes - kTopUnpoison, kTopUnpoison);
+#endif
           make_context(f.ctx, f.stack, kStackBytes, fiber_entry);
         }
 
