@@ -54,12 +54,13 @@ struct RopeArgs {
   int32_t ld;
   int32_t n_heads;
   int32_t head_dim;
-  int32_t n_rot;
+  int32_t n_rot;       // rotated dims: capped at head_dim, even
   int32_t pos0;        // position of row 0
   float freq_base;
   float freq_scale;
   int32_t has_freq_factors;
-  int32_t pad_;
+  float theta_ratio;   // r = powf(freq_base, -2 / n_rot), computed by the host's libm as the CPU's
+                       // (a GPU pow is up to 16 ulp off, and t_i = pos * r^i multiplies that by i)
 };
 
 // Writes the step's keys and values of one layer into the cache (engine/src/kv_cache.hpp's
