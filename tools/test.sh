@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: set-up, then each build configuration once, and its
 # tests. .ci/run calls exactly this.
-#   native   Release, -Werror: every test (llama.cpp oracle tests included)
-#   asan     ASan+UBSan (+LSan), the whole engine, API, tools and tests: the whole suite but the
-#            benchmarks (not tests). The llama.cpp oracle tests run too: bin/llama-oracle itself is
-#            left uninstrumented (tests/oracle/CMakeLists.txt), our side of each comparison is not.
+#   native   Release, -Werror: every test (llama.cpp oracle tests included); with the Metal
+#            backend on the emulated device (EDGELLM_METAL_EMULATOR: tests/metal, docs/METAL.md)
+#   asan     ASan+UBSan (+LSan), the whole engine, API, tools and tests (the Metal emulator too):
+#            the whole suite but the benchmarks (not tests). The llama.cpp oracle tests run too:
+#            bin/llama-oracle itself is left uninstrumented (tests/oracle/CMakeLists.txt), our side
+#            of each comparison is not.
 #   tsan     TSan, only the test binaries whose sources hold [tsan]-tagged tests (thread pool, two
 #            contexts on one model, cancel, log callback, busy context), run directly with the
 #            Catch tag filter "[tsan]" (ctest's labels are per binary, not per tag); fails if no
@@ -83,10 +85,10 @@ for stage in $stages; do
   stage_start=$SECONDS stage_build=0 stage_passed0=$passed stage_failed0=$failed
   case $stage in
     native)
-      build build -DCMAKE_BUILD_TYPE=Release -DEDGELLM_WERROR=ON && run_ctest --test-dir build -j "$jobs"
+      build build -DCMAKE_BUILD_TYPE=Release -DEDGELLM_WERROR=ON -DEDGELLM_METAL_EMULATOR=ON && run_ctest --test-dir build -j "$jobs"
       ;;
     asan)
-      build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_WERROR=ON \
+      build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_WERROR=ON -DEDGELLM_METAL_EMULATOR=ON \
         -DEDGELLM_SANITIZE=address,undefined -DEDGELLM_BUILD_BENCH=OFF &&
         ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}" UBSAN_OPTIONS="print_stacktrace=1 ${UBSAN_OPTIONS:-}" \
         run_ctest --test-dir build-asan -j "$jobs"
