@@ -496,6 +496,12 @@ TEST_CASE("emu: divergent SIMD-group functions, unreached barriers and deadlocks
     CHECK(e.find("simdgroup_load (" + marked("misuse-matrix") + ")") != std::string::npos);
     CHECK(e.find("differs from lane 0's in lane 16") != std::string::npos);
 
+    e = misuse(7);
+    INFO(e);
+    CHECK(e.find("threads at different threadgroup barriers: threads 0-31 at threadgroup_barrier (" +
+                 marked("misuse-barrier-a") + "), threads 32-63 at threadgroup_barrier (" + marked("misuse-barrier-b") +
+                 ")") != std::string::npos);
+
     // The failed commit dropped its dispatches; the device still runs kernels.
     std::vector<float> x = {1, 2, 3};
     BufView bx = upload(dev, x), bo = zeros<float>(dev, 3);
@@ -654,6 +660,25 @@ TEST_CASE("emu: alloc() buffers are exact, zero-filled and guarded right after t
   CHECK(dev->contents(w) == host.data());
   CHECK(dev->buffer_bytes(w) == 16);
   CHECK(error_of([&] { dev->contents(999); }).find("no buffer 999") != std::string::npos);
+}
+
+TEST_CASE("emu: threadgroup memory starts as NaN and ends at a guard page", "[metal][emu]") {
+  auto dev = emu_device();
+  BufView out = zeros<uint64_t>(*dev, 3);
+  for (uint32_t bytes : {16u, 4096u, 32768u}) {
+    INFO(bytes << " bytes");
+    run(*dev, desc("emu_test_tg_memory", EmuTestArgs{}, {out}, {1, 1, 1}, {32, 1, 1}, bytes));
+    auto o = download<uint64_t>(*dev, out, 3);
+    CHECK(std::isnan(from_bits(uint32_t(o[1]))));
+    CHECK((o[2] & 0x7C00) == 0x7C00);  // NaN as a half too
+    CHECK((o[2] & 0x3FF) != 0);
+    CHECK(o[0] % 16 == 0);
+#if !defined(EMU_TEST_ASAN)
+    const char* end = reinterpret_cast<const char*>(uintptr_t(o[0])) + bytes;
+    CHECK(mapping_perms(end - 1).substr(0, 2) == "rw");
+    CHECK(mapping_perms(end) == "---p");
+#endif
+  }
 }
 
 TEST_CASE("emu: a buffer past 4 GiB is cheap and reachable through 64-bit offsets", "[metal][emu]") {

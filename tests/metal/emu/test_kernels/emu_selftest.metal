@@ -246,6 +246,7 @@ kernel void emu_test_positions(constant EmuTestArgs & args [[buffer(0)]], device
 //   4: lanes < 16 at a barrier, the others at a simd_sum (a deadlock)
 //   5: simd_broadcast from a lane that differs across lanes
 //   6: simdgroup_load from a pointer that differs across lanes
+//   7: SIMD-group 0 at one threadgroup barrier, SIMD-group 1 at another
 kernel void emu_test_misuse(constant EmuTestArgs & args [[buffer(0)]], device float * y [[buffer(1)]],
                             uint tid [[thread_index_in_threadgroup]], ushort lane [[thread_index_in_simdgroup]]) {
   float r = 0.0f;
@@ -273,6 +274,12 @@ kernel void emu_test_misuse(constant EmuTestArgs & args [[buffer(0)]], device fl
   } else if (args.mode == 6) {
     simdgroup_float8x8 m;
     simdgroup_load(m, y + 64 * (lane / 16));  // @misuse-matrix
+  } else if (args.mode == 7) {
+    if (tid < 32) {
+      threadgroup_barrier(mem_flags::mem_threadgroup);  // @misuse-barrier-a
+    } else {
+      threadgroup_barrier(mem_flags::mem_device);  // @misuse-barrier-b
+    }
   }
   y[tid] = r;
 }
@@ -281,4 +288,14 @@ kernel void emu_test_misuse(constant EmuTestArgs & args [[buffer(0)]], device fl
 kernel void emu_test_write_end(constant EmuTestArgs & args [[buffer(0)]], device float * y [[buffer(1)]],
                                uint i [[thread_position_in_grid]]) {
   if (i == 0) y[args.mode == 1 ? args.n : args.n - 1] = 7.0f;
+}
+
+// Thread 0 reports where its threadgroup memory is and what it holds before any write:
+// out[0] = its address, out[1] = the bits of tg[0] as float, out[2] = the bits of its first half.
+kernel void emu_test_tg_memory(constant EmuTestArgs & args [[buffer(0)]], device ulong * out [[buffer(1)]],
+                               threadgroup float * tg [[threadgroup(0)]], uint tid [[thread_index_in_threadgroup]]) {
+  if (tid != 0) return;
+  out[0] = ulong(uintptr_t(tg));  // C++ only: the emulator's view of the threadgroup memory
+  out[1] = as_type<uint>(tg[0]);
+  out[2] = as_type<ushort>(((threadgroup half *)tg)[0]);
 }
