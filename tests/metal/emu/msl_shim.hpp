@@ -1082,6 +1082,9 @@ inline T attr_value(const uint32_t (&v)[3]) {
 }
 }  // namespace edgellm::metal_emu
 
+// ---- additions (docs/METAL.md's subset, by kernel authors): put them here, in a marked block,
+// inside namespace metal, before the keyword macros below (which would break standard headers) ----
+
 #if !defined(EDGELLM_MSL_NO_KEYWORDS)
 // MSL's address spaces and function qualifier: nothing in the emulator (rule 5: no overloads on
 // them). Defined last, after every standard header.
