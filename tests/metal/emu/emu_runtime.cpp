@@ -239,7 +239,14 @@ struct Runtime::Impl {
 
   ~Impl() {
     for (auto& f : fibers)
-      if (f->map) munmap(f->map, kStackBytes + page_size());
+      if (f->map) {
+#if defined(EDGELLM_EMU_ASAN)
+        // The stack's shadow keeps the redzones of the frames left on it; memory mapped later at
+        // these addresses would read as a stack overflow.
+        __asan_unpoison_memory_region(f->stack, kStackBytes);
+#endif
+        munmap(f->map, kStackBytes + page_size());
+      }
     if (tg_map) munmap(tg_map, tg_map_bytes);
   }
 };
