@@ -16,6 +16,7 @@
 // max|dlogit| 0.010 / 0.0026 against the zen4 build, inside its own spread: its haswell build is
 // 0.012 off on Q4_1, its repacked IQ4_NL 0.0099). Floors cover spreads that are zero.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -135,7 +136,11 @@ std::string synthetic(synth::WeightType type, bool peaked) {
   std::filesystem::create_directories(kTmp);
   const std::string path = kTmp + "/vs-" + std::string(synth::weight_type_name(type)) +
                            (peaked ? "-peaked" : "") + ".gguf";
-  synth::write_model(path, o);
+  // Several test cases (run as parallel ctest processes) write the same file: each writes its own
+  // and renames it into place, so a reader's mapping is never truncated under it.
+  const std::string mine = path + "." + std::to_string(::getpid());
+  synth::write_model(mine, o);
+  std::filesystem::rename(mine, path);
   return path;
 }
 
