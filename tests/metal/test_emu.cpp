@@ -459,7 +459,9 @@ TEST_CASE("emu: divergent SIMD-group functions, unreached barriers and deadlocks
     };
     std::string e = misuse(0);
     INFO(e);
-    CHECK(e.find("divergent simd_sum in SIMD-group 0") != std::string::npos);
+    // (both SIMD-groups diverge; the reverse and random schedules may resolve group 1 first)
+    CHECK((e.find("divergent simd_sum in SIMD-group 0") != std::string::npos ||
+           e.find("divergent simd_sum in SIMD-group 1") != std::string::npos));
     CHECK(e.find("lanes 0-15 at simd_sum (" + marked("misuse-sum-a") + ")") != std::string::npos);
     CHECK(e.find("lanes 16-31 at simd_sum (" + marked("misuse-sum-b") + ")") != std::string::npos);
 

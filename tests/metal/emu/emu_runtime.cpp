@@ -229,6 +229,7 @@ struct Runtime::Impl {
   std::vector<ThreadCtx> threads;
   std::vector<std::unique_ptr<Fiber>> fibers;
   std::vector<int> order;
+  std::vector<int> group_order;  // SIMD-groups, in the order collectives are resolved
   char* tg_map = nullptr;  // kMaxTgMemory bytes, then a PROT_NONE page
   size_t tg_map_bytes = 0;
   std::mt19937_64 rng;
@@ -503,9 +504,31 @@ void Runtime::run(const Launch& l) {
         SimdCall* calls[kMaxSimdWidth];
         for (;;) {
           if (opt_.schedule == Schedule::random) std::shuffle(rt.order.begin(), rt.order.end(), rt.rng);
+          // The SIMD-groups in this round's order (forward: ascending, reverse: descending,
+          // random: shuffled). The forward schedule runs every runnable thread each round and
+          // resolves every ready collective: the SIMD-groups move in step. The reverse and random
+          // ones run the threads of one SIMD-group only (the first in the order with a runnable
+          // thread) and resolve one collective per round, so a SIMD-group runs ahead, through
+          // its collectives up to a threadgroup barrier, while the others have not started:
+          // a missing barrier between one group's threadgroup-memory writes and another's reads
+          // (simdgroup_load included) reads the NaN fill.
+          const int n_groups = n / int(w);
+          rt.group_order.resize(size_t(n_groups));
+          for (int g = 0; g < n_groups; ++g)
+            rt.group_order[size_t(g)] = opt_.schedule == Schedule::reverse ? n_groups - 1 - g : g;
+          if (opt_.schedule == Schedule::random) std::shuffle(rt.group_order.begin(), rt.group_order.end(), rt.rng);
+          int active = -1;  // the one SIMD-group that runs this round (-1: all)
+          if (opt_.schedule != Schedule::forward) {
+            for (int g : rt.group_order) {
+              for (int i = g * int(w); active < 0 && i < (g + 1) * int(w); ++i)
+                if (rt.threads[size_t(i)].state == ThreadState::runnable) active = g;
+              if (active >= 0) break;
+            }
+          }
           for (int idx : rt.order) {
             ThreadCtx& t = rt.threads[size_t(idx)];
             if (t.state != ThreadState::runnable) continue;
+            if (active >= 0 && idx / int(w) != active) continue;
             Fiber& f = *rt.fibers[size_t(idx)];
             rt.running = idx;
             tls_current = &t;
@@ -521,9 +544,20 @@ void Runtime::run(const Launch& l) {
             if (rt.fiber_error) fail(rt.fiber_error_text);
           }
 
-          // Resolve the SIMD-groups whose lanes all wait at one collective.
+          // Resolve the SIMD-groups whose lanes all wait at one collective: every such group
+          // (forward), or only the group that just ran, at once, so it runs on next round
+          // (reverse, random); when no group has a runnable thread, the first ready one.
           bool progress = false, all_finished = true;
-          for (int g0 = 0; g0 < n; g0 += int(w)) {
+          for (int g : rt.group_order) {
+            if (active >= 0 && g != active) {
+              all_finished = false;  // (not looked at)
+              continue;
+            }
+            if (progress && opt_.schedule != Schedule::forward) {
+              all_finished = false;  // (not looked at: the next round sees it)
+              break;
+            }
+            const int g0 = g * int(w);
             int n_fin = 0, n_simd = 0;
             for (int i = g0; i < g0 + int(w); ++i) {
               const ThreadState s = rt.threads[size_t(i)].state;
@@ -557,7 +591,7 @@ void Runtime::run(const Launch& l) {
             progress = true;
           }
           if (all_finished) break;
-          if (progress) continue;
+          if (progress || active >= 0) continue;  // (other groups may still have runnable threads)
 
           // The threadgroup barrier: every thread there, at the same call, none finished.
           int n_bar = 0, n_fin = 0, first_bar = -1;
