@@ -329,6 +329,21 @@ TEST_CASE("encode_matmul: up to kMaxMvTokens rows take the mat-vec kernels, more
   }
 }
 
+TEST_CASE("encode_matmul: F32 / F16 weights without whole K steps take the mat-vec kernels, 8 rows a dispatch",
+          "[metal][mul_mm]") {
+  for (TestDevice& td : test_devices()) {
+    for (DType type : {DType::F16, DType::F32}) {
+      INFO(td.label << ", " << dtype_name(uint32_t(type)));
+      Rng rng(0xc0150u + uint64_t(type));
+      const HostWeights hw = make_weights(type, 37, 20, rng, false);  // 20 columns: no 32-column K step
+      RecordingDevice rec(*td.dev);
+      run_and_check(rec, hw, 20, 2, 1, rng, encode_mat);
+      const std::string mv = "kernel_mul_mv_" + std::string(dtype_info(type)->name);
+      CHECK(rec.kernels == std::vector<std::string>{mv, mv, mv});  // rows 0-7, 8-15, 16-19
+    }
+  }
+}
+
 TEST_CASE("encode_mul_mm refuses what its kernels cannot compute, before dispatching", "[metal][mul_mm]") {
   auto devs = test_devices();
   RecordingDevice rec(*devs.front().dev);

@@ -150,22 +150,6 @@ void MetalBackend::rms_norm(ActBuf in, int row0, int n_rows, const float* weight
                          act(out, row0), n_rows, static_cast<int>(w), static_cast<int>(w), eps);
 }
 
-// y[i] = W . x[i] for i < n_rows. encode_matmul takes the tiled kernels past kMaxMvTokens rows,
-// and they need whole 32-column K tiles; the F32 / F16 weights of a small model need not have
-// them (stories260K's FFN is 172 wide), so those rows go through the mat-vec kernels in
-// kMaxMvTokens-row pieces. (This belongs in encode_matmul's choice; kept here until it is there.)
-void MetalBackend::multiply(const metal::WeightView& w, metal::BufView x, int ldx, metal::BufView y, int ldy,
-                            int n_rows) {
-  constexpr int64_t kTileK = 32;  // the tiled kernels' K tile (mul_mm.cpp)
-  if (n_rows <= metal::kMaxMvTokens || w.cols % kTileK == 0) {
-    metal::encode_matmul(*dev_, w, x, ldx, y, ldy, n_rows);
-    return;
-  }
-  for (int i = 0; i < n_rows; i += metal::kMaxMvTokens)
-    metal::encode_matmul(*dev_, w, x.at(uint64_t(i) * uint64_t(ldx) * sizeof(float)), ldx,
-                         y.at(uint64_t(i) * uint64_t(ldy) * sizeof(float)), ldy, std::min(metal::kMaxMvTokens, n_rows - i));
-}
-
 void MetalBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulTo> products) {
   check_step("matmul");
   if (row0 < 0 || n_rows < 0 || row0 + n_rows > n_)
@@ -176,8 +160,8 @@ void MetalBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const Matmu
     if (p.w->cols != width(in) || p.w->rows > width(p.out))
       invalid("matmul: a " + std::to_string(p.w->rows) + " x " + std::to_string(p.w->cols) + " weight from rows of " +
               std::to_string(width(in)) + " into rows of " + std::to_string(width(p.out)));
-    multiply(weight(*p.w, "weight matrix"), act(in, row0), static_cast<int>(width(in)), act(p.out),
-             static_cast<int>(width(p.out)), n_rows);
+    metal::encode_matmul(*dev_, weight(*p.w, "weight matrix"), act(in, row0), static_cast<int>(width(in)),
+                         act(p.out), static_cast<int>(width(p.out)), n_rows);
   }
 }
 
@@ -234,8 +218,8 @@ void MetalBackend::lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, 
     logits_cols_ = w.rows;
     logits_ = dev_->alloc(static_cast<size_t>(logits_rows_) * static_cast<size_t>(logits_cols_) * sizeof(float));
   }
-  multiply(weight(w, "output"), act(in, row0), static_cast<int>(width(in)), {logits_, 0}, static_cast<int>(w.rows),
-           n_rows);
+  metal::encode_matmul(*dev_, weight(w, "output"), act(in, row0), static_cast<int>(width(in)), {logits_, 0},
+                       static_cast<int>(w.rows), n_rows);
   logits_to_ = logits;
   logits_floats_ = static_cast<size_t>(n_rows) * static_cast<size_t>(w.rows);
 }

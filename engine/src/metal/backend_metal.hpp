@@ -58,7 +58,6 @@ class MetalBackend final : public Backend {
   metal::BufView weights_at(const void* p, uint64_t bytes, const char* what) const;
   metal::WeightView weight(const kernels::WeightMatrix& w, const char* what) const;
   metal::KvView kv_view(int layer) const;
-  void multiply(const metal::WeightView& w, metal::BufView x, int ldx, metal::BufView y, int ldy, int n_rows);
   void check_step(const char* op) const;
 
   std::unique_ptr<metal::Device> dev_;

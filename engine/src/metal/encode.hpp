@@ -30,6 +30,7 @@ bool supports(DType type);
 
 // ---- matmul: y[t][r] = W[r][:] . x[t][:], t < n_tok -----------------------------------------
 inline constexpr int kMaxMvTokens = 8;  // up to this many rows: mat-vec kernels; more: tiled
+inline constexpr int kMmTileK = 32;     // the tiled kernels' K step: they need cols % kMmTileK == 0
 void encode_matmul(Device& dev, const WeightView& w, BufView x, int ldx, BufView y, int ldy, int n_tok);
 void encode_mul_mv(Device& dev, const WeightView& w, BufView x, int ldx, BufView y, int ldy, int n_tok);
 void encode_mul_mm(Device& dev, const WeightView& w, BufView x, int ldx, BufView y, int ldy, int n_tok);

@@ -15,7 +15,7 @@ namespace {
 // (32 x 32) as float in threadgroup memory.
 constexpr int kTileRows = 64;
 constexpr int kTileToks = 32;
-constexpr int kTileK = 32;
+constexpr int kTileK = kMmTileK;
 constexpr uint32_t kThreads = 128;
 constexpr uint32_t kTgMemBytes = (kTileK * kTileRows + kTileToks * kTileK) * sizeof(float);
 static_assert(kTgMemBytes <= kMaxThreadgroupMemory && kTgMemBytes % 16 == 0, "mul_mm: threadgroup memory");
