@@ -96,15 +96,7 @@ void encode_kv_store(Device& dev, const KvView& kv, BufView k, int ldk, BufView 
             ") are narrower than " + std::to_string(kv.n_head_kv) + " heads of " + std::to_string(kv.head_dim));
   if (n_tok == 0) return;
   KvStoreArgs args{n_tok, pos0, kv.n_head_kv, kv.head_dim, ldk, ldv, kv.head_elems};
-  DispatchDesc d;
-  d.kernel = kv.f16 ? "kernel_kv_store_f16" : "kernel_kv_store_f32";
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = k;
-  d.buffers[1] = v;
-  d.buffers[2] = kv.k0;
-  d.buffers[3] = kv.v0;
-  d.n_buffers = 4;
+  DispatchDesc d = dispatch_of(kv.f16 ? "kernel_kv_store_f16" : "kernel_kv_store_f32", args, {k, v, kv.k0, kv.v0});
   d.tg = {static_cast<uint32_t>(std::min<int64_t>(256, div_up(width, kSimdWidth) * int64_t{kSimdWidth})), 1, 1};
   d.grid = {div_up(width, d.tg.x), static_cast<uint32_t>(n_tok), 1};
   dev.encode(d);
@@ -131,16 +123,8 @@ void encode_attention_decode(Device& dev, const KvView& kv, int n_head, BufView 
     invalid("metal attention: " + std::to_string(n_splits) + " splits (1 .. " + std::to_string(kMaxSplits) + ")");
   if (n_tok == 0) return;
   if (scratch.buf == 0) invalid("metal attention: decode needs a scratch buffer (attention_scratch_bytes)");
-  DispatchDesc d;
-  d.kernel = kv.f16 ? "kernel_attn_decode_f16" : "kernel_attn_decode_f32";
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = q;
-  d.buffers[1] = kv.k0;
-  d.buffers[2] = kv.v0;
-  d.buffers[3] = out;
-  d.buffers[4] = scratch;
-  d.n_buffers = 5;
+  DispatchDesc d =
+      dispatch_of(kv.f16 ? "kernel_attn_decode_f16" : "kernel_attn_decode_f32", args, {q, kv.k0, kv.v0, out, scratch});
   d.tg = {kSimdWidth, 1, 1};
   d.grid = {static_cast<uint32_t>(n_head), static_cast<uint32_t>(n_tok), static_cast<uint32_t>(n_splits)};
   dev.encode(d);
@@ -157,15 +141,8 @@ void encode_attention_prefill(Device& dev, const KvView& kv, int n_head, BufView
   const uint64_t tile32 = 2 * uint64_t(kv.head_dim) * kKeyBlock * elem_bytes(kv);
   const uint64_t tp = tile32 <= kMaxThreadgroupMemory ? kKeyBlock : 16;
   const int64_t slots = int64_t{n_tok} * (n_head / kv.n_head_kv);
-  DispatchDesc d;
-  d.kernel = kv.f16 ? "kernel_attn_prefill_f16" : "kernel_attn_prefill_f32";
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = q;
-  d.buffers[1] = kv.k0;
-  d.buffers[2] = kv.v0;
-  d.buffers[3] = out;
-  d.n_buffers = 4;
+  DispatchDesc d =
+      dispatch_of(kv.f16 ? "kernel_attn_prefill_f16" : "kernel_attn_prefill_f32", args, {q, kv.k0, kv.v0, out});
   d.tg_mem_bytes = static_cast<uint32_t>(2 * uint64_t(kv.head_dim) * tp * elem_bytes(kv));  // a multiple of 64
   d.tg = {kPrefillRows * kSimdWidth, 1, 1};
   d.grid = {div_up(slots, kPrefillRows), static_cast<uint32_t>(kv.n_head_kv), 1};

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,22 @@ struct DispatchDesc {
   Size3 grid;                        // threadgroups per grid
   Size3 tg;                          // threads per threadgroup, count() <= kMaxThreadsPerThreadgroup
 };
+
+// A dispatch of `kernel` with its argument struct at buffer(0) (its address is kept: it must live
+// until encode()) and `buffers` bound as buffer(1), buffer(2), ... in order; the caller sets grid,
+// tg and tg_mem_bytes. (More than kMaxBindings buffers: n_buffers says so and encode() refuses it.)
+template <typename Args>
+DispatchDesc dispatch_of(const char* kernel, const Args& args, std::initializer_list<BufView> buffers) {
+  DispatchDesc d;
+  d.kernel = kernel;
+  d.args = &args;
+  d.args_bytes = sizeof(Args);
+  for (const BufView& b : buffers) {
+    if (d.n_buffers < kMaxBindings) d.buffers[d.n_buffers] = b;
+    ++d.n_buffers;
+  }
+  return d;
+}
 
 class Device {
  public:

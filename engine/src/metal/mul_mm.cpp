@@ -80,14 +80,7 @@ void encode_mul_mm(Device& dev, const WeightView& w, BufView x, int ldx, BufView
   args.ldx = ldx;
   args.ldy = ldy;
 
-  DispatchDesc d;
-  d.kernel = kernel;
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = w.data;
-  d.buffers[1] = x;
-  d.buffers[2] = y;
-  d.n_buffers = 3;
+  DispatchDesc d = dispatch_of(kernel, args, {w.data, x, y});
   d.tg_mem_bytes = kTgMemBytes;
   d.grid = {static_cast<uint32_t>((w.rows + kTileRows - 1) / kTileRows),
             static_cast<uint32_t>((n_tok + kTileToks - 1) / kTileToks), 1};

@@ -94,14 +94,7 @@ void encode_mul_mv(Device& dev, const WeightView& w, BufView x, int ldx, BufView
   args.ldx = n_tok > 1 ? ldx : static_cast<int32_t>(w.cols);
   args.ldy = n_tok > 1 ? ldy : static_cast<int32_t>(w.rows);
 
-  DispatchDesc d;
-  d.kernel = kernel->name;
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = w.data;
-  d.buffers[1] = x;
-  d.buffers[2] = y;
-  d.n_buffers = 3;
+  DispatchDesc d = dispatch_of(kernel->name, args, {w.data, x, y});
   d.tg_mem_bytes = 0;
   d.grid = {static_cast<uint32_t>((w.rows + kRowsPerThreadgroup - 1) / kRowsPerThreadgroup), 1, 1};
   d.tg = {kSimdgroups * kSimdWidth, 1, 1};

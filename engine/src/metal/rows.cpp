@@ -66,14 +66,7 @@ void encode_embed(Device& dev, const WeightView& table, BufView tokens, int n_to
 
   const uint64_t pieces = (static_cast<uint64_t>(table.cols) + kPiece - 1) / kPiece;
   EmbedArgs args{n_tok, static_cast<int32_t>(table.cols), table.row_bytes, ldy, 0};
-  DispatchDesc d;
-  d.kernel = kernel;
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = table.data;
-  d.buffers[1] = tokens;
-  d.buffers[2] = y;
-  d.n_buffers = 3;
+  DispatchDesc d = dispatch_of(kernel, args, {table.data, tokens, y});
   d.tg = {threads_for(pieces, 256), 1, 1};
   d.grid = {div_up(pieces, d.tg.x), static_cast<uint32_t>(n_tok), 1};
   dev.encode(d);
@@ -89,14 +82,7 @@ void encode_rms_norm(Device& dev, BufView x, BufView weight, BufView y, int n_ro
   const uint32_t threads = std::clamp<uint32_t>(round_up(div_up(static_cast<uint64_t>(width), 4), kSimdWidth),
                                                 kSimdWidth, kMaxThreadsPerThreadgroup);
   RmsNormArgs args{n_rows, width, ld, eps};
-  DispatchDesc d;
-  d.kernel = "kernel_rms_norm";
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = x;
-  d.buffers[1] = weight;
-  d.buffers[2] = y;
-  d.n_buffers = 3;
+  DispatchDesc d = dispatch_of("kernel_rms_norm", args, {x, weight, y});
   d.tg_mem_bytes = round_up(threads / kSimdWidth * sizeof(float), 16);  // one float per SIMD-group
   d.tg = {threads, 1, 1};
   d.grid = {static_cast<uint32_t>(n_rows), 1, 1};
@@ -124,13 +110,8 @@ void encode_rope(Device& dev, BufView x, const RopeShape& shape, BufView freq_fa
   args.has_freq_factors = freq_factors.buf != 0 ? 1 : 0;
   args.theta_ratio = std::pow(shape.freq_base, -2.0f / static_cast<float>(n_rot));  // rope_norm_cos_sin's r
   const uint64_t pairs = uint64_t(shape.n_heads) * uint64_t(n_rot / 2);
-  DispatchDesc d;
-  d.kernel = "kernel_rope";
-  d.args = &args;
-  d.args_bytes = sizeof args;
-  d.buffers[0] = x;
-  d.buffers[1] = freq_factors.buf != 0 ? freq_factors : x;  // unread without factors
-  d.n_buffers = 2;
+  // (buffer 2 is unread without factors)
+  DispatchDesc d = dispatch_of("kernel_rope", args, {x, freq_factors.buf != 0 ? freq_factors : x});
   d.tg = {threads_for(pairs, 256), 1, 1};
   d.grid = {div_up(pairs, d.tg.x), static_cast<uint32_t>(shape.n_tok), 1};
   dev.encode(d);
@@ -145,14 +126,7 @@ void encode_elementwise(Device& dev, const char* kernel, const char* op, BufView
     const uint64_t count = static_cast<uint64_t>(std::min(kChunk, n - i0));
     const uint64_t bytes = static_cast<uint64_t>(i0) * sizeof(float);
     ElementwiseArgs args{static_cast<uint32_t>(count), {0, 0, 0}};
-    DispatchDesc d;
-    d.kernel = kernel;
-    d.args = &args;
-    d.args_bytes = sizeof args;
-    d.buffers[0] = a.at(bytes);
-    d.buffers[1] = b.at(bytes);
-    d.buffers[2] = y.at(bytes);
-    d.n_buffers = 3;
+    DispatchDesc d = dispatch_of(kernel, args, {a.at(bytes), b.at(bytes), y.at(bytes)});
     d.tg = {threads_for(count, 256), 1, 1};
     d.grid = {div_up(count, d.tg.x), 1, 1};
     dev.encode(d);
