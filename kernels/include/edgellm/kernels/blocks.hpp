@@ -21,8 +21,10 @@ inline void q4_K_scale_min(const uint8_t* scales, int j, uint8_t* sc, uint8_t* m
   }
 }
 
-// The IQ4_NL levels (ggml-common.h's kvalues_iq4nl).
-inline constexpr int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+// The IQ4_NL levels (ggml-common.h's kvalues_iq4nl). Not `inline`: internal linkage, a copy per
+// object, so an ISA object that takes its address defines no weak symbol the linker could pick
+// (tests/kernels/check_isa_symbols.sh).
+constexpr int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                              1,    13,   25,  38,  53,  69,  89,  113};
 
 // The 5th bits of a Q5_0 / Q5_1 block's 32 quants, bit e for element e.
