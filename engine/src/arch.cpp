@@ -9,20 +9,86 @@
 namespace edgellm::engine {
 namespace {
 
-constexpr std::array<ArchInfo, 1> kArchs{{
-    {.arch = Arch::llama,
-     .name = "llama",
-     .rope_mode = RopeMode::Norm,
-     .ffn_activation = FfnActivation::Silu,
-     .qkv_bias = false,
-     .output_may_be_tied = true,
-     .embd_scale_sqrt = false,
-     .fused_qkv = false,
-     .fused_gate_up = false},
-}};
+// Facts from llama.cpp's src/llama-arch.cpp (names), src/llama-model.cpp (RoPE types) and
+// src/models/<arch>.cpp (each graph and its hparams).
+constexpr ArchInfo kLlamaLike{.arch = Arch::llama,
+                              .name = "llama",
+                              .rope_mode = RopeMode::Norm,
+                              .ffn_activation = FfnActivation::Silu,
+                              .output_may_be_tied = true,
+                              .embd_scale_sqrt = false,
+                              .qk_norm = false,
+                              .post_norms = false,
+                              .fused_gate_up = false,
+                              .attn_softcap = false,
+                              .final_softcap_key = false,
+                              .final_softcap = 0.0f,
+                              .swa_pattern = 0,
+                              .swa_window = 0,
+                              .no_rope_layer_step = 0,
+                              .gemma_attn_scale = false,
+                              .rope_factors_long_short = false};
+
+constexpr ArchInfo with(ArchInfo a, Arch arch, std::string_view name) {
+  a.arch = arch;
+  a.name = name;
+  return a;
+}
+
+constexpr ArchInfo qwen2() {
+  ArchInfo a = with(kLlamaLike, Arch::qwen2, "qwen2");  // + Q/K/V biases (optional, bound if present)
+  a.rope_mode = RopeMode::Neox;
+  return a;
+}
+constexpr ArchInfo qwen3() {
+  ArchInfo a = with(kLlamaLike, Arch::qwen3, "qwen3");
+  a.rope_mode = RopeMode::Neox;
+  a.qk_norm = true;
+  return a;
+}
+constexpr ArchInfo gemma2() {
+  ArchInfo a = with(kLlamaLike, Arch::gemma2, "gemma2");
+  a.rope_mode = RopeMode::Neox;
+  a.ffn_activation = FfnActivation::Gelu;
+  a.embd_scale_sqrt = true;
+  a.post_norms = true;
+  a.attn_softcap = true;
+  a.final_softcap_key = true;
+  a.final_softcap = 30.0f;
+  a.swa_pattern = 2;
+  a.swa_window = 4096;
+  a.gemma_attn_scale = true;
+  return a;
+}
+constexpr ArchInfo gemma3() {
+  ArchInfo a = with(kLlamaLike, Arch::gemma3, "gemma3");
+  a.rope_mode = RopeMode::Neox;
+  a.ffn_activation = FfnActivation::Gelu;
+  a.embd_scale_sqrt = true;
+  a.qk_norm = true;
+  a.post_norms = true;
+  a.final_softcap_key = true;
+  a.swa_pattern = 6;
+  a.gemma_attn_scale = true;
+  return a;
+}
+constexpr ArchInfo phi3() {
+  ArchInfo a = with(kLlamaLike, Arch::phi3, "phi3");  // + fused attn_qkv (optional in general)
+  a.rope_mode = RopeMode::Neox;
+  a.fused_gate_up = true;
+  a.rope_factors_long_short = true;
+  return a;
+}
+constexpr ArchInfo smollm3() {
+  ArchInfo a = with(kLlamaLike, Arch::smollm3, "smollm3");
+  a.no_rope_layer_step = 4;
+  return a;
+}
+
+constexpr std::array<ArchInfo, 7> kArchs{kLlamaLike, qwen2(), qwen3(), gemma2(), gemma3(), phi3(), smollm3()};
 
 // Indexed by Key; the arch prefix is added in key().
-constexpr std::array<std::string_view, 15> kKeySuffixes{
+constexpr std::array<std::string_view, 22> kKeySuffixes{
     "context_length",
     "embedding_length",
     "block_count",
@@ -38,8 +104,15 @@ constexpr std::array<std::string_view, 15> kKeySuffixes{
     "rope.scaling.factor",
     "rope.scale_linear",
     "vocab_size",
+    "rope.freq_base_swa",
+    "rope.scaling.attn_factor",
+    "rope.scaling.original_context_length",
+    "attention.sliding_window",
+    "attention.sliding_window_pattern",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
 };
-static_assert(kKeySuffixes.size() == static_cast<size_t>(Key::vocab_size) + 1);
+static_assert(kKeySuffixes.size() == static_cast<size_t>(Key::final_logit_softcapping) + 1);
 
 struct TensorEntry {
   std::string_view name;
@@ -47,23 +120,29 @@ struct TensorEntry {
 };
 
 // Indexed by Tensor.
-constexpr std::array<TensorEntry, 14> kTensors{{
+constexpr std::array<TensorEntry, 20> kTensors{{
     {"token_embd", false},
     {"output_norm", false},
     {"output", false},
     {"rope_freqs", false},
+    {"rope_factors_long", false},
+    {"rope_factors_short", false},
     {"attn_norm", true},
     {"attn_q", true},
     {"attn_k", true},
     {"attn_v", true},
     {"attn_qkv", true},
+    {"attn_q_norm", true},
+    {"attn_k_norm", true},
     {"attn_output", true},
+    {"attn_post_norm", true},
     {"ffn_norm", true},
     {"ffn_gate", true},
     {"ffn_up", true},
     {"ffn_down", true},
+    {"ffn_post_norm", true},
 }};
-static_assert(kTensors.size() == static_cast<size_t>(Tensor::ffn_down) + 1);
+static_assert(kTensors.size() == static_cast<size_t>(Tensor::ffn_post_norm) + 1);
 
 }  // namespace
 

@@ -40,6 +40,21 @@ std::unique_ptr<Backend> make_backend(std::string_view name, const BackendOption
               "context: unknown backend '" + printable(name) + "' (this build has: " + backend_names() + ")");
 }
 
+std::string_view feature_name(Feature f) {
+  switch (f) {
+    case Feature::matmul_bias: return "Q/K/V biases";
+    case Feature::rope_neox: return "NEOX RoPE";
+    case Feature::rope_sets: return "per-layer RoPE (sliding-window base, attn_factor, layers without RoPE)";
+    case Feature::head_norm: return "per-head Q/K norms";
+    case Feature::scale: return "a scaled embedding";
+    case Feature::gelu_mul: return "a GELU FFN";
+    case Feature::attn_softcap: return "attention logit soft-capping";
+    case Feature::sliding_window: return "sliding-window attention";
+    case Feature::kCount: break;
+  }
+  return "?";
+}
+
 std::string backend_names() {
 #if defined(EDGELLM_HAVE_METAL)
   return "auto, cpu, metal";

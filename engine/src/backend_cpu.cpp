@@ -42,7 +42,13 @@ void CpuBackend::begin(int n, int pos0) {
                                                   std::to_string(pos0) + " does not fit its buffers");
   n_ = n;
   pos0_ = pos0;
-  rope_ready_ = false;
+  for (bool& ready : rope_ready_) ready = false;
+}
+
+void CpuBackend::set_rope(int set, const RopeParams& rope) {
+  if (set < 0 || set >= kRopeSets) throw Error(Error::Kind::InvalidArgument, "backend: RoPE set out of range");
+  rope_[set] = rope;
+  rope_ready_[set] = false;
 }
 
 void CpuBackend::embed(const kernels::WeightMatrix& table, const int32_t* tokens, ActBuf out) {
@@ -63,6 +69,11 @@ void CpuBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulT
   if (products.size() > std::size(outs)) throw Error(Error::Kind::InvalidArgument, "backend: more than 8 products");
   for (size_t j = 0; j < products.size(); ++j) outs[j] = {products[j].w, buf(products[j].out), width(products[j].out)};
   multiply(in, row0, n_rows, std::span<const kernels::MatmulOut>(outs, products.size()));
+  for (const MatmulTo& p : products) {
+    if (!p.bias) continue;
+    const int64_t w = width(p.out);
+    for (int i = 0; i < n_rows; ++i) ks_.add(buf(p.out) + i * w, p.bias, buf(p.out) + i * w, p.w->rows);
+  }
 }
 
 void CpuBackend::multiply(ActBuf in, int row0, int n_rows, std::span<const kernels::MatmulOut> outs) {
@@ -70,18 +81,34 @@ void CpuBackend::multiply(ActBuf in, int row0, int n_rows, std::span<const kerne
   kernels::matmul(ks_, *pool_, outs, act_q_);
 }
 
-void CpuBackend::rope(ActBuf x, int n_heads) {
-  const int n_rot = rope_.n_rot;
-  if (!rope_ready_) {  // the angles of each row's position, shared by every layer of the step
-    if (rope_cs_.size() < sz(n_) * sz(n_rot)) rope_cs_.resize(sz(shapes_.rows) * sz(n_rot));
+void CpuBackend::rope(ActBuf x, int n_heads, int set) {
+  const RopeParams& r = rope_[set];
+  std::vector<float>& cs = rope_cs_[set];
+  const int n_rot = r.n_rot;
+  if (!rope_ready_[set]) {  // the angles of each row's position, shared by every layer of the step
+    if (cs.size() < sz(n_) * sz(n_rot)) cs.resize(sz(shapes_.rows) * sz(n_rot));
     for (int i = 0; i < n_; ++i)
-      kernels::rope_norm_cos_sin(pos0_ + i, n_rot, rope_.freq_base, rope_.freq_scale, &rope_cs_[sz(i) * sz(n_rot)],
-                                 rope_.freq_factors);
-    rope_ready_ = true;
+      kernels::rope_norm_cos_sin(pos0_ + i, n_rot, r.freq_base, r.freq_scale, &cs[sz(i) * sz(n_rot)], r.freq_factors,
+                                 r.attn_factor);
+    rope_ready_[set] = true;
   }
   const int64_t w = width(x), head_dim = w / n_heads;
-  for (int i = 0; i < n_; ++i) ks_.rope_norm_with(buf(x) + i * w, n_heads, head_dim, n_rot, &rope_cs_[sz(i) * sz(n_rot)]);
+  for (int i = 0; i < n_; ++i) {
+    float* row = buf(x) + i * w;
+    if (r.mode == RopeMode::Neox) kernels::rope_neox_with(row, n_heads, head_dim, n_rot, &cs[sz(i) * sz(n_rot)]);
+    else ks_.rope_norm_with(row, n_heads, head_dim, n_rot, &cs[sz(i) * sz(n_rot)]);
+  }
 }
+
+void CpuBackend::head_norm(ActBuf x, int n_heads, const float* weight, float eps) {
+  const int64_t w = width(x), head_dim = w / n_heads;
+  for (int64_t j = 0; j < int64_t{n_} * n_heads; ++j) {
+    float* head = buf(x) + j * head_dim;  // rows are n_heads whole heads, so heads are consecutive
+    ks_.rms_norm(head, weight, head, head_dim, eps);
+  }
+}
+
+void CpuBackend::scale(ActBuf x, float s) { kernels::scale(buf(x), s, n_ * width(x)); }
 
 void CpuBackend::kv_store(int layer, ActBuf k, ActBuf v) {
   const int hd = layout_.head_dim;
@@ -122,11 +149,12 @@ void CpuBackend::matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_c
 // A group is split into runs only when there would be fewer items than threads (decode with few
 // KV heads). Items are dealt to the threads in turn, so the long rows at the end of a prefill
 // batch are spread over all of them.
-void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf) {
+void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, const AttnParams& params) {
   const int n_head_kv = layout_.n_head_kv, hd = layout_.head_dim, n = n_, pos0 = pos0_;
   const int group = n_head / n_head_kv;
   const int64_t ld = layout_.n_ctx, Q = width(q_buf);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = params.scale, cap = params.softcap;
+  const float cap_scale = cap > 0 ? scale / cap : 0.0f;
   const int64_t n_groups = int64_t{n} * n_head_kv;
   const int runs = static_cast<int>(std::min<int64_t>(group, (pool_->size() + n_groups - 1) / n_groups));
   const int run_len = (group + runs - 1) / runs;
@@ -143,21 +171,37 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf) 
       const int h0 = static_cast<int>(j % runs) * run_len, nq = std::min(run_len, group - h0);
       if (nq <= 0) continue;
       const int n_pos = pos0 + i + 1;
+      // Visible positions [t_first, n_pos): all of them, or the last `window`.
+      const int t_first = params.window > 0 ? std::max(0, n_pos - params.window) : 0;
+      const int n_vis = n_pos - t_first;
       const int64_t first = i * Q + (int64_t{g} * group + h0) * hd;  // first query head
       const uint8_t* kh = k_head(layer, g);
-      for (int t0 = 0; t0 < n_pos; t0 += KvLayout::kKeyBlock) {
+      for (int t0 = t_first / KvLayout::kKeyBlock * KvLayout::kKeyBlock; t0 < n_pos; t0 += KvLayout::kKeyBlock) {
         const int cols = std::min(n_pos - t0, KvLayout::kKeyBlock);
         matmul_kn(hd, kh + sz(t0 / KvLayout::kKeyBlock) * kblock, KvLayout::kKeyBlock, cols, q + first, hd, nq,
                   scores + t0, ld);
       }
-      for (int h = 0; h < nq; ++h) ks_.softmax_scaled(scores + h * ld, n_pos, scale);
-      matmul_kn(n_pos, v_head(layer, g), hd, hd, scores, ld, nq, att + first, hd);
+      for (int h = 0; h < nq; ++h) {
+        float* s = scores + h * ld + t_first;
+        if (cap > 0) {  // Gemma 2: cap * tanh(scale * logit / cap), then a plain softmax
+          for (int t = 0; t < n_vis; ++t) s[t] = cap * std::tanh(s[t] * cap_scale);
+          ks_.softmax_scaled(s, n_vis, 1.0f);
+        } else {
+          ks_.softmax_scaled(s, n_vis, scale);
+        }
+      }
+      matmul_kn(n_vis, v_head(layer, g) + sz(t_first) * sz(hd) * layout_.elem_bytes(), hd, hd, scores + t_first, ld,
+                nq, att + first, hd);
     }
   });
 }
 
 void CpuBackend::silu_mul(ActBuf gate, ActBuf up, ActBuf out) {
   ks_.silu_mul(buf(gate), buf(up), buf(out), n_ * width(gate));
+}
+
+void CpuBackend::gelu_mul(ActBuf gate, ActBuf up, ActBuf out) {
+  kernels::gelu_mul(buf(gate), buf(up), buf(out), n_ * width(gate));
 }
 
 void CpuBackend::add(ActBuf a, ActBuf b, ActBuf out) { ks_.add(buf(a), buf(b), buf(out), n_ * width(a)); }

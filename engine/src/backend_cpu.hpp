@@ -20,21 +20,25 @@ class CpuBackend final : public Backend {
   std::string_view name() const override { return "cpu"; }
   int n_threads() const override { return pool_->size(); }
   bool supports(DType type) const override { return kernels::matmul_supports(ks_, type); }
+  bool supports(Feature) const override { return true; }
   const kernels::KernelSet& kernels() const { return ks_; }
 
   void map_weights(const void*, size_t) override {}  // weights are read in place from the mmap
   void alloc_activations(const ActShapes& shapes) override;
   void alloc_kv(const KvLayout& layout) override;
-  void set_rope(const RopeParams& rope) override { rope_ = rope; }
+  void set_rope(int set, const RopeParams& rope) override;
 
   void begin(int n, int pos0) override;
   void embed(const kernels::WeightMatrix& table, const int32_t* tokens, ActBuf out) override;
   void rms_norm(ActBuf in, int row0, int n_rows, const float* weight, float eps, ActBuf out) override;
   void matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulTo> products) override;
-  void rope(ActBuf x, int n_heads) override;
+  void rope(ActBuf x, int n_heads, int set) override;
+  void head_norm(ActBuf x, int n_heads, const float* weight, float eps) override;
+  void scale(ActBuf x, float s) override;
   void kv_store(int layer, ActBuf k, ActBuf v) override;
-  void attention(int layer, int n_head, ActBuf q, ActBuf out) override;
+  void attention(int layer, int n_head, ActBuf q, ActBuf out, const AttnParams& params) override;
   void silu_mul(ActBuf gate, ActBuf up, ActBuf out) override;
+  void gelu_mul(ActBuf gate, ActBuf up, ActBuf out) override;
   void add(ActBuf a, ActBuf b, ActBuf out) override;
   void lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, int n_rows, float* logits) override;
   void finish() override {}
@@ -57,11 +61,11 @@ class CpuBackend final : public Backend {
   std::vector<float> act_[kActBufs];
   KvLayout layout_;
   std::vector<uint8_t> kv_;
-  RopeParams rope_;
-  std::vector<float> rope_cs_;  // cos/sin per row of the step  [n][n_rot]
+  RopeParams rope_[kRopeSets];
+  std::vector<float> rope_cs_[kRopeSets];  // cos/sin per row of the step  [n][n_rot]
   std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
   int n_ = 0, pos0_ = 0;        // the step begin() opened
-  bool rope_ready_ = false;     // rope_cs_ holds this step's angles
+  bool rope_ready_[kRopeSets] = {};  // rope_cs_[set] holds this step's angles
 };
 
 }  // namespace edgellm::engine

@@ -1,17 +1,20 @@
-// The forward pass of a Llama model, read top to bottom as llama2.c's forward():
+// The forward pass of a Llama-family model, read top to bottom as llama2.c's forward():
 //
-//   x = embedding(token)
+//   x = embedding(token)                    (* sqrt(n_embd): Gemma)
 //   for each layer:
-//     xb = rmsnorm(x, attn_norm);  q, k, v = xb @ Wq, Wk, Wv;  RoPE(q, k);  cache(k, v)
-//     att = softmax(q . K / sqrt(head_dim)) . V   (per head, over the cache, causal)
-//     x += att @ Wo
-//     xb = rmsnorm(x, ffn_norm);   x += (silu(xb @ Wgate) * (xb @ Wup)) @ Wdown
-//   logits = rmsnorm(x, output_norm) @ Woutput
+//     xb = rmsnorm(x, attn_norm);  q, k, v = xb @ Wq, Wk, Wv (+ biases: Qwen2)
+//     q, k = rmsnorm per head (Qwen3, Gemma 3);  RoPE(q, k) (NORM or NEOX pairs; not on SmolLM3's
+//     every 4th layer);  cache(k, v)
+//     att = softmax(cap(q . K * scale)) . V   (per head, over the cache or its sliding window, causal)
+//     x += rmsnorm?(att @ Wo)                 (the post-norm: Gemma 2/3)
+//     xb = rmsnorm(x, ffn_norm);   x += rmsnorm?((act(xb @ Wgate) * (xb @ Wup)) @ Wdown)
+//   logits = cap(rmsnorm(x, output_norm) @ Woutput (+ bias))
 //
-// done for a batch of n tokens at once, as a sequence of backend ops (backend.hpp) written once
-// for every backend: every row-wise op runs per row, every matmul takes all n rows (one
-// quantization of its input shared by Q/K/V and by gate/up). With n == 1 (decode) the matmuls
-// are GEMVs, with n > 1 (prefill) GEMMs: the kernels' matmul() picks, per weight type.
+// with act = silu (SwiGLU) or gelu (GeGLU: Gemma), the architecture's switches in arch.hpp, done
+// for a batch of n tokens at once, as a sequence of backend ops (backend.hpp) written once for
+// every backend: every row-wise op runs per row, every matmul takes all n rows (one quantization
+// of its input shared by Q/K/V and by gate/up). With n == 1 (decode) the matmuls are GEMVs, with
+// n > 1 (prefill) GEMMs: the kernels' matmul() picks, per weight type.
 #include "context.hpp"
 
 #include <unistd.h>
@@ -29,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "arch.hpp"
 #include "backend_cpu.hpp"
@@ -153,20 +157,49 @@ std::string unsupported_weight(const Model& model, const Backend& backend) {
   return {};
 }
 
-// The backend the options name, checked against the model's weight types: a named backend that
-// cannot read one of them is refused; "auto" then falls back to the CPU.
+// The forward-pass features (backend.hpp) this model's graph uses beyond a Llama block's.
+std::vector<Feature> features_used(const Model& model) {
+  const HParams& hp = model.hparams();
+  const ArchInfo& a = model.arch();
+  std::vector<Feature> used;
+  bool bias = false;
+  for (int l = 0; l < hp.n_layer; ++l) bias = bias || model.layer(l).bq || model.layer(l).bk || model.layer(l).bv;
+  if (bias) used.push_back(Feature::matmul_bias);
+  if (a.rope_mode == RopeMode::Neox) used.push_back(Feature::rope_neox);
+  if (hp.n_swa > 0 || hp.rope_attn_factor != 1.0f || hp.no_rope_layer_step > 0 ||
+      model.rope_factors(hp.n_ctx_train) != model.rope_freqs())
+    used.push_back(Feature::rope_sets);
+  if (a.qk_norm) used.push_back(Feature::head_norm);
+  if (hp.embd_scale != 1.0f) used.push_back(Feature::scale);
+  if (a.ffn_activation == FfnActivation::Gelu) used.push_back(Feature::gelu_mul);
+  if (hp.attn_softcap > 0) used.push_back(Feature::attn_softcap);
+  if (hp.n_swa > 0) used.push_back(Feature::sliding_window);
+  return used;
+}
+
+// What of the model the backend cannot run: the first weight type its kernels do not read, or
+// the first feature it lacks; empty when it runs it all.
+std::string unsupported_part(const Model& model, const Backend& backend) {
+  std::string bad = unsupported_weight(model, backend);
+  if (!bad.empty()) return "tensor " + bad + ", which its kernels do not read";
+  for (Feature f : features_used(model))
+    if (!backend.supports(f)) return "the " + std::string(model.arch().name) + " graph needs " + std::string(feature_name(f)) +
+                                     ", which it does not run";
+  return {};
+}
+
+// The backend the options name, checked against the model's weight types and graph: a named
+// backend that cannot run them is refused; "auto" then falls back to the CPU.
 std::unique_ptr<Backend> backend_for(const Model& model, const ContextOptions& o) {
   std::unique_ptr<Backend> be = make_backend(o.backend, {o.n_threads, o.kernels});
-  const std::string bad = unsupported_weight(model, *be);
+  const std::string bad = unsupported_part(model, *be);
   if (bad.empty()) return be;
   const std::string name(be->name());
   if (o.backend == "auto" && name != "cpu") {
     log().info("context: backend {} cannot run this model ({}); using the CPU", name, bad);
     return make_backend("cpu", {o.n_threads, o.kernels});
   }
-  throw Error(Error::Kind::Unsupported, name + ": tensor " + bad + ", which the " +
-                                            (name == "metal" ? std::string("Metal") : name) +
-                                            " kernels do not read; use backend \"cpu\"");
+  throw Error(Error::Kind::Unsupported, "backend " + name + ": " + bad + "; use backend \"cpu\"");
 }
 
 }  // namespace
@@ -197,7 +230,11 @@ Context::Context(const Model& model, const ContextOptions& options)
     backend_->map_weights(f.image().data(), f.image().size());
     backend_->alloc_activations(shapes);
     backend_->alloc_kv(kv_.layout());
-    backend_->set_rope({hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, model_.rope_freqs()});
+    // RoPE set 0 for every layer, set 1 for the sliding-window layers (their own base: Gemma 3).
+    const RopeMode mode = model_.arch().rope_mode;
+    const float* factors = model_.rope_factors(options_.n_ctx);
+    backend_->set_rope(0, {mode, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, hp.rope_attn_factor, factors});
+    backend_->set_rope(1, {mode, hp.n_rot, hp.rope_freq_base_swa, hp.rope_freq_scale_swa, hp.rope_attn_factor, factors});
     logits_.resize((options_.logits_all ? sz(options_.n_batch) : 1) * sz(hp.n_vocab));
   } catch (const std::bad_alloc&) {
     throw Error(Error::Kind::OutOfMemory, "context: out of memory allocating the buffers of n_ctx " +
@@ -308,29 +345,40 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
 
   be.begin(n, pos0);
   be.embed(model_.token_embd(), tokens, B::x);  // x[n][E]
+  if (hp.embd_scale != 1.0f) be.scale(B::x, hp.embd_scale);
 
   for (int l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& L = model_.layer(l);
+    const bool swa = hp.layer_is_swa(l);
 
     // Attention block.
     be.rms_norm(B::x, 0, n, L.attn_norm, hp.rms_eps, B::xb);                    // xb[n][E]
-    const MatmulTo qkv[] = {{&L.wq, B::q}, {&L.wk, B::k}, {&L.wv, B::v}};
-    be.matmul(B::xb, 0, n, qkv);      // q[n][Q] = xb Wq^T;  k, v[n][KV] = xb Wk^T, xb Wv^T
-    be.rope(B::q, hp.n_head);
-    be.rope(B::k, hp.n_head_kv);
+    const MatmulTo qkv[] = {{&L.wq, B::q, L.bq}, {&L.wk, B::k, L.bk}, {&L.wv, B::v, L.bv}};
+    be.matmul(B::xb, 0, n, qkv);      // q[n][Q] = xb Wq^T + bq;  k, v[n][KV] = xb Wk^T + bk, xb Wv^T + bv
+    if (L.q_norm) {
+      be.head_norm(B::q, hp.n_head, L.q_norm, hp.rms_eps);                      // per head of head_dim
+      be.head_norm(B::k, hp.n_head_kv, L.k_norm, hp.rms_eps);
+    }
+    if (hp.layer_has_rope(l)) {
+      be.rope(B::q, hp.n_head, swa ? 1 : 0);
+      be.rope(B::k, hp.n_head_kv, swa ? 1 : 0);
+    }
     be.kv_store(l, B::k, B::v);                                                 // cache[pos0 ..]
-    be.attention(l, hp.n_head, B::q, B::att);                                  // att[n][Q]
+    be.attention(l, hp.n_head, B::q, B::att, {hp.attn_scale, hp.attn_softcap, swa ? hp.n_swa : 0});  // att[n][Q]
     const MatmulTo wo[] = {{&L.wo, B::xb2}};
     be.matmul(B::att, 0, n, wo);      // xb2[n][E] = att Wo^T
+    if (L.attn_post_norm) be.rms_norm(B::xb2, 0, n, L.attn_post_norm, hp.rms_eps, B::xb2);
     be.add(B::x, B::xb2, B::x);
 
-    // Feed-forward block (SwiGLU).
+    // Feed-forward block (SwiGLU or GeGLU).
     be.rms_norm(B::x, 0, n, L.ffn_norm, hp.rms_eps, B::xb);
     const MatmulTo gate_up[] = {{&L.w_gate, B::gate}, {&L.w_up, B::up}};
     be.matmul(B::xb, 0, n, gate_up);  // gate, up[n][F] = xb Wgate^T, xb Wup^T
-    be.silu_mul(B::gate, B::up, B::gate);
+    if (model_.arch().ffn_activation == FfnActivation::Gelu) be.gelu_mul(B::gate, B::up, B::gate);
+    else be.silu_mul(B::gate, B::up, B::gate);
     const MatmulTo down[] = {{&L.w_down, B::xb2}};
     be.matmul(B::gate, 0, n, down);   // xb2[n][E] = gate Wdown^T
+    if (L.ffn_post_norm) be.rms_norm(B::xb2, 0, n, L.ffn_post_norm, hp.rms_eps, B::xb2);
     be.add(B::x, B::xb2, B::x);
   }
 
@@ -341,6 +389,19 @@ void Context::forward(const int32_t* tokens, int n, int logits_from, float* logi
     be.lm_head(model_.output(), B::xb, logits_from, rows, logits);  // logits[rows][V] = xb Wout^T
   }
   be.finish();
+  // The output bias and the final soft-cap, on the host logits (valid after finish()).
+  if (rows > 0 && (model_.output_bias() || hp.final_softcap > 0)) {
+    const size_t n_vocab = sz(hp.n_vocab);
+    const float* bias = model_.output_bias();
+    const float cap = hp.final_softcap;
+    for (int r = 0; r < rows; ++r) {
+      float* row = logits + sz(r) * n_vocab;
+      if (bias)
+        for (size_t t = 0; t < n_vocab; ++t) row[t] += bias[t];
+      if (cap > 0)
+        for (size_t t = 0; t < n_vocab; ++t) row[t] = cap * std::tanh(row[t] * (1.0f / cap));
+    }
+  }
   // The positions are in the cache now.
   kv_.set_n_past(pos0 + n);
 }

@@ -128,19 +128,55 @@ const float* bind_norm(const gguf::TensorInfo& t, int64_t n) {
   return reinterpret_cast<const float*>(t.data);
 }
 
-// The table's switches that the loader and the forward pass (context.cpp) do not run yet: an
-// architecture added to the table with one of them is refused here rather than run wrongly.
-// Remove each line as its switch is implemented.
-void refuse_switches_not_run(const ArchInfo& a) {
-  const char* what = nullptr;
-  if (a.rope_mode != RopeMode::Norm) what = "NeoX RoPE";
-  else if (a.ffn_activation != FfnActivation::Silu) what = "a GELU FFN";
-  else if (a.qkv_bias) what = "Q/K/V biases";
-  else if (a.embd_scale_sqrt) what = "a scaled embedding";
-  else if (a.fused_qkv || a.fused_gate_up) what = "fused Q/K/V or gate/up tensors";
-  if (what)
-    fail(Error::Kind::Unsupported, "model: architecture '" + std::string(a.name) + "' needs " + what +
-                                       ", which this engine does not run yet");
+// An integer or bool as 0/1 (the items of attention.sliding_window_pattern's per-layer form).
+bool as_flag(const gguf::Value& v, const std::string& key) {
+  return std::visit(
+      [&](const auto& x) -> bool {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_integral_v<T>) return x != 0;
+        else fail(Error::Kind::Format, "model: '" + key + "' holds a " + gguf::describe_type(v) +
+                                           ", expected bools or integers");
+      },
+      v.v);
+}
+
+// Which layers use the sliding window: the per-layer array or the period n of
+// attention.sliding_window_pattern (layer l slides when l % n < n - 1; n == 0: every layer), else
+// the architecture's period, as llama.cpp's set_swa_pattern.
+std::vector<uint8_t> swa_layers(const gguf::File& f, const ArchInfo& arch, int n_layer) {
+  const std::string k = key(arch, Key::attention_sliding_window_pattern);
+  std::vector<uint8_t> is_swa(static_cast<size_t>(n_layer), 0);
+  int64_t period = arch.swa_pattern;
+  if (const gguf::Value* v = f.find(k)) {
+    if (const gguf::Array* a = std::get_if<gguf::Array>(&v->v)) {
+      if (a->items.size() < is_swa.size())
+        fail(Error::Kind::Format, "model: '" + k + "' has " + std::to_string(a->items.size()) +
+                                      " entries, fewer than the " + std::to_string(n_layer) + " layers");
+      for (size_t l = 0; l < is_swa.size(); ++l) is_swa[l] = as_flag(a->items[l], k) ? 1 : 0;
+      return is_swa;
+    }
+    period = get_int(f, k, 0, true);
+    if (period < 0 || period > n_layer + 1)
+      fail(Error::Kind::Format, "model: '" + k + "' = " + std::to_string(period) + " is out of range");
+  }
+  for (int l = 0; l < n_layer; ++l) is_swa[static_cast<size_t>(l)] = period == 0 || l % period < period - 1;
+  return is_swa;
+}
+
+// A float key that must be finite and >= 0 (softcaps, scales).
+float non_negative(const gguf::File& f, const std::string& key, float fallback) {
+  const float v = get_float(f, key, fallback);
+  if (!std::isfinite(v) || v < 0)
+    fail(Error::Kind::Format, "model: '" + key + "' = " + std::to_string(v) + " is out of range");
+  return v;
+}
+
+// Rows [first, first + n) of a bound matrix (a fused tensor's parts: rows are contiguous).
+kernels::WeightMatrix row_range(const kernels::WeightMatrix& w, int64_t first, int64_t n) {
+  kernels::WeightMatrix part = w;
+  part.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.row_bytes;
+  part.rows = n;
+  return part;
 }
 
 }  // namespace
@@ -162,17 +198,36 @@ HParams read_hparams(const gguf::File& f) {
   hp.n_head = need(Key::attention_head_count);
   hp.n_head_kv = positive(k(Key::attention_head_count_kv),
                           get_int(f, k(Key::attention_head_count_kv), hp.n_head, false));
-  if (hp.n_embd % hp.n_head != 0)
-    fail(Error::Kind::Format, "model: embedding_length " + std::to_string(hp.n_embd) +
-                                  " is not a multiple of head_count " + std::to_string(hp.n_head));
   if (hp.n_head % hp.n_head_kv != 0)
     fail(Error::Kind::Format, "model: head_count " + std::to_string(hp.n_head) +
                                   " is not a multiple of head_count_kv " + std::to_string(hp.n_head_kv));
-  hp.head_dim = hp.n_embd / hp.n_head;
+  // head_dim: attention.key_length when the file has it (Qwen3, Gemma, Mistral-Nemo-style Llama
+  // files: the Q projection need not be n_embd wide), else n_embd / n_head.
+  const bool has_key_length = f.find(k(Key::attention_key_length)) != nullptr;
+  if (!has_key_length && hp.n_embd % hp.n_head != 0)
+    fail(Error::Kind::Format, "model: embedding_length " + std::to_string(hp.n_embd) +
+                                  " is not a multiple of head_count " + std::to_string(hp.n_head) +
+                                  " and attention.key_length is absent");
+  hp.head_dim = positive(k(Key::attention_key_length),
+                         get_int(f, k(Key::attention_key_length), hp.n_embd / hp.n_head, false));
+  const int value_length = positive(k(Key::attention_value_length),
+                                    get_int(f, k(Key::attention_value_length), hp.head_dim, false));
+  if (value_length != hp.head_dim)
+    fail(Error::Kind::Unsupported, "model: attention.value_length " + std::to_string(value_length) +
+                                       " differs from key_length " + std::to_string(hp.head_dim) +
+                                       ", which this engine does not run");
+  if (hp.head_dim % 2 != 0 || hp.head_dim > 1024)
+    fail(Error::Kind::Unsupported, "model: head_dim " + std::to_string(hp.head_dim) +
+                                       " is not supported (even, at most 1024)");
   hp.n_rot = positive(k(Key::rope_dimension_count), get_int(f, k(Key::rope_dimension_count), hp.head_dim, false));
   if (hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0)
     fail(Error::Kind::Format, "model: rope.dimension_count " + std::to_string(hp.n_rot) +
                                   " must be even and at most head_dim " + std::to_string(hp.head_dim));
+  // llama.cpp refuses partial rotary for Llama (n_rot must be head_dim there).
+  if (arch.arch == Arch::llama && hp.n_rot != hp.head_dim)
+    fail(Error::Kind::Format, "model: rope.dimension_count " + std::to_string(hp.n_rot) +
+                                  " differs from head_dim " + std::to_string(hp.head_dim) +
+                                  ", which a llama model cannot have");
   hp.rope_freq_base = get_float(f, k(Key::rope_freq_base), 10000.0f);
   hp.rms_eps = get_float(f, k(Key::attention_layer_norm_rms_epsilon), 1e-5f);
   if (!(hp.rope_freq_base > 0) || !(hp.rms_eps >= 0) || !std::isfinite(hp.rms_eps))
@@ -196,16 +251,48 @@ HParams read_hparams(const gguf::File& f) {
   if (has_factor && (!std::isfinite(factor) || factor < 0 || (factor == 0 && scaling == "linear")))
     fail(Error::Kind::Format, "model: '" + factor_key + "' = " + std::to_string(factor) +
                                   " is not a valid RoPE scaling factor (it must be finite and > 0)");
+  // LongRoPE (Phi-3) scales by its factor tensors and attn_factor, not by rope.scaling.factor.
+  const bool longrope = scaling == "longrope" && arch.rope_factors_long_short;
   if (scaling == "linear" || (scaling == "none" && factor > 0 && !scaling_value)) {
     if (has_factor) hp.rope_freq_scale = 1.0f / factor;  // linear without a factor: 1
-  } else if (scaling != "none") {
-    fail(Error::Kind::Unsupported, "model: RoPE scaling '" + printable(scaling) +
-                                       "' is not supported (only none and linear)");
+  } else if (scaling != "none" && !longrope) {
+    fail(Error::Kind::Unsupported, "model: RoPE scaling '" + printable(scaling) + "' is not supported (only none and linear" +
+                                       (arch.rope_factors_long_short ? ", longrope)" : ")"));
   }
   if (!(hp.rope_freq_scale > 0) || !std::isfinite(hp.rope_freq_scale))
     fail(Error::Kind::Format, "model: rope scaling factor out of range");
 
   hp.n_ctx_train = positive(k(Key::context_length), get_int(f, k(Key::context_length), 2048, false));
+  hp.n_ctx_orig = positive(k(Key::rope_scaling_orig_ctx), get_int(f, k(Key::rope_scaling_orig_ctx), hp.n_ctx_train, false));
+  hp.rope_attn_factor = non_negative(f, k(Key::rope_scaling_attn_factor), 1.0f);
+
+  // Sliding-window layers (Gemma 2: window 4096 by default; Gemma 3: only with the key). Their
+  // RoPE: Gemma 2 the global one unless rope.freq_base_swa; Gemma 3 base 10000 (llama.cpp's
+  // default) unless the key, scale 1.
+  if (arch.swa_pattern > 0) {
+    const int64_t window = get_int(f, k(Key::attention_sliding_window), arch.swa_window, false);
+    if (window < 0 || window > (int64_t{1} << 24))
+      fail(Error::Kind::Format, "model: '" + k(Key::attention_sliding_window) + "' = " + std::to_string(window) +
+                                    " is out of range");
+    hp.n_swa = static_cast<int>(window);
+    if (hp.n_swa > 0) {
+      hp.is_swa = swa_layers(f, arch, hp.n_layer);
+      const bool same_as_global = arch.arch == Arch::gemma2;
+      hp.rope_freq_base_swa = get_float(f, k(Key::rope_freq_base_swa), same_as_global ? hp.rope_freq_base : 10000.0f);
+      hp.rope_freq_scale_swa = same_as_global ? hp.rope_freq_scale : 1.0f;
+      if (!(hp.rope_freq_base_swa > 0) || !std::isfinite(hp.rope_freq_base_swa))
+        fail(Error::Kind::Format, "model: '" + k(Key::rope_freq_base_swa) + "' out of range");
+    }
+  }
+  hp.no_rope_layer_step = arch.no_rope_layer_step;
+
+  hp.embd_scale = arch.embd_scale_sqrt ? std::sqrt(static_cast<float>(hp.n_embd)) : 1.0f;
+  // Gemma's 27B sizes scale by n_embd / n_head, as llama.cpp decides by their layer counts.
+  const bool gemma_27b = arch.gemma_attn_scale && ((arch.arch == Arch::gemma2 && hp.n_layer == 46) ||
+                                                   (arch.arch == Arch::gemma3 && hp.n_layer == 62));
+  hp.attn_scale = 1.0f / std::sqrt(static_cast<float>(gemma_27b ? hp.n_embd / hp.n_head : hp.head_dim));
+  if (arch.attn_softcap) hp.attn_softcap = non_negative(f, k(Key::attn_logit_softcapping), 50.0f);
+  if (arch.final_softcap_key) hp.final_softcap = non_negative(f, k(Key::final_logit_softcapping), arch.final_softcap);
 
   int64_t n_vocab = get_int(f, k(Key::vocab_size), 0, false);
   if (n_vocab == 0) {
@@ -240,13 +327,16 @@ void Model::check_unchanged() const {
 Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(file_)) {
   const HParams& hp = hparams_;
   const ArchInfo& arch = *hp.arch;
-  refuse_switches_not_run(arch);
   const gguf::File& f = file_;
   auto count = [&](const gguf::TensorInfo& t) -> const gguf::TensorInfo* {
     weight_bytes_ += t.n_bytes;
     return &t;
   };
   auto global = [&](Tensor t) -> const gguf::TensorInfo& { return *count(find(f, tensor_name(t))); };
+  auto optional_global = [&](Tensor t, TensorPart part = TensorPart::weight) -> const gguf::TensorInfo* {
+    const gguf::TensorInfo* info = f.find_tensor(tensor_name(t, -1, part));
+    return info ? count(*info) : nullptr;
+  };
 
   token_embd_ = bind_matrix(global(Tensor::token_embd), hp.n_embd, hp.n_vocab);
   output_norm_ = bind_norm(global(Tensor::output_norm), hp.n_embd);
@@ -257,13 +347,17 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
     output_ = token_embd_;
     output_tied_ = true;
   }
+  if (const gguf::TensorInfo* b = optional_global(Tensor::output, TensorPart::bias)) output_bias_ = bind_norm(*b, hp.n_vocab);
 
-  if (const gguf::TensorInfo* freqs = f.find_tensor(tensor_name(Tensor::rope_freqs)))
-    rope_freqs_ = bind_norm(*count(*freqs), hp.n_rot / 2);
+  if (const gguf::TensorInfo* freqs = optional_global(Tensor::rope_freqs)) rope_freqs_ = bind_norm(*freqs, hp.n_rot / 2);
+  if (arch.rope_factors_long_short) {
+    if (const gguf::TensorInfo* t = optional_global(Tensor::rope_factors_long)) rope_factors_long_ = bind_norm(*t, hp.n_rot / 2);
+    if (const gguf::TensorInfo* t = optional_global(Tensor::rope_factors_short)) rope_factors_short_ = bind_norm(*t, hp.n_rot / 2);
+  }
 
   // Every layer has at least these tensors: bound block_count by the tensors the file has before
   // sizing anything by it (a small file claiming millions of layers is refused at once).
-  const uint64_t per_layer = 9 + (arch.qkv_bias ? 3 : 0);
+  const uint64_t per_layer = 5 + (arch.qk_norm ? 2 : 0) + (arch.post_norms ? 2 : 0);
   const uint64_t n_tensors = f.tensors().size();
   if (uint64_t(hp.n_layer) * per_layer > n_tensors)
     fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +
@@ -275,26 +369,66 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
                                   " but tensor '" + tensor_name(Tensor::attn_norm, hp.n_layer - 1) +
                                   "' (of the last layer) is missing");
   layers_.resize(static_cast<size_t>(hp.n_layer));
+  const int64_t n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv();
   for (int i = 0; i < hp.n_layer; ++i) {
     auto t = [&](Tensor which, TensorPart part = TensorPart::weight) -> const gguf::TensorInfo& {
       return *count(find(f, tensor_name(which, i, part)));
     };
+    auto optional = [&](Tensor which, TensorPart part = TensorPart::weight) -> const gguf::TensorInfo* {
+      const gguf::TensorInfo* info = f.find_tensor(tensor_name(which, i, part));
+      return info ? count(*info) : nullptr;
+    };
     LayerWeights& L = layers_[static_cast<size_t>(i)];
     L.attn_norm = bind_norm(t(Tensor::attn_norm), hp.n_embd);
-    L.wq = bind_matrix(t(Tensor::attn_q), hp.n_embd, hp.n_embd_q());
-    L.wk = bind_matrix(t(Tensor::attn_k), hp.n_embd, hp.n_embd_kv());
-    L.wv = bind_matrix(t(Tensor::attn_v), hp.n_embd, hp.n_embd_kv());
-    if (arch.qkv_bias) {
-      L.bq = bind_norm(t(Tensor::attn_q, TensorPart::bias), hp.n_embd_q());
-      L.bk = bind_norm(t(Tensor::attn_k, TensorPart::bias), hp.n_embd_kv());
-      L.bv = bind_norm(t(Tensor::attn_v, TensorPart::bias), hp.n_embd_kv());
+    // Q/K/V: one fused attn_qkv (rows q | k | v) when the file has it, else three tensors; biases
+    // wherever the file has them.
+    if (const gguf::TensorInfo* qkv = optional(Tensor::attn_qkv)) {
+      const kernels::WeightMatrix fused = bind_matrix(*qkv, hp.n_embd, n_q + 2 * n_kv);
+      L.wq = row_range(fused, 0, n_q);
+      L.wk = row_range(fused, n_q, n_kv);
+      L.wv = row_range(fused, n_q + n_kv, n_kv);
+      if (const gguf::TensorInfo* b = optional(Tensor::attn_qkv, TensorPart::bias)) {
+        const float* bias = bind_norm(*b, n_q + 2 * n_kv);
+        L.bq = bias;
+        L.bk = bias + n_q;
+        L.bv = bias + n_q + n_kv;
+      }
+    } else {
+      L.wq = bind_matrix(t(Tensor::attn_q), hp.n_embd, n_q);
+      L.wk = bind_matrix(t(Tensor::attn_k), hp.n_embd, n_kv);
+      L.wv = bind_matrix(t(Tensor::attn_v), hp.n_embd, n_kv);
     }
-    L.wo = bind_matrix(t(Tensor::attn_output), hp.n_embd_q(), hp.n_embd);
+    if (!L.bq) {
+      if (const gguf::TensorInfo* b = optional(Tensor::attn_q, TensorPart::bias)) L.bq = bind_norm(*b, n_q);
+      if (const gguf::TensorInfo* b = optional(Tensor::attn_k, TensorPart::bias)) L.bk = bind_norm(*b, n_kv);
+      if (const gguf::TensorInfo* b = optional(Tensor::attn_v, TensorPart::bias)) L.bv = bind_norm(*b, n_kv);
+    }
+    if (arch.qk_norm) {
+      L.q_norm = bind_norm(t(Tensor::attn_q_norm), hp.head_dim);
+      L.k_norm = bind_norm(t(Tensor::attn_k_norm), hp.head_dim);
+    }
+    L.wo = bind_matrix(t(Tensor::attn_output), n_q, hp.n_embd);
+    if (arch.post_norms) {
+      L.attn_post_norm = bind_norm(t(Tensor::attn_post_norm), hp.n_embd);
+      L.ffn_post_norm = bind_norm(t(Tensor::ffn_post_norm), hp.n_embd);
+    }
     L.ffn_norm = bind_norm(t(Tensor::ffn_norm), hp.n_embd);
-    L.w_gate = bind_matrix(t(Tensor::ffn_gate), hp.n_embd, hp.n_ff);
-    L.w_up = bind_matrix(t(Tensor::ffn_up), hp.n_embd, hp.n_ff);
+    if (arch.fused_gate_up) {  // ffn_up rows: gate | up (llama.cpp's SwiGLU over the halves)
+      const kernels::WeightMatrix fused = bind_matrix(t(Tensor::ffn_up), hp.n_embd, 2 * int64_t{hp.n_ff});
+      L.w_gate = row_range(fused, 0, hp.n_ff);
+      L.w_up = row_range(fused, hp.n_ff, hp.n_ff);
+    } else {
+      L.w_gate = bind_matrix(t(Tensor::ffn_gate), hp.n_embd, hp.n_ff);
+      L.w_up = bind_matrix(t(Tensor::ffn_up), hp.n_embd, hp.n_ff);
+    }
     L.w_down = bind_matrix(t(Tensor::ffn_down), hp.n_ff, hp.n_embd);
   }
+}
+
+const float* Model::rope_factors(int n_ctx) const {
+  if (rope_freqs_) return rope_freqs_;
+  const int64_t padded = (int64_t{n_ctx} + 255) / 256 * 256;
+  return padded > hparams_.n_ctx_orig ? rope_factors_long_ : rope_factors_short_;
 }
 
 }  // namespace edgellm::engine

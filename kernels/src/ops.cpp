@@ -2,6 +2,8 @@
 // (portable) file's flags; the scalar tails and the _ref versions define the numbers.
 #include "edgellm/kernels/ops.hpp"
 
+#include "edgellm/kernels/quants.hpp"  // fp16 rounding (gelu_mul)
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -23,6 +25,21 @@ struct SwapPairs {
 float silu(float g) { return g / (1.0f + std::exp(-g)); }
 
 }  // namespace
+
+// ---- gelu_mul ----
+
+float gelu_f16_rounded(float g) {
+  if (g <= -10.0f) return 0.0f;
+  if (g >= 10.0f) return g;
+  const float x = fp16_to_fp32(fp32_to_fp16(g));
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
+  const float gelu = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+  return fp16_to_fp32(fp32_to_fp16(gelu));
+}
+
+void gelu_mul(const float* gate, const float* up, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_f16_rounded(gate[i]) * up[i];
+}
 
 // ---- rms_norm ----
 
@@ -137,14 +154,29 @@ void scale(float* x, float s, int64_t n) {
 // ---- rope (NORM mode) ----
 
 void rope_norm_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale,
-                       float* cos_sin, const float* freq_factors) {
+                       float* cos_sin, const float* freq_factors, float attn_factor) {
   const float r = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
   float t = static_cast<float>(pos);
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     const float theta = freq_scale * (freq_factors ? t / freq_factors[i] : t);
-    cos_sin[2 * i] = std::cos(theta);
-    cos_sin[2 * i + 1] = std::sin(theta);
+    cos_sin[2 * i] = std::cos(theta) * attn_factor;
+    cos_sin[2 * i + 1] = std::sin(theta) * attn_factor;
     t *= r;
+  }
+}
+
+void rope_neox_with(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                    const float* cos_sin) {
+  const int64_t n = std::max<int64_t>(0, std::min(n_rot, head_dim)) & ~int64_t{1};
+  const int64_t half = n / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
+      const float x0 = xh[i], x1 = xh[i + half];
+      xh[i] = x0 * c - x1 * s;
+      xh[i + half] = x0 * s + x1 * c;
+    }
   }
 }
 

@@ -96,7 +96,6 @@ TEST_CASE("tensor names: global ones bare, per-layer ones under blk.N.", "[engin
 }
 
 TEST_CASE("llama's entry and lookup by general.architecture", "[engine][arch]") {
-  REQUIRE(supported_archs().size() == 1);
   const ArchInfo* found = find_arch("llama");
   REQUIRE(found != nullptr);
   CHECK(found == &arch_info(Arch::llama));
@@ -105,13 +104,67 @@ TEST_CASE("llama's entry and lookup by general.architecture", "[engine][arch]") 
   CHECK(found->name == "llama");
   CHECK(found->rope_mode == RopeMode::Norm);
   CHECK(found->ffn_activation == FfnActivation::Silu);
-  CHECK_FALSE(found->qkv_bias);
   CHECK(found->output_may_be_tied);
   CHECK_FALSE(found->embd_scale_sqrt);
-  CHECK_FALSE(found->fused_qkv);
+  CHECK_FALSE(found->qk_norm);
+  CHECK_FALSE(found->post_norms);
   CHECK_FALSE(found->fused_gate_up);
+  CHECK_FALSE(found->attn_softcap);
+  CHECK(found->swa_pattern == 0);
+  CHECK(found->no_rope_layer_step == 0);
   CHECK(find_arch("Llama") == nullptr);  // names are exact, as llama.cpp compares them
   CHECK(find_arch("") == nullptr);
+}
+
+TEST_CASE("every architecture's entry: its name and the switches llama.cpp's graph has", "[engine][arch]") {
+  struct Want {
+    std::string_view name;
+    RopeMode rope;
+    FfnActivation act;
+    bool qk_norm, post_norms, fused_gate_up, softcap;
+    int swa_pattern, no_rope_step;
+  };
+  const Want want[] = {
+      {"llama", RopeMode::Norm, FfnActivation::Silu, false, false, false, false, 0, 0},
+      {"qwen2", RopeMode::Neox, FfnActivation::Silu, false, false, false, false, 0, 0},
+      {"qwen3", RopeMode::Neox, FfnActivation::Silu, true, false, false, false, 0, 0},
+      {"gemma2", RopeMode::Neox, FfnActivation::Gelu, false, true, false, true, 2, 0},
+      {"gemma3", RopeMode::Neox, FfnActivation::Gelu, true, true, false, false, 6, 0},
+      {"phi3", RopeMode::Neox, FfnActivation::Silu, false, false, true, false, 0, 0},
+      {"smollm3", RopeMode::Norm, FfnActivation::Silu, false, false, false, false, 0, 4},
+  };
+  REQUIRE(supported_archs().size() == std::size(want));
+  for (const Want& w : want) {
+    INFO(w.name);
+    const ArchInfo* a = find_arch(w.name);
+    REQUIRE(a != nullptr);
+    CHECK(&arch_info(a->arch) == a);
+    CHECK(a->rope_mode == w.rope);
+    CHECK(a->ffn_activation == w.act);
+    CHECK(a->qk_norm == w.qk_norm);
+    CHECK(a->post_norms == w.post_norms);
+    CHECK(a->fused_gate_up == w.fused_gate_up);
+    CHECK(a->attn_softcap == w.softcap);
+    CHECK(a->swa_pattern == w.swa_pattern);
+    CHECK(a->no_rope_layer_step == w.no_rope_step);
+    CHECK(a->embd_scale_sqrt == (w.act == FfnActivation::Gelu));  // the Gemmas
+    CHECK(key(*a, Key::block_count) == std::string(w.name) + ".block_count");
+  }
+  CHECK(key(arch_info(Arch::gemma2), Key::attn_logit_softcapping) == "gemma2.attn_logit_softcapping");
+  CHECK(key(arch_info(Arch::gemma2), Key::final_logit_softcapping) == "gemma2.final_logit_softcapping");
+  CHECK(key(arch_info(Arch::gemma3), Key::attention_sliding_window) == "gemma3.attention.sliding_window");
+  CHECK(key(arch_info(Arch::gemma3), Key::attention_sliding_window_pattern) ==
+        "gemma3.attention.sliding_window_pattern");
+  CHECK(key(arch_info(Arch::gemma3), Key::rope_freq_base_swa) == "gemma3.rope.freq_base_swa");
+  CHECK(key(arch_info(Arch::phi3), Key::rope_scaling_attn_factor) == "phi3.rope.scaling.attn_factor");
+  CHECK(key(arch_info(Arch::phi3), Key::rope_scaling_orig_ctx) == "phi3.rope.scaling.original_context_length");
+  CHECK(tensor_name(Tensor::attn_q_norm, 1) == "blk.1.attn_q_norm.weight");
+  CHECK(tensor_name(Tensor::attn_k_norm, 1) == "blk.1.attn_k_norm.weight");
+  CHECK(tensor_name(Tensor::attn_post_norm, 0) == "blk.0.attn_post_norm.weight");
+  CHECK(tensor_name(Tensor::ffn_post_norm, 0) == "blk.0.ffn_post_norm.weight");
+  CHECK(tensor_name(Tensor::rope_factors_long) == "rope_factors_long.weight");
+  CHECK(tensor_name(Tensor::rope_factors_short) == "rope_factors_short.weight");
+  CHECK(tensor_name(Tensor::output, -1, TensorPart::bias) == "output.bias");
 }
 
 TEST_CASE("an architecture not in the table is refused, its name escaped", "[engine][arch]") {
@@ -121,6 +174,7 @@ TEST_CASE("an architecture not in the table is refused, its name escaped", "[eng
     const std::string msg = e.what();
     CHECK(msg.find("architecture 'gpt2'") != std::string::npos);
     CHECK(msg.find("'llama'") != std::string::npos);  // the supported ones are listed
+    CHECK(msg.find("'gemma3'") != std::string::npos);
   }
   {
     // A terminal escape sequence (red text, clear screen) and a NUL in the file's string.

@@ -270,7 +270,7 @@ TEST_CASE("metal backend: weights are found in the mapping by address; addresses
     std::fill(std::begin(shapes.width), std::end(shapes.width), int64_t{kRows});
     be.alloc_activations(shapes);
     be.alloc_kv(KvLayout{1, 32, 1, kRows, KvType::F16});
-    be.set_rope({});
+    be.set_rope(0, {});
     const int32_t tokens[kTokens] = {5, 2};
     float logits[kTokens * kVocab];
     be.begin(kTokens, 0);

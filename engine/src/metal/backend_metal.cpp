@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -64,7 +65,13 @@ void MetalBackend::alloc_kv(const KvLayout& layout) {
   kv_ = dev_->alloc(layout.bytes());
 }
 
-void MetalBackend::set_rope(const RopeParams& rope) {
+void MetalBackend::no_kernel(const char* op) {
+  throw Error(Error::Kind::Unsupported, std::string("metal: no kernel for ") + op + " yet");
+}
+
+void MetalBackend::set_rope(int set, const RopeParams& rope) {
+  if (set != 0) return;  // only set 0 is used without Feature::rope_sets
+  if (rope.mode != RopeMode::Norm || rope.attn_factor != 1.0f) no_kernel("NEOX or scaled RoPE");
   rope_ = rope;
   // rope_freqs.weight is a tensor of the file, so it lies in the weights buffer.
   freq_factors_ = rope.freq_factors ? weights_at(rope.freq_factors, uint64_t(std::max(rope.n_rot / 2, 0)) * sizeof(float),
@@ -160,13 +167,15 @@ void MetalBackend::matmul(ActBuf in, int row0, int n_rows, std::span<const Matmu
     if (p.w->cols != width(in) || p.w->rows > width(p.out))
       invalid("matmul: a " + std::to_string(p.w->rows) + " x " + std::to_string(p.w->cols) + " weight from rows of " +
               std::to_string(width(in)) + " into rows of " + std::to_string(width(p.out)));
+    if (p.bias) no_kernel("a matmul bias");
     metal::encode_matmul(*dev_, weight(*p.w, "weight matrix"), act(in, row0), static_cast<int>(width(in)),
                          act(p.out), static_cast<int>(width(p.out)), n_rows);
   }
 }
 
-void MetalBackend::rope(ActBuf x, int n_heads) {
+void MetalBackend::rope(ActBuf x, int n_heads, int set) {
   check_step("rope");
+  if (set != 0) no_kernel("a second RoPE set");
   if (n_heads <= 0 || width(x) % n_heads != 0)
     invalid("rope: " + std::to_string(n_heads) + " heads in rows of " + std::to_string(width(x)));
   const metal::RopeShape shape{n_,          static_cast<int>(width(x)), n_heads,          static_cast<int>(width(x) / n_heads),
@@ -180,9 +189,11 @@ void MetalBackend::kv_store(int layer, ActBuf k, ActBuf v) {
                          n_, pos0_);
 }
 
-void MetalBackend::attention(int layer, int n_head, ActBuf q, ActBuf out) {
+void MetalBackend::attention(int layer, int n_head, ActBuf q, ActBuf out, const AttnParams& params) {
   check_step("attention");
   const metal::KvView kv = kv_view(layer);
+  if (params.softcap > 0 || params.window > 0 || params.scale != 1.0f / std::sqrt(static_cast<float>(kv.head_dim)))
+    no_kernel("soft-capped, sliding-window or rescaled attention");
   if (n_head <= 0 || n_head % kv.n_head_kv != 0 || int64_t{n_head} * kv.head_dim > std::min(width(q), width(out)))
     invalid("attention: " + std::to_string(n_head) + " query heads over " + std::to_string(kv.n_head_kv) +
             " KV heads of " + std::to_string(kv.head_dim) + " in rows of " + std::to_string(width(q)));

@@ -30,21 +30,26 @@ class MetalBackend final : public Backend {
   std::string_view name() const override { return "metal"; }
   int n_threads() const override { return n_threads_; }
   bool supports(DType type) const override { return metal::supports(type); }
+  // The Llama block only, for now: no kernels yet for the other architectures' ops.
+  bool supports(Feature) const override { return false; }
   metal::Device& device() { return *dev_; }
 
   void map_weights(const void* data, size_t bytes) override;
   void alloc_activations(const ActShapes& shapes) override;
   void alloc_kv(const KvLayout& layout) override;
-  void set_rope(const RopeParams& rope) override;
+  void set_rope(int set, const RopeParams& rope) override;
 
   void begin(int n, int pos0) override;
   void embed(const kernels::WeightMatrix& table, const int32_t* tokens, ActBuf out) override;
   void rms_norm(ActBuf in, int row0, int n_rows, const float* weight, float eps, ActBuf out) override;
   void matmul(ActBuf in, int row0, int n_rows, std::span<const MatmulTo> products) override;
-  void rope(ActBuf x, int n_heads) override;
+  void rope(ActBuf x, int n_heads, int set) override;
+  void head_norm(ActBuf, int, const float*, float) override { no_kernel("head_norm"); }
+  void scale(ActBuf, float) override { no_kernel("scale"); }
   void kv_store(int layer, ActBuf k, ActBuf v) override;
-  void attention(int layer, int n_head, ActBuf q, ActBuf out) override;
+  void attention(int layer, int n_head, ActBuf q, ActBuf out, const AttnParams& params) override;
   void silu_mul(ActBuf gate, ActBuf up, ActBuf out) override;
+  void gelu_mul(ActBuf, ActBuf, ActBuf) override { no_kernel("gelu_mul"); }
   void add(ActBuf a, ActBuf b, ActBuf out) override;
   void lm_head(const kernels::WeightMatrix& w, ActBuf in, int row0, int n_rows, float* logits) override;
   void finish() override;
@@ -59,6 +64,8 @@ class MetalBackend final : public Backend {
   metal::WeightView weight(const kernels::WeightMatrix& w, const char* what) const;
   metal::KvView kv_view(int layer) const;
   void check_step(const char* op) const;
+  // An op of the other architectures' graphs: Context never calls it (supports(Feature) is false).
+  [[noreturn]] static void no_kernel(const char* op);
 
   std::unique_ptr<metal::Device> dev_;
   int n_threads_ = 1;

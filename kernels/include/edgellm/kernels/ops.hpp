@@ -30,6 +30,12 @@ void softmax_scaled(float* x, int64_t n, float s);
 void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void silu_mul_ref(const float* gate, const float* up, float* y, int64_t n);
 
+// y = gelu(gate) * up with GELU's tanh form, 0.5 g (1 + tanh(sqrt(2/pi) g (1 + 0.044715 g^2))),
+// computed as ggml's CPU backend does (its GGML_GELU_FP16 table): g <= -10 gives 0, g >= 10 gives
+// g; between, g is rounded to F16 and so is the GELU, so results match llama.cpp's CPU build.
+void gelu_mul(const float* gate, const float* up, float* y, int64_t n);
+float gelu_f16_rounded(float g);  // the GELU factor above, for one value
+
 // y = a + b
 void add(const float* a, const float* b, float* y, int64_t n);
 void add_ref(const float* a, const float* b, float* y, int64_t n);
@@ -45,8 +51,10 @@ void scale_ref(float* x, float s, int64_t n);
 // applies RoPE at one position many times may compute this table once. freq_factors (optional,
 // n_rot / 2 values: a model's rope_freqs tensor, Llama 3.1-style long-context scaling) divides
 // each pair's angle as ggml does: theta_i = freq_scale * (pos * r^i / freq_factors[i]).
+// attn_factor (LongRoPE's and YaRN's mscale) multiplies every cos and sin (1: exactly as above).
+// NEOX mode uses the same table: pair i is then dims (i, i + n_rot / 2).
 void rope_norm_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale,
-                       float* cos_sin, const float* freq_factors = nullptr);
+                       float* cos_sin, const float* freq_factors = nullptr, float attn_factor = 1.0f);
 
 // Rotates adjacent pairs (2i, 2i+1) of the first n_rot dims of each of n_heads heads of head_dim
 // floats (heads contiguous) by the angles above:
@@ -60,6 +68,13 @@ void rope_norm_ref(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, i
 // The same rotation with a table made by rope_norm_cos_sin (n_rot entries), for callers that
 // rotate many rows at one position.
 void rope_norm_with(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                    const float* cos_sin);
+
+// NEOX pairing (Qwen, Gemma, Phi-3): pair i of the first n_rot dims is (i, i + n_rot / 2),
+// rotated by the table's angle i, as ggml's rope mode 2:
+//   x'[i] = x[i] cos - x[i + h] sin,  x'[i + h] = x[i] sin + x[i + h] cos   (h = n_rot / 2).
+// Scalar (the definition; RoPE is a few hundred multiplies per head, not worth an ISA version).
+void rope_neox_with(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                     const float* cos_sin);
 
 }  // namespace edgellm::kernels
