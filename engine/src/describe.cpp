@@ -11,20 +11,71 @@ namespace edgellm::engine {
 
 namespace {
 
-// llama.cpp's size class for a Llama-family layer count ("1B"), "?B" when it has none.
-std::string size_class(int n_layer, int n_vocab, int n_head, int n_head_kv) {
-  switch (n_layer) {
-    case 16: case 22: return "1B";
-    case 26: case 28: return "3B";
-    case 30: return "256M";
-    case 32: return n_vocab == 49152 ? "3B" : (n_vocab < 40000 ? "7B" : "8B");
-    case 36: return "8B";
-    case 40: return "13B";
-    case 48: return "34B";
-    case 60: return "30B";
-    case 80: return n_head == n_head_kv ? "65B" : "70B";
-    default: return "?B";
+// llama.cpp's size class of a model ("1B"; each architecture's load_arch_hparams decides by the
+// layer count and sometimes the width), "?B" when it has none.
+std::string size_class(const HParams& hp) {
+  const int n_layer = hp.n_layer, n_embd = hp.n_embd;
+  switch (hp.arch->arch) {
+    case Arch::llama:
+      switch (n_layer) {
+        case 16: case 22: return "1B";
+        case 26: case 28: return "3B";
+        case 30: return "256M";
+        case 32: return hp.n_vocab == 49152 ? "3B" : (hp.n_vocab < 40000 ? "7B" : "8B");
+        case 36: return "8B";
+        case 40: return "13B";
+        case 48: return "34B";
+        case 60: return "30B";
+        case 80: return hp.n_head == hp.n_head_kv ? "65B" : "70B";
+        default: return "?B";
+      }
+    case Arch::qwen2:
+      switch (n_layer) {
+        case 24: return n_embd == 1024 ? "0.5B" : "1B";
+        case 28: return n_embd == 1536 ? "1.5B" : "7B";
+        case 32: return "7B";
+        case 36: return "3B";
+        case 40: return hp.n_head == 20 ? "4B" : "13B";
+        case 48: return "14B";
+        case 64: return "32B";
+        case 80: return "70B";
+        default: return "?B";
+      }
+    case Arch::qwen3:
+      switch (n_layer) {
+        case 28: return n_embd == 1024 ? "0.6B" : "1.7B";
+        case 36: return n_embd == 2560 ? "4B" : "8B";
+        case 40: return "14B";
+        case 64: return "32B";
+        default: return "?B";
+      }
+    case Arch::gemma2:
+      switch (n_layer) {
+        case 26: return "2B";
+        case 42: return "9B";
+        case 46: return "27B";
+        default: return "?B";
+      }
+    case Arch::gemma3:
+      switch (n_layer) {
+        case 18: return "270M";
+        case 26: return "1B";
+        case 32: return "8B";
+        case 34: return "4B";
+        case 48: return "12B";
+        case 62: return "27B";
+        default: return "?B";
+      }
+    case Arch::phi3:
+      switch (n_layer) {
+        case 24: return "1B";
+        case 32: return "3B";
+        case 40: return "14B";
+        default: return "?B";
+      }
+    case Arch::smollm3: return n_layer == 36 ? "3B" : "?B";
   }
+  return "?B";
 }
 
 // llama.cpp's names of general.file_type values ("Q4_K - Medium").
@@ -95,7 +146,7 @@ ModelDescription describe_model(const gguf::File& f, const HParams& hp) {
     d.chat_template = v->as<std::string>();
   const auto ft = f.find("general.file_type");
   const uint32_t file_type = ft && ft->type() == gguf::ValueType::U32 ? ft->as<uint32_t>() : guess_file_type(f);
-  d.description = d.architecture + " " + size_class(hp.n_layer, hp.n_vocab, hp.n_head, hp.n_head_kv) + " " +
+  d.description = d.architecture + " " + size_class(hp) + " " +
                   file_type_name(file_type);
   return d;
 }

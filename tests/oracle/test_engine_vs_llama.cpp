@@ -28,103 +28,15 @@
 #include "edgellm/edgellm.hpp"
 #include "edgellm/rng.hpp"
 #include "edgellm/synth.hpp"
+#include "engine_compare.hpp"
 #include "oracle.hpp"
 
 namespace {
 
 namespace synth = edgellm::synth;
+using namespace edgellm::oracle_compare;
 
-const std::string kTmp = EDGELLM_TEST_TMP;
 const std::string kStories = std::string(EDGELLM_SHARED_MODELS) + "/stories260K.gguf";
-constexpr int kSeqLen = 64;
-constexpr double kFloorKld = 1e-5;    // below this, two engines agree for any practical purpose
-constexpr double kFloorLogit = 1e-3;
-
-// Distance of `b` from the reference `a`, both [n_rows][n_vocab].
-struct Distance {
-  double max_abs = 0;   // largest |logit difference| anywhere
-  double mean_kld = 0;  // mean over positions of KL(softmax(a) || softmax(b))
-};
-
-Distance distance(const float* a, const float* b, int n_rows, int n_vocab) {
-  Distance d;
-  for (int r = 0; r < n_rows; ++r) {
-    const float* x = a + static_cast<size_t>(r) * n_vocab;
-    const float* y = b + static_cast<size_t>(r) * n_vocab;
-    const double mx = *std::max_element(x, x + n_vocab), my = *std::max_element(y, y + n_vocab);
-    double zx = 0, zy = 0;
-    for (int v = 0; v < n_vocab; ++v) {
-      zx += std::exp(x[v] - mx);
-      zy += std::exp(y[v] - my);
-      d.max_abs = std::max(d.max_abs, static_cast<double>(std::fabs(x[v] - y[v])));
-    }
-    double kld = 0;
-    for (int v = 0; v < n_vocab; ++v) {
-      const double lx = x[v] - mx - std::log(zx), ly = y[v] - my - std::log(zy);
-      kld += std::exp(lx) * (lx - ly);
-    }
-    d.mean_kld += kld / n_rows;
-  }
-  return d;
-}
-
-std::vector<int32_t> random_sequence(int n, int n_vocab, uint64_t seed) {
-  edgellm::kernels::Rng rng(seed);
-  std::vector<int32_t> ids = {1};  // BOS
-  while (static_cast<int>(ids.size()) < n) ids.push_back(3 + static_cast<int32_t>(rng.next() % (n_vocab - 3)));
-  return ids;
-}
-
-edgellm_context_params context_params(bool logits_all) {
-  edgellm_context_params p = edgellm_context_default_params();
-  p.n_ctx = 512;
-  p.n_threads = 1;
-  p.logits_all = logits_all;
-  return p;
-}
-
-// Our logits for every position: the whole sequence as one batch (prefill), or the first half as a
-// batch and then one token at a time (decode).
-std::vector<float> our_logits(const std::string& path, const std::vector<int32_t>& ids, bool decode,
-                              int n_vocab) {
-  edgellm::Model model(path);
-  edgellm::Context ctx(model, context_params(true));
-  std::vector<float> out;
-  auto take = [&](int n) {
-    for (int i = 0; i < n; ++i) {
-      const float* l = ctx.logits(i);
-      out.insert(out.end(), l, l + n_vocab);
-    }
-  };
-  if (!decode) {
-    ctx.eval(ids);
-    take(static_cast<int>(ids.size()));
-  } else {
-    const size_t half = ids.size() / 2;
-    ctx.eval(std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<long>(half)));
-    take(static_cast<int>(half));
-    for (size_t i = half; i < ids.size(); ++i) {
-      ctx.eval({ids[i]});
-      take(1);
-    }
-  }
-  return out;
-}
-
-// Greedy: the prompt as one batch, then n tokens one at a time, each the argmax of our logits.
-std::vector<int32_t> our_greedy(const std::string& path, const std::vector<int32_t>& prompt, int n) {
-  edgellm::Model model(path);
-  const int n_vocab = model.info().n_vocab;
-  edgellm::Context ctx(model, context_params(false));
-  std::vector<int32_t> out;
-  ctx.eval(prompt);
-  for (int i = 0; i < n; ++i) {
-    const float* l = ctx.logits();
-    out.push_back(static_cast<int32_t>(std::max_element(l, l + n_vocab) - l));
-    if (i + 1 < n) ctx.eval({out.back()});
-  }
-  return out;
-}
 
 std::string synthetic(synth::WeightType type, bool peaked) {
   synth::Options o;
@@ -142,55 +54,6 @@ std::string synthetic(synth::WeightType type, bool peaked) {
   synth::write_model(mine, o);
   std::filesystem::rename(mine, path);
   return path;
-}
-
-// A model quantized by llama.cpp itself (llama_model_quantize through the oracle): its recipe for
-// the file type, or with `pure` every matrix in the one type where its rows allow.
-std::string quantized_by_llama(const std::string& from, const std::string& to, const std::string& ftype,
-                               bool pure) {
-  std::vector<std::string> args = {"quantize", "-m", from, "-o", to, "--ftype", ftype, "-t", "1"};
-  if (pure) args.push_back("--pure");
-  edgellm::oracle::run(args);
-  return to;
-}
-
-// Ours against llama.cpp (its default build and settings) for one model file: the largest
-// |logit difference| and the mean KLD, each within llama.cpp's own spread.
-void compare_file_with_llama(const std::string& name, const std::string& path) {
-  namespace oracle = edgellm::oracle;
-  const auto ids = random_sequence(kSeqLen, 512, 11);
-  const auto ref = oracle::logits(path, ids, oracle::kDefaultVariant, true);
-  REQUIRE(ref.n_rows == kSeqLen);
-  const int V = ref.n_vocab;
-  // llama.cpp against itself: another CPU build, the other attention kernel, no weight repacking.
-  struct Alternative {
-    const char* what;
-    Distance d;
-  };
-  auto spread_of = [&](const char* what, const std::string& variant, const std::vector<std::string>& extra) {
-    const auto other = oracle::logits(path, ids, variant, true, oracle::kDefaultThreads, extra);
-    return Alternative{what, distance(ref.values.data(), other.values.data(), kSeqLen, V)};
-  };
-  const Alternative alternatives[] = {spread_of("haswell build", "haswell", {}),
-                                      spread_of("flash attention off", oracle::kDefaultVariant, {"--fa", "off"}),
-                                      spread_of("no repacking", oracle::kDefaultVariant, {"--no-repack"})};
-  double bound_abs = kFloorLogit, bound_kld = kFloorKld;
-  std::ostringstream spread;
-  for (const Alternative& a : alternatives) {
-    bound_abs = std::max(bound_abs, a.d.max_abs);
-    bound_kld = std::max(bound_kld, a.d.mean_kld);
-    spread << "; " << a.what << ": " << a.d.max_abs << ", " << a.d.mean_kld;
-  }
-  for (bool decode : {false, true}) {
-    const auto ours = our_logits(path, ids, decode, V);
-    REQUIRE(ours.size() == ref.values.size());
-    const Distance d = distance(ref.values.data(), ours.data(), kSeqLen, V);
-    WARN(name << (decode ? " decode" : " prefill") << ": ours vs llama.cpp " << ref.cpu
-              << ": max|dlogit| " << d.max_abs << ", mean KLD " << d.mean_kld
-              << "; llama.cpp vs itself (max|dlogit|, mean KLD)" << spread.str());
-    CHECK(d.max_abs <= bound_abs);
-    CHECK(d.mean_kld <= bound_kld);
-  }
 }
 
 void compare_with_llama(synth::WeightType type) {
