@@ -2,13 +2,19 @@
 // general.architecture and the refusal of names not in the table (escaped in the message), and
 // that models written by the synthetic writer still bind through it.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "arch.hpp"
+#include "context.hpp"
 #include "edgellm/gguf.hpp"
 #include "edgellm/synth.hpp"
 #include "error.hpp"
@@ -252,4 +258,156 @@ TEST_CASE("a synthetic Llama model binds through the table", "[engine][arch]") {
   CHECK(tied.output_tied());
   CHECK(tied.output().data == tied.token_embd().data);
   CHECK(tied.weight_bytes() == model.weight_bytes() - dropped_bytes);
+}
+
+namespace {
+
+// `src` rewritten by `edit`, which sees each tensor and may replace it (name, ne, bytes) or drop it;
+// metadata copied, then `keys` applied.
+struct TensorOut {
+  std::string name;
+  DType type;
+  std::vector<uint64_t> ne;
+  std::vector<uint8_t> bytes;
+};
+
+std::vector<uint8_t> rewrite(const gguf::File& src, const std::function<void(const gguf::TensorInfo&, std::vector<TensorOut>&)>& edit,
+                             const std::function<void(gguf::Writer&)>& keys = {}) {
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : src.metadata()) w.set(kv.key, kv.value);
+  if (keys) keys(w);
+  std::vector<TensorOut> outs;
+  for (const gguf::TensorInfo& t : src.tensors()) edit(t, outs);
+  std::vector<std::span<const uint8_t>> spans;
+  for (const TensorOut& o : outs) {
+    w.add_tensor(o.name, o.type, std::span<const uint64_t>(o.ne));
+    spans.emplace_back(o.bytes.data(), o.bytes.size());
+  }
+  return w.to_bytes(spans);
+}
+
+TensorOut copy_of(const gguf::TensorInfo& t) {
+  return {t.name, t.type, std::vector<uint64_t>(t.ne, t.ne + t.n_dims), std::vector<uint8_t>(t.data, t.data + t.n_bytes)};
+}
+
+// The logits of every position of `ids` (one prefill batch).
+std::vector<float> logits_of(const Model& model, const std::vector<int32_t>& ids) {
+  ContextOptions o;
+  o.n_ctx = 64;
+  o.n_threads = 1;
+  o.logits_all = true;
+  o.backend = "cpu";
+  Context ctx(model, o);
+  ctx.eval(ids);
+  std::vector<float> out;
+  for (int i = 0; i < static_cast<int>(ids.size()); ++i) out.insert(out.end(), ctx.logits(i), ctx.logits(i) + ctx.n_vocab());
+  return out;
+}
+
+}  // namespace
+
+// llama.cpp binds a fused attn_qkv (and its bias) for every architecture: the same weights as one
+// tensor must give the same logits bit for bit (the fused rows are bound as row ranges), and biases
+// must change them (they are added, not ignored).
+TEST_CASE("a fused attn_qkv gives the separate tensors' logits; Q/K/V biases are applied", "[engine][arch]") {
+  const Model model = Model::load(synth_model("arch-fuse-q8_0.gguf"));
+  const HParams& hp = model.hparams();
+  const std::vector<int32_t> ids = {1, 5, 9, 200, 33, 7};
+  const std::vector<float> ref = logits_of(model, ids);
+
+  const std::vector<uint8_t> fused = rewrite(model.file(), [&](const gguf::TensorInfo& t, std::vector<TensorOut>& outs) {
+    const std::string n = t.name;
+    auto ends = [&](const char* s) { return n.size() > std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0; };
+    if (ends(".attn_k.weight") || ends(".attn_v.weight")) return;  // folded into attn_qkv below
+    if (!ends(".attn_q.weight")) {
+      outs.push_back(copy_of(t));
+      return;
+    }
+    const std::string blk = n.substr(0, n.size() - std::strlen("attn_q.weight"));
+    TensorOut qkv = copy_of(t);
+    qkv.name = blk + "attn_qkv.weight";
+    for (const char* part : {"attn_k.weight", "attn_v.weight"}) {
+      const gguf::TensorInfo* o = model.file().find_tensor(blk + part);
+      REQUIRE(o != nullptr);
+      qkv.bytes.insert(qkv.bytes.end(), o->data, o->data + o->n_bytes);
+      qkv.ne[1] += o->ne[1];
+    }
+    outs.push_back(std::move(qkv));
+  });
+  const Model fused_model(gguf::File::parse(fused));
+  CHECK(fused_model.file().find_tensor("blk.0.attn_q.weight") == nullptr);
+  CHECK(fused_model.layer(0).wk.rows == hp.n_embd_kv());
+  CHECK(logits_of(fused_model, ids) == ref);
+
+  // Separate biases: random values change the logits; zeros do not.
+  for (float scale : {0.0f, 0.5f}) {
+    INFO("bias scale " << scale);
+    const std::vector<uint8_t> biased = rewrite(model.file(), [&](const gguf::TensorInfo& t, std::vector<TensorOut>& outs) {
+      outs.push_back(copy_of(t));
+      for (const char* part : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight"}) {
+        const std::string n = t.name;
+        const size_t at = n.find(part);
+        if (at == std::string::npos || at + std::strlen(part) != n.size()) continue;
+        TensorOut b{n.substr(0, n.size() - std::strlen(".weight")) + ".bias", DType::F32, {t.ne[1]}, {}};
+        b.bytes.resize(t.ne[1] * sizeof(float));
+        auto* f = reinterpret_cast<float*>(b.bytes.data());
+        for (uint64_t i = 0; i < t.ne[1]; ++i) f[i] = scale * std::sin(0.37f * float(i) + float(n.size()));
+        outs.push_back(std::move(b));
+      }
+    });
+    const Model biased_model(gguf::File::parse(biased));
+    REQUIRE(biased_model.layer(0).bq != nullptr);
+    REQUIRE(biased_model.layer(hp.n_layer - 1).bv != nullptr);
+    if (scale == 0.0f) CHECK(logits_of(biased_model, ids) == ref);
+    else CHECK(logits_of(biased_model, ids) != ref);
+  }
+}
+
+// Mistral-Nemo-style Llama files: attention.key_length sets head_dim, so Q is not n_embd wide.
+TEST_CASE("attention.key_length sets head_dim for a llama file (Q wider than n_embd)", "[engine][arch]") {
+  const Model model = Model::load(synth_model("arch-hd-q8_0.gguf"));
+  const HParams& hp = model.hparams();
+  const int head_dim = 2 * hp.head_dim;  // Q: n_head * head_dim = 2 * n_embd rows
+  const std::string arch = std::string(model.arch().name);
+  // Q/K/V/O re-made at the wider head_dim in F32 (values from sin, so the model is well-formed).
+  const std::vector<uint8_t> bytes = rewrite(
+      model.file(),
+      [&](const gguf::TensorInfo& t, std::vector<TensorOut>& outs) {
+        const std::string n = t.name;
+        auto is = [&](const char* s) { return n.find(s) != std::string::npos; };
+        if (!(is(".attn_q.") || is(".attn_k.") || is(".attn_v.") || is(".attn_output."))) {
+          outs.push_back(copy_of(t));
+          return;
+        }
+        const bool out_proj = is(".attn_output.");
+        const uint64_t heads = is(".attn_q.") || out_proj ? uint64_t(hp.n_head) : uint64_t(hp.n_head_kv);
+        const uint64_t wide = heads * uint64_t(head_dim);
+        TensorOut o{n, DType::F32, out_proj ? std::vector<uint64_t>{wide, uint64_t(hp.n_embd)} : std::vector<uint64_t>{uint64_t(hp.n_embd), wide}, {}};
+        const uint64_t count = o.ne[0] * o.ne[1];
+        o.bytes.resize(count * sizeof(float));
+        auto* f = reinterpret_cast<float*>(o.bytes.data());
+        for (uint64_t i = 0; i < count; ++i) f[i] = 0.05f * std::sin(0.731f * float(i % 9973) + float(n.size()));
+        outs.push_back(std::move(o));
+      },
+      [&](gguf::Writer& w) {
+        w.set(arch + ".attention.key_length", uint32_t(head_dim));
+        w.set(arch + ".attention.value_length", uint32_t(head_dim));
+        w.set(arch + ".rope.dimension_count", uint32_t(head_dim));
+      });
+  const Model wide(gguf::File::parse(bytes));
+  CHECK(wide.hparams().head_dim == head_dim);
+  CHECK(wide.hparams().n_embd_q() == 2 * hp.n_embd);
+  CHECK(wide.layer(0).wo.cols == 2 * hp.n_embd);
+  const std::vector<float> l = logits_of(wide, {1, 5, 9});
+  CHECK(std::all_of(l.begin(), l.end(), [](float x) { return std::isfinite(x); }));
+  // value_length other than key_length is refused, naming both.
+  const std::vector<uint8_t> mismatched = rewrite(model.file(), [&](const gguf::TensorInfo& t, std::vector<TensorOut>& outs) { outs.push_back(copy_of(t)); },
+                                                  [&](gguf::Writer& w) { w.set(arch + ".attention.value_length", uint32_t(hp.head_dim + 2)); });
+  try {
+    Model bad(gguf::File::parse(mismatched));
+    FAIL("value_length != key_length was accepted");
+  } catch (const Error& e) {
+    CHECK(e.kind() == Error::Kind::Unsupported);
+    CHECK(std::string(e.what()).find("value_length") != std::string::npos);
+  }
 }
