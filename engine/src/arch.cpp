@@ -135,12 +135,12 @@ constexpr std::array<TensorEntry, 20> kTensors{{
     {"attn_q_norm", true},
     {"attn_k_norm", true},
     {"attn_output", true},
-    {"attn_post_norm", true},
+    {"post_attention_norm", true},
     {"ffn_norm", true},
     {"ffn_gate", true},
     {"ffn_up", true},
     {"ffn_down", true},
-    {"ffn_post_norm", true},
+    {"post_ffw_norm", true},
 }};
 static_assert(kTensors.size() == static_cast<size_t>(Tensor::ffn_post_norm) + 1);
 

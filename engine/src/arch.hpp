@@ -118,12 +118,12 @@ enum class Tensor {
   attn_q_norm,     // [head_dim] per-head RMSNorm weights (qk_norm)
   attn_k_norm,
   attn_output,
-  attn_post_norm,  // post_norms
+  attn_post_norm,  // "post_attention_norm" (post_norms)
   ffn_norm,
   ffn_gate,
   ffn_up,
   ffn_down,
-  ffn_post_norm,
+  ffn_post_norm,   // "post_ffw_norm"
 };
 
 enum class TensorPart { weight, bias };

@@ -166,8 +166,8 @@ TEST_CASE("every architecture's entry: its name and the switches llama.cpp's gra
   CHECK(key(arch_info(Arch::phi3), Key::rope_scaling_orig_ctx) == "phi3.rope.scaling.original_context_length");
   CHECK(tensor_name(Tensor::attn_q_norm, 1) == "blk.1.attn_q_norm.weight");
   CHECK(tensor_name(Tensor::attn_k_norm, 1) == "blk.1.attn_k_norm.weight");
-  CHECK(tensor_name(Tensor::attn_post_norm, 0) == "blk.0.attn_post_norm.weight");
-  CHECK(tensor_name(Tensor::ffn_post_norm, 0) == "blk.0.ffn_post_norm.weight");
+  CHECK(tensor_name(Tensor::attn_post_norm, 0) == "blk.0.post_attention_norm.weight");
+  CHECK(tensor_name(Tensor::ffn_post_norm, 0) == "blk.0.post_ffw_norm.weight");
   CHECK(tensor_name(Tensor::rope_factors_long) == "rope_factors_long.weight");
   CHECK(tensor_name(Tensor::rope_factors_short) == "rope_factors_short.weight");
   CHECK(tensor_name(Tensor::output, -1, TensorPart::bias) == "output.bias");
