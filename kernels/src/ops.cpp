@@ -28,17 +28,39 @@ float silu(float g) { return g / (1.0f + std::exp(-g)); }
 
 // ---- gelu_mul ----
 
+namespace {
+
+float gelu_tanh(float x) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+}
+
+// GELU of every F16 value, rounded to F16 (as ggml's table): one lookup per element instead of
+// a tanh, which at prefill (n_ff values per token per layer) would cost as much as a matmul.
+const fp16_t* gelu_table() {
+  static const std::vector<fp16_t> table = [] {
+    std::vector<fp16_t> t(65536);
+    for (uint32_t i = 0; i < t.size(); ++i) t[i] = fp32_to_fp16(gelu_tanh(fp16_to_fp32(static_cast<fp16_t>(i))));
+    return t;
+  }();
+  return table.data();
+}
+
+}  // namespace
+
 float gelu_f16_rounded(float g) {
   if (g <= -10.0f) return 0.0f;
   if (g >= 10.0f) return g;
-  const float x = fp16_to_fp32(fp32_to_fp16(g));
-  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
-  const float gelu = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
-  return fp16_to_fp32(fp32_to_fp16(gelu));
+  return fp16_to_fp32(fp32_to_fp16(gelu_tanh(fp16_to_fp32(fp32_to_fp16(g)))));
 }
 
 void gelu_mul(const float* gate, const float* up, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = gelu_f16_rounded(gate[i]) * up[i];
+  const fp16_t* table = gelu_table();
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float act = g <= -10.0f ? 0.0f : g >= 10.0f ? g : fp16_to_fp32(table[fp32_to_fp16(g)]);
+    y[i] = act * up[i];
+  }
 }
 
 // ---- rms_norm ----

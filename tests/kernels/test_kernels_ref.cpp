@@ -965,3 +965,64 @@ TEST_CASE("rope_norm: bit-identical to its ref, and a rotation by pos * base^(-2
   rope_norm(y.data(), 4, 64, 64, 37, 10000.0f, 1.0f);
   for (size_t i = 0; i < x.size(); ++i) REQUIRE(bits(x[i]) == bits(y[i]));
 }
+
+TEST_CASE("rope_neox_with rotates the pairs (i, i + n_rot/2) as rope_norm_with rotates adjacent ones", "[kernels]") {
+  Rng rng(21);
+  for (const auto& [head_dim, n_rot] : {std::pair{64, 64}, std::pair{128, 64}, std::pair{96, 96}, std::pair{256, 256}, std::pair{64, 32}}) {
+    INFO("head_dim " << head_dim << " n_rot " << n_rot);
+    const int n_heads = 3, half = n_rot / 2;
+    std::vector<float> x(size_t(n_heads) * head_dim);
+    for (float& v : x) v = rng.normal();
+    std::vector<float> cs(static_cast<size_t>(n_rot));
+    rope_norm_cos_sin(1234, n_rot, 1e6f, 0.5f, cs.data(), nullptr, 1.25f);
+    // The same rotation on the NORM layout: dims (i, i + half) moved next to each other.
+    std::vector<float> perm = x;
+    for (int h = 0; h < n_heads; ++h)
+      for (int i = 0; i < half; ++i) {
+        perm[size_t(h) * head_dim + 2 * i] = x[size_t(h) * head_dim + i];
+        perm[size_t(h) * head_dim + 2 * i + 1] = x[size_t(h) * head_dim + i + half];
+      }
+    std::vector<float> neox = x;
+    rope_neox_with(neox.data(), n_heads, head_dim, n_rot, cs.data());
+    rope_norm_with(perm.data(), n_heads, head_dim, n_rot, cs.data());
+    for (int h = 0; h < n_heads; ++h) {
+      for (int i = 0; i < half; ++i) {
+        CHECK(neox[size_t(h) * head_dim + i] == perm[size_t(h) * head_dim + 2 * i]);
+        CHECK(neox[size_t(h) * head_dim + i + half] == perm[size_t(h) * head_dim + 2 * i + 1]);
+      }
+      for (int d = n_rot; d < head_dim; ++d) CHECK(neox[size_t(h) * head_dim + d] == x[size_t(h) * head_dim + d]);
+    }
+  }
+  // attn_factor scales every entry of the table, 1 leaves it as it was.
+  std::vector<float> a(64), b(64);
+  rope_norm_cos_sin(77, 64, 10000.0f, 1.0f, a.data());
+  rope_norm_cos_sin(77, 64, 10000.0f, 1.0f, b.data(), nullptr, 1.0f);
+  CHECK(a == b);
+  rope_norm_cos_sin(77, 64, 10000.0f, 1.0f, b.data(), nullptr, 2.0f);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == a[i] * 2.0f);
+}
+
+TEST_CASE("gelu_mul: ggml's F16 GELU table for every half, 0 below -10, identity above 10", "[kernels]") {
+  // Every F16 input: the lookup equals GELU computed directly and rounded like the table.
+  std::vector<float> g, up;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const float x = fp16_to_fp32(static_cast<fp16_t>(i));
+    if (std::isfinite(x)) g.push_back(x);
+  }
+  up.assign(g.size(), 1.5f);
+  std::vector<float> y(g.size());
+  gelu_mul(g.data(), up.data(), y.data(), static_cast<int64_t>(g.size()));
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double x = g[i];
+    const double exact = 0.5 * x * (1 + std::tanh(0.7978845608028654 * x * (1 + 0.044715 * x * x)));
+    INFO("g = " << g[i]);
+    REQUIRE(y[i] == gelu_f16_rounded(g[i]) * 1.5f);
+    if (g[i] <= -10.0f) CHECK(y[i] == 0.0f);
+    else if (g[i] >= 10.0f) CHECK(y[i] == g[i] * 1.5f);
+    // F16 rounding of x and of GELU(x); and float 1 + tanh(t) cancels for t << 0 (as in ggml).
+    else CHECK(std::fabs(y[i] / 1.5 - exact) <= 1e-3 * std::fabs(exact) + 1e-6);
+  }
+  // Non-F16 inputs round to their nearest half first.
+  const float x = 0.123456f;
+  CHECK(gelu_f16_rounded(x) == gelu_f16_rounded(fp16_to_fp32(fp32_to_fp16(x))));
+}
