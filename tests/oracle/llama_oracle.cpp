@@ -18,7 +18,7 @@
 //                  Exactly one CPU backend is loaded per process.
 //   -t N           threads (default: online CPUs; always passed explicitly to llama.cpp)
 //   -c N           context size (default: what the command needs)
-//   --kv f16|f32   KV cache type (default f16, as llama.cpp)
+//   --kv f16|f32|q8_0  KV cache type (default f16, as llama.cpp; q8_0 needs flash attention)
 //   --fa auto|on|off  flash attention (default auto, as llama.cpp)
 //   --no-repack    no weight repacking at load (llama.cpp's use_extra_bufts = false): the plain
 //                  vec_dot kernels instead of the interleaved GEMM/GEMV ones (Q4_0, Q4_K on AVX2+)
@@ -78,7 +78,7 @@ struct Options {
   std::string cpu = "best";
   int threads = 0;
   int n_ctx = 0;
-  bool kv_f32 = false;
+  std::string kv = "f16";  // K and V cache type: f16, f32, q8_0
   llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
   bool repack = true;
   bool verbose = false;
@@ -161,8 +161,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "-c") o.n_ctx = parse_int(a, value(), 1, 1 << 24);
     else if (a == "--kv") {
       const std::string v = value();
-      if (v != "f16" && v != "f32") fail("--kv: expected f16 or f32, got '" + v + "'");
-      o.kv_f32 = v == "f32";
+      if (v != "f16" && v != "f32" && v != "q8_0") fail("--kv: expected f16, f32 or q8_0, got '" + v + "'");
+      o.kv = v;
     } else if (a == "--fa") {
       const std::string v = value();
       if (v == "auto") o.fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
@@ -277,7 +277,7 @@ struct Context {
     if (logits_all) cp.n_outputs_max = cp.n_batch;
     cp.n_threads = o.threads;
     cp.n_threads_batch = o.threads;
-    cp.type_k = cp.type_v = o.kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    cp.type_k = cp.type_v = o.kv == "f32" ? GGML_TYPE_F32 : o.kv == "q8_0" ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
     cp.flash_attn_type = o.fa;
     cp.no_perf = true;
     ctx = llama_init_from_model(m.model, cp);
@@ -621,7 +621,7 @@ int cmd_bench(const Options& o) {
         json_escape(g_cpu_variant).c_str(), json_escape(o.model).c_str(),
         json_escape(model_desc(m)).c_str(), (unsigned long long)llama_model_size(m.model),
         (unsigned long long)llama_model_n_params(m.model), n_batch, 512, o.threads,
-        o.kv_f32 ? "f32" : "f16", o.kv_f32 ? "f32" : "f16", static_cast<int>(o.fa), t.n_prompt,
+        o.kv.c_str(), o.kv.c_str(), static_cast<int>(o.fa), t.n_prompt,
         t.n_gen, o.depth, when, mean(samples_ns), stdev(samples_ns), mean(samples_ts),
         stdev(samples_ts), join(samples_ns, "%.0f").c_str(), join(samples_ts, "%.6f").c_str(),
         ti + 1 < tests.size() ? "," : "");
