@@ -166,6 +166,38 @@ float vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const block_q8_0* y) {
   return dot_32_q8_0<SdotDot>(n, x, y);
 }
 
+float vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const block_q8_K* y) {
+  return dot_q4_K_q8_K<SdotDot>(n, x, y);
+}
+
+float vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const block_q8_K* y) {
+  return dot_q3_K_q8_K<SdotDot>(n, x, y);
+}
+
+float vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const block_q8_K* y) {
+  return dot_q2_K_q8_K<SdotDot>(n, x, y);
+}
+
+float vec_dot_iq4_xs_q8_K(int64_t n, const block_iq4_xs* x, const block_q8_K* y) {
+  return dot_iq4_xs_q8_K<SdotDot>(n, x, y);
+}
+
+float vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const block_q8_0* y) {
+  return dot_32_q8_0<SdotDot>(n, x, y);
+}
+
+float vec_dot_iq4_nl_q8_0(int64_t n, const block_iq4_nl* x, const block_q8_0* y) {
+  return dot_32_q8_0<SdotDot>(n, x, y);
+}
+
+float vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const block_q8_1* y) {
+  return dot_32_q8_1<SdotDot>(n, x, y);
+}
+
+float vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const block_q8_1* y) {
+  return dot_32_q8_1<SdotDot>(n, x, y);
+}
+
 }  // namespace dotprod
 
 }  // namespace edgellm::kernels

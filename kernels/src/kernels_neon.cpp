@@ -62,6 +62,30 @@ float vec_dot_q8_0_q8_0_neon(int64_t n, const block_q8_0* x, const block_q8_0* y
 float vec_dot_q4_0_q8_0_neon(int64_t n, const block_q4_0* x, const block_q8_0* y) {
   return dot_32_q8_0<WideningDot>(n, x, y);
 }
+float vec_dot_q5_K_q8_K_neon(int64_t n, const block_q5_K* x, const block_q8_K* y) {
+  return dot_q4_K_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_q3_K_q8_K_neon(int64_t n, const block_q3_K* x, const block_q8_K* y) {
+  return dot_q3_K_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_q2_K_q8_K_neon(int64_t n, const block_q2_K* x, const block_q8_K* y) {
+  return dot_q2_K_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_iq4_xs_q8_K_neon(int64_t n, const block_iq4_xs* x, const block_q8_K* y) {
+  return dot_iq4_xs_q8_K<WideningDot>(n, x, y);
+}
+float vec_dot_q5_0_q8_0_neon(int64_t n, const block_q5_0* x, const block_q8_0* y) {
+  return dot_32_q8_0<WideningDot>(n, x, y);
+}
+float vec_dot_iq4_nl_q8_0_neon(int64_t n, const block_iq4_nl* x, const block_q8_0* y) {
+  return dot_32_q8_0<WideningDot>(n, x, y);
+}
+float vec_dot_q4_1_q8_1_neon(int64_t n, const block_q4_1* x, const block_q8_1* y) {
+  return dot_32_q8_1<WideningDot>(n, x, y);
+}
+float vec_dot_q5_1_q8_1_neon(int64_t n, const block_q5_1* x, const block_q8_1* y) {
+  return dot_32_q8_1<WideningDot>(n, x, y);
+}
 
 // ---- float rows: f32 / f16 / bf16 weights (or KV cache) times f32 ----
 
@@ -270,7 +294,7 @@ void dequantize_row_q6_K_neon(const block_q6_K* x, float* y, int64_t k) {
   }
 }
 
-// ---- activation quantization (bit-exact with quantize_row_q8_K_ref / q8_0_act_ref) ----
+// ---- activation quantization (bit-exact with quantize_row_q8_K_ref / q8_0_act_ref / q8_1_act_ref) ----
 
 // The largest |x| of n floats (n a multiple of 16), NaN left out as in the references: a lane
 // only takes a value greater than what it holds, which a NaN never is.
@@ -324,26 +348,40 @@ void quantize_row_q8_K_neon(const float* x, block_q8_K* y, int64_t k) {
   }
 }
 
-// Q8_0 activations (quantize_row_q8_0_act_ref): d = amax / 127, q = x * (127 / amax) rounded
-// half to even, clamped to +-127; NaN gives 0 (fcvtns of NaN).
-void quantize_row_q8_0_neon(const float* x, block_q8_0* y, int64_t k) {
+// One block of Q8_0 / Q8_1 activations (quantize_row_q8_0_act_ref): d = amax / 127, q = x * (127 /
+// amax) rounded half to even, clamped to +-127; NaN gives 0 (fcvtns of NaN). Returns amax.
+inline float quantize_block_q8(const float* x, fp16_t& d, int8_t* qs) {
   const float32x4_t lo = vdupq_n_f32(-127.f), hi = vdupq_n_f32(127.f);
-  for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
-    const float amax = abs_max(x, QK8_0);
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
-    y[i].d = fp32_to_fp16(amax / 127.0f);
-    const float32x4_t vid = vdupq_n_f32(id);
-    int32x4_t q[8];
-    for (int l = 0; l < 8; ++l) {
-      const float32x4_t v = vmulq_f32(vld1q_f32(x + 4 * l), vid);
-      q[l] = vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, lo), hi));  // fmax/fmin keep NaN: q = 0
-    }
-    for (int h = 0; h < 2; ++h) {
-      const int16x8_t a = vcombine_s16(vmovn_s32(q[4 * h]), vmovn_s32(q[4 * h + 1]));
-      const int16x8_t b = vcombine_s16(vmovn_s32(q[4 * h + 2]), vmovn_s32(q[4 * h + 3]));
-      vst1q_s8(y[i].qs + 16 * h, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
-    }
+  const float amax = abs_max(x, QK8_0);
+  float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  if (std::isinf(id)) id = 0.0f;  // amax < 127 / FLT_MAX: d is 0 in fp16, so are the q
+  d = fp32_to_fp16(amax / 127.0f);
+  const float32x4_t vid = vdupq_n_f32(id);
+  int32x4_t q[8];
+  for (int l = 0; l < 8; ++l) {
+    const float32x4_t v = vmulq_f32(vld1q_f32(x + 4 * l), vid);
+    q[l] = vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, lo), hi));  // fmax/fmin keep NaN: q = 0
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int16x8_t a = vcombine_s16(vmovn_s32(q[4 * h]), vmovn_s32(q[4 * h + 1]));
+    const int16x8_t b = vcombine_s16(vmovn_s32(q[4 * h + 2]), vmovn_s32(q[4 * h + 3]));
+    vst1q_s8(qs + 16 * h, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+  }
+  return amax;
+}
+
+void quantize_row_q8_0_neon(const float* x, block_q8_0* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) quantize_block_q8(x, y[i].d, y[i].qs);
+}
+
+// Q8_1 activations (quantize_row_q8_1_act_ref): Q8_0's d and q, and s = fp16(amax / 127 * sum(q))
+// from the unrounded d.
+void quantize_row_q8_1_neon(const float* x, block_q8_1* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_1; ++i, x += QK8_1) {
+    const float amax = quantize_block_q8(x, y[i].d, y[i].qs);
+    const int8x16x2_t q = vld1q_s8_x2(y[i].qs);
+    const int sum = vaddlvq_s8(q.val[0]) + vaddlvq_s8(q.val[1]);
+    y[i].s = fp32_to_fp16(amax / 127.0f * static_cast<float>(sum));
   }
 }
 
@@ -366,8 +404,18 @@ KernelSet make_v8_set() {
   set_dequantize<dequantize_row_bf16_neon>(k.row(DType::BF16));
   set_vec_dot<vec_dot_bf16_f32_neon>(k.row(DType::BF16));
   set_vec_dot<vec_dot_f32_f32_neon>(k.row(DType::F32));
+  // Dot products only (dequantization stays the reference's).
+  set_vec_dot<vec_dot_q5_K_q8_K_neon>(k.row(DType::Q5_K));
+  set_vec_dot<vec_dot_q3_K_q8_K_neon>(k.row(DType::Q3_K));
+  set_vec_dot<vec_dot_q2_K_q8_K_neon>(k.row(DType::Q2_K));
+  set_vec_dot<vec_dot_iq4_xs_q8_K_neon>(k.row(DType::IQ4_XS));
+  set_vec_dot<vec_dot_q5_0_q8_0_neon>(k.row(DType::Q5_0));
+  set_vec_dot<vec_dot_iq4_nl_q8_0_neon>(k.row(DType::IQ4_NL));
+  set_vec_dot<vec_dot_q4_1_q8_1_neon>(k.row(DType::Q4_1));
+  set_vec_dot<vec_dot_q5_1_q8_1_neon>(k.row(DType::Q5_1));
   k.act(ActForm::q8_K).from_f32 = erased_quantize<quantize_row_q8_K_neon>;
   k.act(ActForm::q8_0).from_f32 = erased_quantize<quantize_row_q8_0_neon>;
+  k.act(ActForm::q8_1).from_f32 = erased_quantize<quantize_row_q8_1_neon>;
   k.matmul_kn_f16_f32 = matmul_kn_f16_f32_neon;
   k.matmul_kn_f32_f32 = matmul_kn_f32_f32_neon;
   return k;
@@ -422,6 +470,14 @@ KernelSet make_dotprod_set() {
   set_gemm(k.row(DType::Q6_K), matmul_q6_K_dotprod, kGemmMinRows);
   set_vec_dot<dotprod::vec_dot_q8_0_q8_0>(k.row(DType::Q8_0));
   set_vec_dot<dotprod::vec_dot_q4_0_q8_0>(k.row(DType::Q4_0));
+  set_vec_dot<dotprod::vec_dot_q5_K_q8_K>(k.row(DType::Q5_K));
+  set_vec_dot<dotprod::vec_dot_q3_K_q8_K>(k.row(DType::Q3_K));
+  set_vec_dot<dotprod::vec_dot_q2_K_q8_K>(k.row(DType::Q2_K));
+  set_vec_dot<dotprod::vec_dot_iq4_xs_q8_K>(k.row(DType::IQ4_XS));
+  set_vec_dot<dotprod::vec_dot_q5_0_q8_0>(k.row(DType::Q5_0));
+  set_vec_dot<dotprod::vec_dot_iq4_nl_q8_0>(k.row(DType::IQ4_NL));
+  set_vec_dot<dotprod::vec_dot_q4_1_q8_1>(k.row(DType::Q4_1));
+  set_vec_dot<dotprod::vec_dot_q5_1_q8_1>(k.row(DType::Q5_1));
   return k;
 }
 

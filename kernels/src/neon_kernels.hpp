@@ -1,7 +1,7 @@
 // Internal: the two NEON flavours behind Isa::neon.
 //   kernels_neon.cpp     armv8.0 NEON: every kernel; the integer dot products widen with
 //                        vmull_s8 and add pairs with vpadal. Runs on every aarch64 CPU.
-//   kernels_dotprod.cpp  armv8.2-a+dotprod: the four integer dot products with sdot (vdotq_s32)
+//   kernels_dotprod.cpp  armv8.2-a+dotprod: the integer dot products with sdot (vdotq_s32)
 //                        and the Q4_K / Q6_K prefill tiles (sdot by lane on packed 8-row tiles).
 //                        Nothing in it may run unless cpu_has_dotprod() (SIGILL otherwise).
 // neon_kernels() (kernel_sets.hpp) hands dispatch the dotprod table when the CPU has it, else the
@@ -30,6 +30,14 @@ float vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y);
 float vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y);
 float vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const block_q8_0* y);
 float vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const block_q8_0* y);
+float vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const block_q8_K* y);
+float vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const block_q8_K* y);
+float vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const block_q8_K* y);
+float vec_dot_iq4_xs_q8_K(int64_t n, const block_iq4_xs* x, const block_q8_K* y);
+float vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const block_q8_0* y);
+float vec_dot_iq4_nl_q8_0(int64_t n, const block_iq4_nl* x, const block_q8_0* y);
+float vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const block_q8_1* y);
+float vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const block_q8_1* y);
 // Prefill: na (1..4) activation rows times one 8-row tile packed by gemm_tile.hpp (the
 // Rows<NA>::run contract of gemm::matmul_tiles, with NA as an argument).
 constexpr int kTileRows = 8;

@@ -1,10 +1,13 @@
 // The NEON kernels (aarch64 only), both flavours: the armv8.0 table always (called directly, so it
 // is tested on dotprod CPUs too) and the armv8.2 dotprod table when the CPU has it, each against
 // the scalar references on random and edge inputs:
-//   - dequantization and Q8_K / Q8_0 quantization bit for bit;
-//   - dot products within |r - ref| <= (n / 16 + 16) * 2^-23 * sum_i |w_i a_i| (neon_dots.hpp:
-//     exact integer block sums, float scaling and accumulation; for Q4_K |w_i| counts d sc q and
-//     dmin m separately);
+//   - dequantization and Q8_K / Q8_0 / Q8_1 quantization bit for bit;
+//   - dot products of every quantized type (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS against Q8_K;
+//     Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0; Q4_1, Q5_1 against Q8_1), on random blocks and every
+//     kind of edge block (zero / subnormal / 65504 scales, all quants at their maximum), in rows of
+//     one block and of many, within |r - ref| <= (n / 16 + 16) * 2^-23 * sum_i |w_i a_i|
+//     (neon_dots.hpp: exact integer block sums, float scaling and accumulation; for Q4_K / Q5_K /
+//     Q2_K |w_i| counts d sc q and dmin m separately, for Q4_1 / Q5_1 d q and m);
 //   - the dispatch choice: "neon+dotprod" exactly when HWCAP has ASIMDDP (qemu -cpu max /
 //     neoverse-n1), "neon" without (cortex-a72), where dotprod code would die with SIGILL.
 // tools/test.sh runs this under both qemu CPUs.
@@ -123,6 +126,98 @@ std::vector<std::vector<block_q8_0>> q8_0_rows(Rng& rng, int64_t nb) {
   return rows;
 }
 
+// Q8_1 activation rows: the quantizer's blocks of edge and Gaussian rows, then raw bytes with s =
+// d sum(q) (d of either sign, small enough that s stays finite in fp16), among them all -128.
+std::vector<std::vector<block_q8_1>> q8_1_rows(Rng& rng, int64_t nb) {
+  std::vector<std::vector<float>> floats = scalable_edge_rows(nb * QK8_1);
+  floats.push_back(gaussian(rng, nb * QK8_1));
+  std::vector<std::vector<block_q8_1>> rows;
+  for (const auto& f : floats) {
+    std::vector<block_q8_1> q(nb);
+    quantize_row_q8_1_act_ref(f.data(), q.data(), nb * QK8_1);
+    rows.push_back(q);
+  }
+  for (int fill : {-1, -128}) {
+    std::vector<block_q8_1> q(nb);
+    for (auto& b : q) {
+      int sum = 0;
+      for (auto& v : b.qs) sum += v = fill == -1 ? static_cast<int8_t>(rng.next()) : static_cast<int8_t>(fill);
+      b.d = static_cast<fp16_t>((0x2000 + rng.next() % 0x1000) | ((rng.next() & 1) ? 0x8000 : 0));
+      b.s = fp32_to_fp16(fp16_to_fp32(b.d) * static_cast<float>(sum));
+    }
+    rows.push_back(q);
+  }
+  return rows;
+}
+
+// Weight rows of nb blocks: `n_random` random rows, then runs of nb consecutive edge blocks
+// starting every nb * step blocks (step coprime to the edge lists' pattern periods 3, 4, 5, 7, 10,
+// so one-block rows still meet every pattern).
+template <typename Block, typename Random>
+std::vector<std::vector<Block>> weight_rows(Rng& rng, Random random, const std::vector<Block>& edge, int64_t nb,
+                                            size_t step) {
+  std::vector<std::vector<Block>> rows;
+  for (int r = 0; r < 4; ++r) rows.push_back(random(rng, nb));
+  for (size_t s = 0; s + nb <= edge.size(); s += nb * step) rows.emplace_back(edge.begin() + s, edge.begin() + s + nb);
+  return rows;
+}
+
+// |w| per element of a row, from its dequantization: `split` gives the block with d >= 0 and
+// dmin <= 0 (exact fp16 sign flips), so d sc q and dmin m add up in magnitude.
+template <typename Block, typename Deq>
+std::vector<float> magnitudes(std::vector<Block> w, int64_t elems, Deq deq) {
+  std::vector<float> y(w.size() * elems);
+  deq(w.data(), y.data(), static_cast<int64_t>(y.size()));
+  for (float& v : y) v = std::abs(v);
+  return y;
+}
+template <typename Block, typename Deq>
+std::vector<float> split_magnitudes(std::vector<Block> w, int64_t elems, Deq deq) {
+  for (auto& b : w) b.d &= 0x7FFF, b.dmin |= 0x8000;
+  return magnitudes(w, elems, deq);
+}
+// Q4_1 / Q5_1: |d q| + |m|.
+template <typename Block, typename Deq>
+std::vector<float> min_magnitudes(std::vector<Block> w, int64_t elems, Deq deq) {
+  std::vector<float> mins(w.size() * elems);
+  for (size_t i = 0; i < mins.size(); ++i) mins[i] = std::abs(fp16_to_fp32(w[i / elems].m));
+  for (auto& b : w) b.m = 0;
+  std::vector<float> y = magnitudes(w, elems, deq);
+  for (size_t i = 0; i < y.size(); ++i) y[i] += mins[i];
+  return y;
+}
+
+// Every (weight row, activation row) pair, every flavour: vec_dot of type t within dot_bound of
+// the reference. abs_w(row) gives the row's |w| per element, deq_a an activation row's values.
+template <typename WB, typename AB, typename Ref, typename Abs, typename DeqA>
+void check_vec_dots(DType t, const std::vector<std::vector<WB>>& w, const std::vector<std::vector<AB>>& acts,
+                    int64_t n, Ref ref, Abs abs_w, DeqA deq_a) {
+  std::vector<std::vector<float>> w_abs;
+  for (const auto& row : w) w_abs.push_back(abs_w(row));
+  int bad = 0;
+  size_t checked = 0;
+  for (size_t i = 0; i < acts.size(); ++i) {
+    std::vector<float> a_f(n);
+    deq_a(acts[i].data(), a_f.data(), n);
+    for (size_t r = 0; r < w.size(); ++r) {
+      const double want = ref(n, w[r].data(), acts[i].data());
+      const double bound = dot_bound(n, abs_dot(w_abs[r], a_f));
+      for (const KernelSet* ks : flavours()) {
+        const double got = ks->type(t)->vec_dot(n, w[r].data(), acts[i].data());
+        ++checked;
+        if (!(std::abs(got - want) <= bound) && ++bad <= 3) {
+          FAIL_CHECK(dtype_name(static_cast<uint32_t>(t)) << " flavour " << ks->name << " n " << n << " weight row "
+                                                          << r << " activation row " << i << ": got " << got
+                                                          << ", reference " << want << " +- " << bound);
+        }
+      }
+    }
+  }
+  INFO(dtype_name(static_cast<uint32_t>(t)) << " n " << n << ": " << bad << " of " << checked << " out of bound");
+  CHECK(bad == 0);
+  CHECK(checked >= 8 * flavours().size());
+}
+
 }  // namespace
 
 TEST_CASE("NEON dispatch picks the dotprod flavour exactly when HWCAP has ASIMDDP", "[neon][dispatch]") {
@@ -156,9 +251,29 @@ TEST_CASE("NEON dispatch picks the dotprod flavour exactly when HWCAP has ASIMDD
     CHECK(v8->type(t)->gemv != scalar->type(t)->gemv);
     CHECK(v8->type(t)->gemm == nullptr);  // armv8.0: no prefill tile
   }
+  // These have NEON dot products (and gemv tiles of them); dequantization is the reference's.
+  const DType dot_only[] = {DType::Q5_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS,
+                            DType::Q5_0, DType::IQ4_NL, DType::Q4_1, DType::Q5_1};
+  for (DType t : dot_only) {
+    INFO(dtype_name(static_cast<uint32_t>(t)));
+    REQUIRE(v8->type(t) != nullptr);
+    CHECK(v8->type(t)->dequantize_row == scalar->type(t)->dequantize_row);
+    CHECK(v8->type(t)->vec_dot != scalar->type(t)->vec_dot);
+    CHECK(v8->type(t)->gemv != scalar->type(t)->gemv);
+    CHECK(v8->type(t)->act == scalar->type(t)->act);
+    CHECK(v8->type(t)->gemm == nullptr);
+  }
   CHECK(v8->act(ActForm::q8_K).from_f32 != scalar->act(ActForm::q8_K).from_f32);
   CHECK(v8->act(ActForm::q8_0).from_f32 != scalar->act(ActForm::q8_0).from_f32);
+  CHECK(v8->act(ActForm::q8_1).from_f32 != scalar->act(ActForm::q8_1).from_f32);
   if (const KernelSet* dp = neon_dotprod_kernels()) {
+    for (DType t : dot_only) {
+      INFO(dtype_name(static_cast<uint32_t>(t)));
+      CHECK(dp->type(t)->vec_dot != v8->type(t)->vec_dot);
+      CHECK(dp->type(t)->gemv != v8->type(t)->gemv);
+      CHECK(dp->type(t)->dequantize_row == v8->type(t)->dequantize_row);
+    }
+    CHECK(dp->act(ActForm::q8_1).from_f32 == v8->act(ActForm::q8_1).from_f32);
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0}) {
       INFO(dtype_name(static_cast<uint32_t>(t)));
       CHECK(dp->type(t)->vec_dot != v8->type(t)->vec_dot);
@@ -234,7 +349,7 @@ TEST_CASE("NEON dequantization is bit-exact with the reference", "[neon][dequant
   }
 }
 
-TEST_CASE("NEON Q8_K / Q8_0 quantization is bit-exact with the reference", "[neon][quantize]") {
+TEST_CASE("NEON Q8_K / Q8_0 / Q8_1 quantization is bit-exact with the reference", "[neon][quantize]") {
   Rng rng(11);
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -278,6 +393,11 @@ TEST_CASE("NEON Q8_K / Q8_0 quantization is bit-exact with the reference", "[neo
       quantize_row_q8_0_act_ref(x.data(), want0.data(), n);
       ks->act(ActForm::q8_0).from_f32(x.data(), got0.data(), n);
       CHECK(same_bits(want0, got0));
+      std::vector<block_q8_1> want1(n / QK8_1), got1(n / QK8_1);
+      std::memset(got1.data(), 0x5A, got1.size() * sizeof(block_q8_1));
+      quantize_row_q8_1_act_ref(x.data(), want1.data(), n);
+      ks->act(ActForm::q8_1).from_f32(x.data(), got1.data(), n);
+      CHECK(same_bits(want1, got1));
     }
   }
 }
@@ -371,6 +491,54 @@ TEST_CASE("NEON Q8_0 / Q4_0 dot products stay within the stated bound", "[neon][
   }
 }
 
+TEST_CASE("NEON Q5_K / Q3_K / Q2_K / IQ4_XS dot products stay within the stated bound", "[neon][vec_dot]") {
+  Rng rng(29);
+  const auto e5 = edge_q5_K();
+  const auto e3 = edge_q3_K();
+  const auto e2 = edge_q2_K();
+  const auto exs = edge_iq4_xs();
+  for (int64_t nb : {1, 2, 3, 8, 17}) {
+    const int64_t n = nb * QK_K;
+    const auto acts = q8_K_rows(rng, nb);
+    check_vec_dots(DType::Q5_K, weight_rows(rng, random_q5_K, e5, nb, 11), acts, n, vec_dot_q5_K_q8_K_ref,
+                   [](const auto& w) { return split_magnitudes(w, QK_K, dequantize_row_q5_K_ref); },
+                   dequantize_row_q8_K_ref);
+    check_vec_dots(DType::Q3_K, weight_rows(rng, random_q3_K, e3, nb, 1), acts, n, vec_dot_q3_K_q8_K_ref,
+                   [](const auto& w) { return magnitudes(w, QK_K, dequantize_row_q3_K_ref); }, dequantize_row_q8_K_ref);
+    check_vec_dots(DType::Q2_K, weight_rows(rng, random_q2_K, e2, nb, 11), acts, n, vec_dot_q2_K_q8_K_ref,
+                   [](const auto& w) { return split_magnitudes(w, QK_K, dequantize_row_q2_K_ref); },
+                   dequantize_row_q8_K_ref);
+    check_vec_dots(DType::IQ4_XS, weight_rows(rng, random_iq4_xs, exs, nb, 1), acts, n, vec_dot_iq4_xs_q8_K_ref,
+                   [](const auto& w) { return magnitudes(w, QK_K, dequantize_row_iq4_xs_ref); },
+                   dequantize_row_q8_K_ref);
+  }
+}
+
+TEST_CASE("NEON Q5_0 / IQ4_NL (Q8_0) and Q4_1 / Q5_1 (Q8_1) dot products stay within the stated bound",
+          "[neon][vec_dot]") {
+  Rng rng(31);
+  const auto e50 = edge_q5_0();
+  const auto e51 = edge_q5_1();
+  const auto e41 = edge_q4_1();
+  const auto enl = edge_iq4_nl();
+  for (int64_t nb : {1, 2, 3, 5, 8, 33}) {
+    const int64_t n = nb * QK8_0;
+    const auto a0 = q8_0_rows(rng, nb);
+    const auto a1 = q8_1_rows(rng, nb);
+    check_vec_dots(DType::Q5_0, weight_rows(rng, random_q5_0, e50, nb, 1), a0, n, vec_dot_q5_0_q8_0_ref,
+                   [](const auto& w) { return magnitudes(w, QK5_0, dequantize_row_q5_0_ref); }, dequantize_row_q8_0_ref);
+    check_vec_dots(DType::IQ4_NL, weight_rows(rng, random_iq4_nl, enl, nb, 1), a0, n, vec_dot_iq4_nl_q8_0_ref,
+                   [](const auto& w) { return magnitudes(w, QK4_NL, dequantize_row_iq4_nl_ref); },
+                   dequantize_row_q8_0_ref);
+    check_vec_dots(DType::Q4_1, weight_rows(rng, random_q4_1, e41, nb, 1), a1, n, vec_dot_q4_1_q8_1_ref,
+                   [](const auto& w) { return min_magnitudes(w, QK4_1, dequantize_row_q4_1_ref); },
+                   dequantize_row_q8_1_ref);
+    check_vec_dots(DType::Q5_1, weight_rows(rng, random_q5_1, e51, nb, 1), a1, n, vec_dot_q5_1_q8_1_ref,
+                   [](const auto& w) { return min_magnitudes(w, QK5_1, dequantize_row_q5_1_ref); },
+                   dequantize_row_q8_1_ref);
+  }
+}
+
 TEST_CASE("NEON float dot products stay within the stated bound", "[neon][vec_dot]") {
   Rng rng(19);
   for (int64_t n = 1; n <= 70; ++n) {
@@ -416,6 +584,14 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
     const auto w6 = random_q6_K(rng, rows * n / QK_K);
     const auto w8 = random_q8_0(rng, rows * n / QK8_0);
     const auto w40 = random_q4_0(rng, rows * n / QK4_0);
+    const auto w5k = random_q5_K(rng, rows * n / QK_K);
+    const auto w3k = random_q3_K(rng, rows * n / QK_K);
+    const auto w2k = random_q2_K(rng, rows * n / QK_K);
+    const auto wxs = random_iq4_xs(rng, rows * n / QK_K);
+    const auto w50 = random_q5_0(rng, rows * n / QK5_0);
+    const auto wnl = random_iq4_nl(rng, rows * n / QK4_NL);
+    const auto w41 = random_q4_1(rng, rows * n / QK4_1);
+    const auto w51 = random_q5_1(rng, rows * n / QK5_1);
     const auto wf = gaussian(rng, rows * n);
     for (int64_t n_act : {1, 3, 6, 9, 16}) {
       const auto x = gaussian(rng, n_act * n);
@@ -423,6 +599,8 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
       std::vector<block_q8_0> a80(n_act * n / QK8_0);
       quantize_row_q8_K_ref(x.data(), a8k.data(), n_act * n);
       quantize_row_q8_0_ref(x.data(), a80.data(), n_act * n);
+      std::vector<block_q8_1> a81(n_act * n / QK8_1);
+      quantize_row_q8_1_act_ref(x.data(), a81.data(), n_act * n);
       const int64_t ldy = rows + 2;
       for (const KernelSet* ks : flavours()) {
         // tile(...) against ref(...) and |w| . |a| for every (weight row, activation row).
@@ -463,6 +641,35 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
         for (MatmulTile tile : tiles_of(*ks, DType::Q4_0)) check("Q4_0", tile, vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, dequantize_row_q8_0_ref,
               w40, a80);
         for (MatmulTile tile : tiles_of(*ks, DType::F32)) check("F32", tile, vec_dot_f32_f32_ref, copy_f32, copy_f32, wf, x);
+        // The dot-product-only types: their gemv tiles (|w| as in check_vec_dots).
+        auto split = [](auto deq, int64_t elems) {
+          return [=](const auto* b, float* out, int64_t k) {
+            const auto m = split_magnitudes(std::vector(b, b + k / elems), elems, deq);
+            std::memcpy(out, m.data(), k * sizeof(float));
+          };
+        };
+        auto with_min = [](auto deq, int64_t elems) {
+          return [=](const auto* b, float* out, int64_t k) {
+            const auto m = min_magnitudes(std::vector(b, b + k / elems), elems, deq);
+            std::memcpy(out, m.data(), k * sizeof(float));
+          };
+        };
+        check("Q5_K", ks->type(DType::Q5_K)->gemv, vec_dot_q5_K_q8_K_ref, split(dequantize_row_q5_K_ref, QK_K),
+              dequantize_row_q8_K_ref, w5k, a8k);
+        check("Q3_K", ks->type(DType::Q3_K)->gemv, vec_dot_q3_K_q8_K_ref, dequantize_row_q3_K_ref,
+              dequantize_row_q8_K_ref, w3k, a8k);
+        check("Q2_K", ks->type(DType::Q2_K)->gemv, vec_dot_q2_K_q8_K_ref, split(dequantize_row_q2_K_ref, QK_K),
+              dequantize_row_q8_K_ref, w2k, a8k);
+        check("IQ4_XS", ks->type(DType::IQ4_XS)->gemv, vec_dot_iq4_xs_q8_K_ref, dequantize_row_iq4_xs_ref,
+              dequantize_row_q8_K_ref, wxs, a8k);
+        check("Q5_0", ks->type(DType::Q5_0)->gemv, vec_dot_q5_0_q8_0_ref, dequantize_row_q5_0_ref,
+              dequantize_row_q8_0_ref, w50, a80);
+        check("IQ4_NL", ks->type(DType::IQ4_NL)->gemv, vec_dot_iq4_nl_q8_0_ref, dequantize_row_iq4_nl_ref,
+              dequantize_row_q8_0_ref, wnl, a80);
+        check("Q4_1", ks->type(DType::Q4_1)->gemv, vec_dot_q4_1_q8_1_ref, with_min(dequantize_row_q4_1_ref, QK4_1),
+              dequantize_row_q8_1_ref, w41, a81);
+        check("Q5_1", ks->type(DType::Q5_1)->gemv, vec_dot_q5_1_q8_1_ref, with_min(dequantize_row_q5_1_ref, QK5_1),
+              dequantize_row_q8_1_ref, w51, a81);
       }
     }
   }
