@@ -2,7 +2,8 @@
 //   kernels_neon.cpp     armv8.0 NEON: every kernel; the integer dot products widen with
 //                        vmull_s8 and add pairs with vpadal. Runs on every aarch64 CPU.
 //   kernels_dotprod.cpp  armv8.2-a+dotprod: the integer dot products with sdot (vdotq_s32)
-//                        and the Q4_K / Q6_K prefill tiles (sdot by lane on packed 8-row tiles).
+//                        and the Q4_K / Q6_K prefill tiles (sdot by lane on packed 8-row tiles;
+//                        Q5_K's tile is Q4_K's with 5-bit quants, packed in kernels_neon.cpp).
 //                        Nothing in it may run unless cpu_has_dotprod() (SIGILL otherwise).
 // neon_kernels() (kernel_sets.hpp) hands dispatch the dotprod table when the CPU has it, else the
 // armv8.0 one. Tests reach both tables through this header.

@@ -1048,7 +1048,7 @@ TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[m
   int switched = 0;
   for (Isa isa : available_isas()) {
     const KernelSet& ks = *kernels_for(isa);
-    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const TypeKernels& t = *ks.type(type);
       if (!t.gemm) continue;
       ++switched;

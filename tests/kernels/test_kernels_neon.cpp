@@ -281,6 +281,8 @@ TEST_CASE("NEON dispatch picks the dotprod flavour exactly when HWCAP has ASIMDD
       CHECK(dp->type(t)->dequantize_row == v8->type(t)->dequantize_row);
     }
     CHECK(dp->type(DType::Q4_K)->gemm != nullptr);
+    CHECK(dp->type(DType::Q5_K)->gemm != nullptr);
+    CHECK(dp->type(DType::Q5_K)->gemm_min_rows > 1);
     CHECK(dp->type(DType::Q6_K)->gemm != nullptr);
     CHECK(dp->type(DType::Q4_K)->gemm_min_rows > 1);
     CHECK(dp->act(ActForm::q8_K).from_f32 == v8->act(ActForm::q8_K).from_f32);
@@ -567,8 +569,8 @@ TEST_CASE("NEON float dot products stay within the stated bound", "[neon][vec_do
 }
 
 // The matmul tiles: every type's gemv tile (built from the flavour's dot products) and, where
-// the flavour has one, its gemm tile (the dotprod flavour's packed 8-row Q4_K / Q6_K prefill
-// kernel, kernels_dotprod.cpp), each for every activation count (matmul() picks between them). Every output within the dot-product bound of the reference, for row
+// the flavour has one, its gemm tile (the dotprod flavour's packed 8-row Q4_K / Q5_K / Q6_K
+// prefill kernel, kernels_dotprod.cpp), each for every activation count (matmul() picks between them). Every output within the dot-product bound of the reference, for row
 // counts that leave partial 8-row tiles and activation counts that leave partial groups of 4.
 static std::vector<MatmulTile> tiles_of(const KernelSet& ks, DType t) {
   std::vector<MatmulTile> v{ks.type(t)->gemv};
@@ -584,7 +586,11 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
     const auto w6 = random_q6_K(rng, rows * n / QK_K);
     const auto w8 = random_q8_0(rng, rows * n / QK8_0);
     const auto w40 = random_q4_0(rng, rows * n / QK4_0);
-    const auto w5k = random_q5_K(rng, rows * n / QK_K);
+    auto w5k = random_q5_K(rng, rows * n / QK_K);
+    {  // the later blocks are edge blocks (extreme scales, all quants 31, ...), for Q5_K's gemm tile
+      const auto e5 = edge_q5_K();
+      for (size_t b = w5k.size() / 2, e = 0; b < w5k.size(); ++b, e += 11) w5k[b] = e5[e % e5.size()];
+    }
     const auto w3k = random_q3_K(rng, rows * n / QK_K);
     const auto w2k = random_q2_K(rng, rows * n / QK_K);
     const auto wxs = random_iq4_xs(rng, rows * n / QK_K);
@@ -641,7 +647,7 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
         for (MatmulTile tile : tiles_of(*ks, DType::Q4_0)) check("Q4_0", tile, vec_dot_q4_0_q8_0_ref, dequantize_row_q4_0_ref, dequantize_row_q8_0_ref,
               w40, a80);
         for (MatmulTile tile : tiles_of(*ks, DType::F32)) check("F32", tile, vec_dot_f32_f32_ref, copy_f32, copy_f32, wf, x);
-        // The dot-product-only types: their gemv tiles (|w| as in check_vec_dots).
+        // The other types: their gemv tiles, and Q5_K's gemm tile (|w| as in check_vec_dots).
         auto split = [](auto deq, int64_t elems) {
           return [=](const auto* b, float* out, int64_t k) {
             const auto m = split_magnitudes(std::vector(b, b + k / elems), elems, deq);
@@ -654,8 +660,9 @@ TEST_CASE("NEON matmul tiles stay within the dot-product bound", "[neon][matmul]
             std::memcpy(out, m.data(), k * sizeof(float));
           };
         };
-        check("Q5_K", ks->type(DType::Q5_K)->gemv, vec_dot_q5_K_q8_K_ref, split(dequantize_row_q5_K_ref, QK_K),
-              dequantize_row_q8_K_ref, w5k, a8k);
+        for (MatmulTile tile : tiles_of(*ks, DType::Q5_K))
+          check("Q5_K", tile, vec_dot_q5_K_q8_K_ref, split(dequantize_row_q5_K_ref, QK_K), dequantize_row_q8_K_ref, w5k,
+                a8k);
         check("Q3_K", ks->type(DType::Q3_K)->gemv, vec_dot_q3_K_q8_K_ref, dequantize_row_q3_K_ref,
               dequantize_row_q8_K_ref, w3k, a8k);
         check("Q2_K", ks->type(DType::Q2_K)->gemv, vec_dot_q2_K_q8_K_ref, split(dequantize_row_q2_K_ref, QK_K),
