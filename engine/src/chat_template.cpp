@@ -29,7 +29,22 @@ constexpr NamedFormat kFormats[] = {
     {"mistral-v3-tekken", ChatFormat::MistralV3Tekken},
     {"mistral-v7", ChatFormat::MistralV7},
     {"mistral-v7-tekken", ChatFormat::MistralV7Tekken},
+    {"phi3", ChatFormat::Phi3},
+    {"phi4", ChatFormat::Phi4},
+    {"falcon3", ChatFormat::Falcon3},
+    {"gemma", ChatFormat::Gemma},
+    {"deepseek", ChatFormat::DeepSeek},
+    {"deepseek2", ChatFormat::DeepSeek2},
+    {"deepseek3", ChatFormat::DeepSeek3},
+    {"smolvlm", ChatFormat::SmolVLM},
 };
+
+// DeepSeek's special tokens use U+FF5C (fullwidth vertical line) and U+2581 (lower one eighth block).
+constexpr std::string_view kDeepSeekUser = "<\xef\xbd\x9cUser\xef\xbd\x9c>";
+constexpr std::string_view kDeepSeekAssistant = "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>";
+constexpr std::string_view kDeepSeekEos =
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>";
+constexpr std::string_view kMiniCpmUser = "<\xe7\x94\xa8\xe6\x88\xb7>";  // <用户>
 
 std::string supported_names() {
   std::string s;
@@ -112,6 +127,45 @@ void mistral_v1_v3(std::string& out, std::span<const ChatMessage> messages, Chat
   }
 }
 
+// Gemma has no system turn: the system texts (trimmed, joined) open the next turn that is not the
+// model's, followed by a blank line; "assistant" is called "model"; every content is trimmed.
+void gemma(std::string& out, std::span<const ChatMessage> messages) {
+  std::string system;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") {
+      system += trim(m.content);
+      continue;
+    }
+    const std::string_view role = m.role == "assistant" ? std::string_view("model") : m.role;
+    out.append("<start_of_turn>").append(role).append("\n");
+    if (!system.empty() && role != "model") {
+      out.append(system).append("\n\n");
+      system.clear();
+    }
+    out.append(trim(m.content)).append("<end_of_turn>\n");
+  }
+}
+
+// DeepSeek's three layouts: the system text bare, then user and assistant turns between the
+// given markers; a message of any other role is left out.
+struct DeepSeekMarks {
+  std::string_view system_end, user_begin, user_end, assistant_begin, assistant_end, prompt;
+};
+
+void deepseek(std::string& out, std::span<const ChatMessage> messages, const DeepSeekMarks& k,
+              bool add_generation_prompt) {
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") {
+      out.append(m.content).append(k.system_end);
+    } else if (m.role == "user") {
+      out.append(k.user_begin).append(m.content).append(k.user_end);
+    } else if (m.role == "assistant") {
+      out.append(k.assistant_begin).append(m.content).append(k.assistant_end);
+    }
+  }
+  if (add_generation_prompt) out += k.prompt;
+}
+
 }  // namespace
 
 std::vector<std::string_view> chat_format_names() {
@@ -132,17 +186,19 @@ std::optional<ChatFormat> chat_format_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+// llama.cpp's rules in its order; a rule for a format we do not render gives nullopt, so a later
+// rule never takes a text llama.cpp files elsewhere.
 std::optional<ChatFormat> detect_chat_format(std::string_view t) {
   auto has = [&](std::string_view s) { return t.find(s) != std::string_view::npos; };
   if (has("<|im_start|>")) {
-    // Phi-4 and SmolVLM also use <|im_start|> but are not ChatML.
-    if (has("<|im_sep|>") || has("<end_of_utterance>")) return std::nullopt;
+    if (has("<|im_sep|>")) return ChatFormat::Phi4;
+    if (has("<end_of_utterance>")) return ChatFormat::SmolVLM;  // <|im_start|> is its BOS only
     return ChatFormat::ChatML;
   }
-  // llama.cpp also sends any text that merely starts with "mistral" down this branch (so an
-  // unknown name like "mistral-v2" becomes llama2); we take only Jinja text with [INST], and refuse
-  // a name we do not know.
-  if (has("[INST]")) {
+  if (t.starts_with("mistral") || has("[INST]")) {
+    // llama.cpp renders any text that merely starts with "mistral" (say an unknown name like
+    // "mistral-v2") as llama2; we refuse it.
+    if (!has("[INST]")) return std::nullopt;
     // Mistral's own templates share [INST] but place spaces and the system text differently.
     if (has("[SYSTEM_PROMPT]")) return ChatFormat::MistralV7;
     if (has("' [INST] ' + system_message") || has("[AVAILABLE_TOOLS]")) {
@@ -155,16 +211,33 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
     if (has("<<SYS>>")) return ChatFormat::Llama2Sys;
     return ChatFormat::Llama2;
   }
-  if (has("<|user|>") && has("<|assistant|>")) {
-    // Phi-3 (<|end|>) and ChatGLM/GLM-Edge put other things between the turns.
-    if (has("<|end|>") || has("[gMASK]")) return std::nullopt;
+  if (has("<|assistant|>") && has("<|end|>")) return ChatFormat::Phi3;  // Phi-3/3.5, Phi-4-mini
+  if (has("[gMASK]<sop>")) return std::nullopt;                          // chatglm4
+  if (has("<|assistant|>") && has("<|user|>")) {
+    if (has("<|tool_declare|>")) return std::nullopt;  // exaone-moe
+    if (has("</s>")) return ChatFormat::Falcon3;
+    // llama.cpp files the rest under glmedge (no end-of-turn text). We take the Zephyr layouts,
+    // rendered as their Jinja is (see tinyllama above), and refuse GLM's and any other.
+    if (has("[gMASK]")) return std::nullopt;
     if (has("eos_token")) return ChatFormat::TinyLlama;
     if (has("<|endoftext|>")) return ChatFormat::Zephyr;
     return std::nullopt;
   }
+  if (has("<|{{ item['role'] }}|>") && has("<|begin_of_image|>")) return std::nullopt;  // glmedge
   if (has("<|user|>") && has("<|endoftext|>")) return ChatFormat::Zephyr;
+  if (has("bos_token + message['role']")) return std::nullopt;  // monarch
+  if (has("<start_of_turn>")) return ChatFormat::Gemma;
+  if (has("'\\n\\nAssistant: ' + eos_token")) return std::nullopt;  // orion
+  if (has("GPT4 Correct ")) return std::nullopt;                      // openchat
+  if (has("USER: ") && has("ASSISTANT: ")) return std::nullopt;       // vicuna, vicuna-orca
+  if (has("### Instruction:") && has("<|EOT|>")) return ChatFormat::DeepSeek;  // deepseek-coder
+  if (has("<|START_OF_TURN_TOKEN|>") && has("<|USER_TOKEN|>")) return std::nullopt;  // command-r
   if (has("<|start_header_id|>") && has("<|end_header_id|>")) return ChatFormat::Llama3;
-  return std::nullopt;
+  if (has("[gMASK]sop")) return std::nullopt;  // chatglm3
+  if (has(kMiniCpmUser)) return std::nullopt;  // minicpm
+  if (has("'Assistant: ' + message['content'] + eos_token")) return ChatFormat::DeepSeek2;
+  if (has(kDeepSeekAssistant) && has(kDeepSeekUser) && has(kDeepSeekEos)) return ChatFormat::DeepSeek3;
+  return std::nullopt;  // llama.cpp's later rules are all formats we do not render
 }
 
 ChatFormat resolve_chat_format(std::string_view tmpl, std::string_view fallback) {
@@ -211,6 +284,46 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
       if (add_generation_prompt) out += "<|assistant|>\n";
       break;
     }
+    case ChatFormat::Phi3:
+    case ChatFormat::Falcon3: {
+      const std::string_view end = format == ChatFormat::Phi3 ? "<|end|>\n" : "\n";
+      for (const ChatMessage& m : messages)
+        out.append("<|").append(m.role).append("|>\n").append(m.content).append(end);
+      if (add_generation_prompt) out += "<|assistant|>\n";
+      break;
+    }
+    case ChatFormat::Phi4:
+      for (const ChatMessage& m : messages)
+        out.append("<|im_start|>").append(m.role).append("<|im_sep|>").append(m.content).append("<|im_end|>");
+      if (add_generation_prompt) out += "<|im_start|>assistant<|im_sep|>";
+      break;
+    case ChatFormat::Gemma:
+      gemma(out, messages);
+      if (add_generation_prompt) out += "<start_of_turn>model\n";
+      break;
+    case ChatFormat::DeepSeek:
+      deepseek(out, messages, {"", "### Instruction:\n", "\n", "### Response:\n", "\n<|EOT|>\n", "### Response:\n"},
+               add_generation_prompt);
+      break;
+    case ChatFormat::DeepSeek2:
+      deepseek(out, messages, {"\n\n", "User: ", "\n\n", "Assistant: ", kDeepSeekEos, "Assistant:"},
+               add_generation_prompt);
+      break;
+    case ChatFormat::DeepSeek3:
+      deepseek(out, messages, {"\n\n", kDeepSeekUser, "", kDeepSeekAssistant, kDeepSeekEos, kDeepSeekAssistant},
+               add_generation_prompt);
+      break;
+    case ChatFormat::SmolVLM:
+      out += "<|im_start|>";  // its BOS, written by the template
+      for (const ChatMessage& m : messages) {
+        if (m.role == "system") {
+          out.append(m.content).append("\n\n");
+        } else {
+          out.append(m.role == "user" ? "User: " : "Assistant: ").append(m.content).append("<end_of_utterance>\n");
+        }
+      }
+      if (add_generation_prompt) out += "Assistant:";
+      break;
     case ChatFormat::Llama3:
       for (const ChatMessage& m : messages) {
         out.append("<|start_header_id|>").append(m.role).append("<|end_header_id|>\n\n");

@@ -20,9 +20,32 @@
 //   mistral-v7        '[SYSTEM_PROMPT] ' {system} '[/SYSTEM_PROMPT]' '[INST] ' {user} '[/INST]'
 //                     ' ' {assistant}</s> ...
 //   mistral-v7-tekken as mistral-v7 without the spaces after the opening tags and before replies
+//   phi3              <|{role}|>\n{content}<|end|>\n ...                [<|assistant|>\n]
+//   phi4              <|im_start|>{role}<|im_sep|>{content}<|im_end|> ...
+//                                                        [<|im_start|>assistant<|im_sep|>]
+//   falcon3           <|{role}|>\n{content}\n ...                       [<|assistant|>\n]
+//   gemma             <start_of_turn>{user|model}\n{trimmed content}<end_of_turn>\n ...
+//                     [<start_of_turn>model\n]; no system turn: the trimmed system texts,
+//                     joined, open the next non-model turn followed by \n\n
+//   deepseek          {system}### Instruction:\n{user}\n### Response:\n{assistant}\n<|EOT|>\n
+//                     ...                                                  [### Response:\n]
+//   deepseek2         {system}\n\nUser: {user}\n\nAssistant: {assistant}<｜end▁of▁sentence｜>
+//                     ...                                                  [Assistant:]
+//   deepseek3         {system}\n\n<｜User｜>{user}<｜Assistant｜>{assistant}<｜end▁of▁sentence｜>
+//                     ...                                                  [<｜Assistant｜>]
+//   smolvlm           <|im_start|>{system}\n\nUser: {user}<end_of_utterance>\nAssistant:
+//                     {assistant}<end_of_utterance>\n ...                 [Assistant:]
+// (deepseek, deepseek2 and deepseek3 leave out a message of any other role.)
+//
+// Detection follows llama.cpp's rule order: its first matching rule decides, and when that rule
+// names a format we do not render (vicuna, command-r, ...) the text is refused rather than
+// matched by a later rule.
 //
 // Every format but tinyllama gives exactly llama.cpp's llama_chat_apply_template output (checked
-// live over all names and shipped templates by tests/oracle/test_chat_vs_llama.cpp). tinyllama
+// live over all names and shipped templates by tests/oracle/test_chat_vs_llama.cpp, detection
+// against llama.cpp's own llm_chat_detect_template too). Like llama.cpp's, these are fixed
+// layouts, not the Jinja: e.g. Phi-4-mini's Jinja puts no newline after <|role|>, llama.cpp's
+// phi3 (which it detects for it) does, and so do we. tinyllama
 // is the Zephyr template written with `eos_token` (TinyLlama-1.1B-Chat, zephyr-7b-beta): rendered
 // by Jinja it gives `<|user|>\n...</s>\n`. llama.cpp's substring detection files that Jinja text
 // under "glmedge" (which drops the </s>), so for it we follow the Jinja rendering, not llama.cpp.
@@ -55,10 +78,18 @@ enum class ChatFormat {
   MistralV3Tekken,
   MistralV7,
   MistralV7Tekken,
+  Phi3,
+  Phi4,
+  Falcon3,
+  Gemma,
+  DeepSeek,
+  DeepSeek2,
+  DeepSeek3,
+  SmolVLM,
 };
 
 struct ChatMessage {
-  std::string role;  // "system", "user", "assistant" (chatml/zephyr/tinyllama/llama3: any role)
+  std::string role;  // "system", "user", "assistant" (chatml, phi3, llama3, ...: any role)
   std::string content;
 };
 

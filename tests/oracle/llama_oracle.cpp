@@ -8,6 +8,7 @@
 //   llama-oracle info       -m FILE
 //   llama-oracle chat       --template-file T --messages-file M [--add-ass]
 //   llama-oracle chat-names
+//   llama-oracle chat-detect --template-file T
 //   llama-oracle bench      -m FILE [-p 512] [-n 128] [-r 5] [-d 0]
 //   llama-oracle quantize   -m FILE -o OUT --ftype q4_0|q4_1|iq4_nl|q8_0|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|q5_k_s|q6_k|q2_k|q3_k_s|q3_k_m|q3_k_l|iq4_xs|f16 [--pure]
 // Common options (model commands):
@@ -36,6 +37,10 @@
 //              built-in name ("chatml", "llama2", ...); M holds role and content of each message,
 //              each followed by a NUL byte.
 //   chat-names llama_chat_builtin_templates: the names llama.cpp's chat command accepts, one a line.
+//   chat-detect the name of the built-in format llama.cpp files T under (llm_chat_detect_template:
+//              T is a name or Jinja text), one line; "unknown" when it files T under none (then
+//              llama_chat_apply_template refuses T), "unnamed" for a format without a name. T may
+//              hold several texts, each followed by a NUL byte: one line each.
 //   info       one JSON line: model_type (llama.cpp's description), model_size, model_n_params,
 //              n_vocab, cpu.
 //   quantize   OUT is llama.cpp's quantization of FILE (llama_model_quantize: its recipe for the
@@ -146,7 +151,7 @@ std::string read_file(const std::string& path) {
 }
 
 Options parse_args(int argc, char** argv) {
-  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, chat, chat-names, bench, quantize)");
+  if (argc < 2) fail("missing command (logits, greedy, tokenize, detokenize, info, chat, chat-names, chat-detect, bench, quantize)");
   Options o;
   o.command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -191,7 +196,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--pure") o.pure = true;
     else fail("unknown option '" + a + "'");
   }
-  if (o.model.empty() && o.command != "chat" && o.command != "chat-names") fail("-m FILE is required");
+  if (o.model.empty() && o.command != "chat" && o.command != "chat-names" && o.command != "chat-detect")
+    fail("-m FILE is required");
   if (o.threads == 0) o.threads = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   return o;
 }
@@ -461,6 +467,42 @@ int cmd_chat_names() {
   return 0;
 }
 
+// llama.cpp's own template detection (src/llama-chat.h). llama.h does not declare these, but
+// libllama exports them (C++ linkage, the library's libstdc++ std::string); only the values are
+// compared here, so the enum stays opaque. llm_chat_template_from_str throws std::out_of_range for
+// a name it does not know.
+}  // namespace
+enum llm_chat_template : int;
+llm_chat_template llm_chat_detect_template(const std::string& tmpl);
+llm_chat_template llm_chat_template_from_str(const std::string& name);
+namespace {
+
+std::string detected_name(const std::string& tmpl, const std::vector<const char*>& names) {
+  const llm_chat_template detected = llm_chat_detect_template(tmpl);
+  // UNKNOWN is the one value llama_chat_apply_template refuses.
+  const llama_chat_message probe = {"user", "x"};
+  char buf[64];
+  if (llama_chat_apply_template(tmpl.c_str(), &probe, 1, true, buf, sizeof buf) < 0) return "unknown";
+  for (const char* name : names)
+    if (llm_chat_template_from_str(name) == detected) return name;
+  return "unnamed";
+}
+
+int cmd_chat_detect(const Options& o) {
+  const int32_t n = llama_chat_builtin_templates(nullptr, 0);
+  if (n < 0) fail("llama_chat_builtin_templates failed");
+  std::vector<const char*> names(static_cast<size_t>(n));
+  llama_chat_builtin_templates(names.data(), names.size());
+  const std::string& all = o.chat_template;
+  if (all.find('\0') == std::string::npos) {
+    std::printf("%s\n", detected_name(all, names).c_str());
+    return 0;
+  }
+  for (size_t at = 0, nul; (nul = all.find('\0', at)) != std::string::npos; at = nul + 1)
+    std::printf("%s\n", detected_name(all.substr(at, nul - at), names).c_str());
+  return 0;
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
@@ -642,7 +684,7 @@ int main(int argc, char** argv) {
     }
     const bool needs_backend =
         o.command != "tokenize" && o.command != "detokenize" && o.command != "chat" &&
-        o.command != "chat-names" && o.command != "quantize";  // quantize computes nothing
+        o.command != "chat-names" && o.command != "chat-detect" && o.command != "quantize";  // quantize computes nothing
     if (needs_backend) g_cpu_variant = load_cpu_backend(o.cpu);
     llama_backend_init();
     int rc = 1;
@@ -654,6 +696,7 @@ int main(int argc, char** argv) {
     else if (o.command == "bench") rc = cmd_bench(o);
     else if (o.command == "chat") rc = cmd_chat(o);
     else if (o.command == "chat-names") rc = cmd_chat_names();
+    else if (o.command == "chat-detect") rc = cmd_chat_detect(o);
     else if (o.command == "quantize") rc = cmd_quantize(o);
     else fail("unknown command '" + o.command + "'");
     llama_backend_free();

@@ -9,6 +9,7 @@
 //   auto gen = edgellm::oracle::greedy(model, {1}, 200);
 //   auto text = edgellm::oracle::chat("chatml", {{"user", "Hi"}}, true);
 //   auto names = edgellm::oracle::chat_names();                   // llama.cpp's template names
+//   auto which = edgellm::oracle::chat_detect({jinja});           // the name llama.cpp detects
 //
 // Every failure (oracle missing, llama.cpp refusing the file, ...) throws std::runtime_error with
 // the oracle's own error message, so a test that needs llama.cpp fails, never skips.
@@ -267,6 +268,31 @@ inline std::vector<std::string> chat_names() {
   for (size_t nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)
     names.push_back(out.substr(at, nl - at));
   if (names.empty()) throw std::runtime_error("llama-oracle chat-names printed no names");
+  return names;
+}
+
+// The name of the built-in format llama.cpp files each text under (its llm_chat_detect_template;
+// a text is a name or Jinja), "unknown" when none, "unnamed" for a format without a name. One
+// oracle run for all texts (none may hold a NUL byte).
+inline std::vector<std::string> chat_detect(const std::vector<std::string>& texts) {
+  if (texts.empty()) return {};
+  TempFile t;
+  {
+    std::ofstream f(t.path(), std::ios::binary);
+    for (const std::string& text : texts) {
+      if (text.find('\0') != std::string::npos) throw std::runtime_error("chat_detect: a text holds a NUL byte");
+      f << text << '\0';
+    }
+    if (!f) throw std::runtime_error("cannot write " + t.path());
+  }
+  const std::string out = run({"chat-detect", "--template-file", t.path()});
+  std::vector<std::string> names;
+  size_t at = 0;
+  for (size_t nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)
+    names.push_back(out.substr(at, nl - at));
+  if (names.size() != texts.size())
+    throw std::runtime_error("llama-oracle chat-detect printed " + std::to_string(names.size()) +
+                             " lines for " + std::to_string(texts.size()) + " texts");
   return names;
 }
 

@@ -61,6 +61,34 @@ const std::string kChatML =
     "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
     "}}{% endif %}";
 
+// Small templates in the layouts of model families llama.cpp ships no template file for, written
+// for these tests (detection reads only their markers): Phi-4-mini (no newline after the role
+// tag), Phi-4 (14B), SmolVLM, deepseek-coder, DeepSeek-V2, Falcon 3.
+const std::string kPhi4Mini =
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + "
+    "'<|end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ "
+    "eos_token }}{% endif %}";
+const std::string kPhi4 =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '<|im_sep|>' + "
+    "message['content'] + '<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant<|im_sep|>' }}{% endif %}";
+const std::string kSmolVLM =
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}: "
+    "{{ message['content'] }}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt "
+    "%}{{ 'Assistant:' }}{% endif %}";
+const std::string kDeepSeekCoder =
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '### Instruction:\n' + "
+    "message['content'] + '\n' }}{% else %}{{ '### Response:\n' + message['content'] + "
+    "'\n<|EOT|>\n' }}{% endif %}{% endfor %}{{ '### Response:' }}";
+const std::string kDeepSeekV2 =
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ 'User: ' + "
+    "message['content'] + '\n\n' }}{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + "
+    "message['content'] + eos_token }}{% endif %}{% endfor %}";
+const std::string kFalcon3 =
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + "
+    "'\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ '</s>' "
+    "}}{% endif %}{{ '<|user|>' }}";
+
 }  // namespace
 
 TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
@@ -84,37 +112,88 @@ TEST_CASE("chat templates are recognized from their Jinja text", "[chat]") {
         ChatFormat::MistralV7);
   CHECK(detect_chat_format(read_template("unsloth-mistral-Devstral-Small-2507.jinja")) ==
         ChatFormat::MistralV7);
-  // ... and look-alikes that are not ours: Phi-3, GLM, Gemma.
-  CHECK_FALSE(detect_chat_format(read_template("microsoft-Phi-3.5-mini-instruct.jinja")));
+  // ... the small models' formats: Qwen2.5 / Qwen3 / SmolLM3 are ChatML ...
+  CHECK(detect_chat_format(read_template("Qwen-Qwen3-0.6B.jinja")) == ChatFormat::ChatML);
+  CHECK(detect_chat_format(read_template("HuggingFaceTB-SmolLM3-3B.jinja")) == ChatFormat::ChatML);
+  // ... Gemma 2 (<start_of_turn>), Phi-3.5 and Phi-4-mini (<|assistant|> with <|end|>), Phi-4
+  // (<|im_start|> with <|im_sep|>: not ChatML), SmolVLM (<|im_start|> with <end_of_utterance>) ...
+  CHECK(detect_chat_format(read_template("google-gemma-2-2b-it.jinja")) == ChatFormat::Gemma);
+  CHECK(detect_chat_format(read_template("microsoft-Phi-3.5-mini-instruct.jinja")) == ChatFormat::Phi3);
+  CHECK(detect_chat_format(kPhi4Mini) == ChatFormat::Phi3);
+  CHECK(detect_chat_format(kPhi4) == ChatFormat::Phi4);
+  CHECK(detect_chat_format(kSmolVLM) == ChatFormat::SmolVLM);
+  // ... DeepSeek: R1 and its Qwen / Llama distills (<｜User｜>, <｜Assistant｜>, <｜end▁of▁sentence｜>),
+  // V2 ('Assistant: ' + content + eos_token), coder (### Instruction: with <|EOT|>) ...
+  CHECK(detect_chat_format(read_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")) ==
+        ChatFormat::DeepSeek3);
+  CHECK(detect_chat_format(read_template("deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja")) ==
+        ChatFormat::DeepSeek3);
+  CHECK(detect_chat_format(read_template("llama-cpp-deepseek-r1.jinja")) == ChatFormat::DeepSeek3);
+  CHECK(detect_chat_format(kDeepSeekV2) == ChatFormat::DeepSeek2);
+  CHECK(detect_chat_format(kDeepSeekCoder) == ChatFormat::DeepSeek);
+  // ... Falcon 3 (<|user|>, <|assistant|> and a literal </s>) ...
+  CHECK(detect_chat_format(kFalcon3) == ChatFormat::Falcon3);
+  // ... and look-alikes that are not ours: GLM-4 ([gMASK]<sop>), Command-R, Granite, Gemma 4.
   CHECK_FALSE(detect_chat_format(read_template("GLM-4.6.jinja")));
-  CHECK_FALSE(detect_chat_format(read_template("google-gemma-2-2b-it.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("CohereForAI-c4ai-command-r-plus-tool_use.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("ibm-granite-granite-3.3-2B-Instruct.jinja")));
+  CHECK_FALSE(detect_chat_format(read_template("google-gemma-4-31B-it.jinja")));
   CHECK_FALSE(detect_chat_format(""));
+}
+
+TEST_CASE("detection takes llama.cpp's first matching rule", "[chat]") {
+  // An earlier rule wins even when it names a format we do not render: then the text is refused,
+  // never matched by a later rule of ours.
+  CHECK(detect_chat_format("<|im_start|> <start_of_turn>") == ChatFormat::ChatML);
+  CHECK(detect_chat_format("<|im_start|> <|im_sep|> <end_of_utterance>") == ChatFormat::Phi4);
+  CHECK(detect_chat_format("[INST] <|assistant|> <|end|>") == ChatFormat::Llama2);
+  CHECK(detect_chat_format("<|assistant|> <|end|> <|user|> </s>") == ChatFormat::Phi3);
+  CHECK(detect_chat_format("<|user|> <|endoftext|> <start_of_turn>") == ChatFormat::Zephyr);
+  CHECK(detect_chat_format("<start_of_turn> <|start_header_id|> <|end_header_id|>") == ChatFormat::Gemma);
+  CHECK(detect_chat_format("### Instruction: <|EOT|> <|start_header_id|> <|end_header_id|>") ==
+        ChatFormat::DeepSeek);
+  CHECK(detect_chat_format("<|start_header_id|> <|end_header_id|> <｜User｜> <｜Assistant｜> "
+                           "<｜end▁of▁sentence｜>") == ChatFormat::Llama3);
+  CHECK(detect_chat_format("<｜User｜> <｜Assistant｜> <｜end▁of▁sentence｜>") == ChatFormat::DeepSeek3);
+  CHECK_FALSE(detect_chat_format("<｜User｜> <｜Assistant｜>"));  // all three markers, or none
+  // llama.cpp: monarch, chatglm4, vicuna, command-r, exaone-moe, minicpm before ours.
+  CHECK_FALSE(detect_chat_format("bos_token + message['role'] <start_of_turn>"));
+  CHECK_FALSE(detect_chat_format("[gMASK]<sop> <|assistant|> <|user|> eos_token"));
+  CHECK_FALSE(detect_chat_format("USER: ASSISTANT: ### Instruction: <|EOT|>"));
+  CHECK_FALSE(detect_chat_format("<|START_OF_TURN_TOKEN|> <|USER_TOKEN|> <|start_header_id|> <|end_header_id|>"));
+  CHECK_FALSE(detect_chat_format("<|assistant|> <|user|> <|tool_declare|> </s>"));
+  CHECK_FALSE(detect_chat_format("<用户> 'Assistant: ' + message['content'] + eos_token"));
+  // A text starting with "mistral" takes llama.cpp's [INST] branch; without [INST] we refuse it.
+  CHECK_FALSE(detect_chat_format("mistral <start_of_turn>"));
 }
 
 TEST_CASE("names, fallback and errors", "[chat]") {
   for (auto f : {ChatFormat::ChatML, ChatFormat::Llama2, ChatFormat::Llama2Sys,
                  ChatFormat::Llama2SysBos, ChatFormat::Llama2SysStrip, ChatFormat::Zephyr,
                  ChatFormat::TinyLlama, ChatFormat::Llama3, ChatFormat::MistralV1, ChatFormat::MistralV3,
-                 ChatFormat::MistralV3Tekken, ChatFormat::MistralV7, ChatFormat::MistralV7Tekken}) {
+                 ChatFormat::MistralV3Tekken, ChatFormat::MistralV7, ChatFormat::MistralV7Tekken,
+                 ChatFormat::Phi3, ChatFormat::Phi4, ChatFormat::Falcon3, ChatFormat::Gemma,
+                 ChatFormat::DeepSeek, ChatFormat::DeepSeek2, ChatFormat::DeepSeek3, ChatFormat::SmolVLM}) {
     CHECK(chat_format_from_name(chat_format_name(f)) == f);
     CHECK(resolve_chat_format(chat_format_name(f)) == f);
   }
-  CHECK(chat_format_names().size() == 13);
+  CHECK(chat_format_names().size() == 21);
   CHECK(resolve_chat_format("mistral-v7") == ChatFormat::MistralV7);
   // A name we do not know is refused, never read as another format (llama.cpp renders any text
   // starting with "mistral" as llama2), and so are llama.cpp's names we do not render.
-  for (const char* name : {"mistral-v2", "mistral", "gemma", "phi3", "vicuna"}) {
+  for (const char* name : {"mistral-v2", "mistral", "gemma2", "phi-3", "vicuna", "command-r", "monarch"}) {
     INFO(name);
     CHECK_THROWS_AS(resolve_chat_format(name), ChatTemplateError);
   }
   CHECK(resolve_chat_format(kLlama2Chat) == ChatFormat::Llama2SysStrip);
-  const std::string phi3 = read_template("microsoft-Phi-3.5-mini-instruct.jinja");
-  CHECK_THROWS_AS(resolve_chat_format(phi3), ChatTemplateError);
+  const std::string glm = read_template("GLM-4.6.jinja");
+  CHECK_THROWS_AS(resolve_chat_format(glm), ChatTemplateError);
   CHECK_THROWS_AS(resolve_chat_format(""), ChatTemplateError);
-  CHECK(resolve_chat_format(phi3, "chatml") == ChatFormat::ChatML);
-  CHECK_THROWS_AS(resolve_chat_format(phi3, "no-such-format"), ChatTemplateError);
+  CHECK(resolve_chat_format(glm, "chatml") == ChatFormat::ChatML);
+  CHECK(resolve_chat_format(glm, "gemma") == ChatFormat::Gemma);
+  CHECK_THROWS_AS(resolve_chat_format(glm, "no-such-format"), ChatTemplateError);
   try {
-    resolve_chat_format(phi3);
+    resolve_chat_format(glm);
   } catch (const ChatTemplateError& e) {
     const std::string what = e.what();
     CHECK(e.kind() == edgellm::Error::Kind::Unsupported);  // the C API's EDGELLM_ERR_UNSUPPORTED
@@ -229,4 +308,118 @@ TEST_CASE("mistral texts", "[chat]") {
   const std::vector<ChatMessage> su = {{"system", "S"}, {"user", "U"}};
   CHECK(apply_chat_template(resolve_chat_format("mistral-v7"), su, true) ==
         "[SYSTEM_PROMPT] S[/SYSTEM_PROMPT][INST] U[/INST]");
+}
+
+TEST_CASE("phi3, phi4 and falcon3 texts", "[chat]") {
+  // phi3: per message '<|' + role + '|>\n' + content + '<|end|>\n', prompt '<|assistant|>\n';
+  // falcon3 the same with '\n' for '<|end|>\n'; phi4: '<|im_start|>' + role + '<|im_sep|>' +
+  // content + '<|im_end|>', prompt '<|im_start|>assistant<|im_sep|>'. Nothing is trimmed; the
+  // system text is a turn of its own.
+  const std::string phi3 =
+      "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n"
+      "<|assistant|>\nHi there<|end|>\n<|user|>\nWho are you<|end|>\n"
+      "<|assistant|>\n   I am an assistant   <|end|>\n<|user|>\nAnother question<|end|>\n";
+  CHECK(apply_chat_template(ChatFormat::Phi3, kChat, false) == phi3);
+  CHECK(apply_chat_template(ChatFormat::Phi3, kChat, true) == phi3 + "<|assistant|>\n");
+  const std::string falcon3 =
+      "<|system|>\nYou are a helpful assistant\n<|user|>\nHello\n<|assistant|>\nHi there\n"
+      "<|user|>\nWho are you\n<|assistant|>\n   I am an assistant   \n<|user|>\nAnother question\n";
+  CHECK(apply_chat_template(ChatFormat::Falcon3, kChat, false) == falcon3);
+  CHECK(apply_chat_template(ChatFormat::Falcon3, kChat, true) == falcon3 + "<|assistant|>\n");
+  const std::string phi4 =
+      "<|im_start|>system<|im_sep|>You are a helpful assistant<|im_end|>"
+      "<|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_sep|>Hi there<|im_end|>"
+      "<|im_start|>user<|im_sep|>Who are you<|im_end|>"
+      "<|im_start|>assistant<|im_sep|>   I am an assistant   <|im_end|>"
+      "<|im_start|>user<|im_sep|>Another question<|im_end|>";
+  CHECK(apply_chat_template(ChatFormat::Phi4, kChat, false) == phi4);
+  CHECK(apply_chat_template(ChatFormat::Phi4, kChat, true) == phi4 + "<|im_start|>assistant<|im_sep|>");
+  // Phi-4-mini's Jinja writes no newline after '<|role|>'; llama.cpp's phi3, and so ours, does.
+  const std::vector<ChatMessage> one = {{"user", "U"}};
+  CHECK(apply_chat_template(resolve_chat_format(kPhi4Mini), one, true) == "<|user|>\nU<|end|>\n<|assistant|>\n");
+}
+
+TEST_CASE("gemma text: no system turn", "[chat]") {
+  // '<start_of_turn>' + role + '\n' + content|trim + '<end_of_turn>\n', "assistant" written
+  // "model"; the prompt is '<start_of_turn>model\n'. The system text (trimmed) is not a turn: it
+  // opens the next turn that is not the model's, followed by '\n\n'.
+  const std::string expected =
+      "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n"
+      "<start_of_turn>model\nHi there<end_of_turn>\n"
+      "<start_of_turn>user\nWho are you<end_of_turn>\n"
+      "<start_of_turn>model\nI am an assistant<end_of_turn>\n"
+      "<start_of_turn>user\nAnother question<end_of_turn>\n";
+  CHECK(apply_chat_template(ChatFormat::Gemma, kChat, false) == expected);
+  CHECK(apply_chat_template(ChatFormat::Gemma, kChat, true) == expected + "<start_of_turn>model\n");
+  // Two system texts are joined (each trimmed, nothing between); a model turn before the first
+  // user turn does not take them.
+  const std::vector<ChatMessage> two = {{"system", " a "}, {"system", "b\n"}, {"assistant", "x"}, {"user", "u"}};
+  CHECK(apply_chat_template(ChatFormat::Gemma, two, false) ==
+        "<start_of_turn>model\nx<end_of_turn>\n<start_of_turn>user\nab\n\nu<end_of_turn>\n");
+  // A system text after a user turn goes into the next user turn; a blank one adds nothing; one
+  // that no user turn follows is dropped.
+  const std::vector<ChatMessage> late = {{"user", "u"}, {"system", "late"}, {"assistant", "a"}, {"user", "v"}};
+  CHECK(apply_chat_template(ChatFormat::Gemma, late, false) ==
+        "<start_of_turn>user\nu<end_of_turn>\n<start_of_turn>model\na<end_of_turn>\n"
+        "<start_of_turn>user\nlate\n\nv<end_of_turn>\n");
+  const std::vector<ChatMessage> blank = {{"system", "  \n"}, {"user", "u"}};
+  CHECK(apply_chat_template(ChatFormat::Gemma, blank, true) ==
+        "<start_of_turn>user\nu<end_of_turn>\n<start_of_turn>model\n");
+  const std::vector<ChatMessage> only = {{"system", "s"}};
+  CHECK(apply_chat_template(ChatFormat::Gemma, only, true) == "<start_of_turn>model\n");
+  // Gemma 2's real template is detected as gemma and gives this layout.
+  const std::vector<ChatMessage> su = {{"system", "S"}, {"user", "U"}};
+  CHECK(apply_chat_template(resolve_chat_format(read_template("google-gemma-2-2b-it.jinja")), su, true) ==
+        "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n");
+}
+
+TEST_CASE("deepseek texts", "[chat]") {
+  // The system text bare (deepseek) or + '\n\n' (deepseek2, deepseek3); user and assistant turns
+  // between each format's markers, nothing trimmed; a message of any other role is left out.
+  // deepseek:  '### Instruction:\n' + user + '\n', '### Response:\n' + reply + '\n<|EOT|>\n',
+  //            prompt '### Response:\n'
+  // deepseek2: 'User: ' + user + '\n\n', 'Assistant: ' + reply + '<｜end▁of▁sentence｜>', prompt
+  //            'Assistant:'
+  // deepseek3: '<｜User｜>' + user, '<｜Assistant｜>' + reply + '<｜end▁of▁sentence｜>', prompt
+  //            '<｜Assistant｜>'
+  const std::string coder =
+      "You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n"
+      "### Instruction:\nWho are you\n### Response:\n   I am an assistant   \n<|EOT|>\n"
+      "### Instruction:\nAnother question\n";
+  CHECK(apply_chat_template(ChatFormat::DeepSeek, kChat, false) == coder);
+  CHECK(apply_chat_template(ChatFormat::DeepSeek, kChat, true) == coder + "### Response:\n");
+  const std::string v2 =
+      "You are a helpful assistant\n\nUser: Hello\n\nAssistant: Hi there<｜end▁of▁sentence｜>"
+      "User: Who are you\n\nAssistant:    I am an assistant   <｜end▁of▁sentence｜>"
+      "User: Another question\n\n";
+  CHECK(apply_chat_template(ChatFormat::DeepSeek2, kChat, false) == v2);
+  CHECK(apply_chat_template(ChatFormat::DeepSeek2, kChat, true) == v2 + "Assistant:");
+  const std::string v3 =
+      "You are a helpful assistant\n\n<｜User｜>Hello<｜Assistant｜>Hi there<｜end▁of▁sentence｜>"
+      "<｜User｜>Who are you<｜Assistant｜>   I am an assistant   <｜end▁of▁sentence｜>"
+      "<｜User｜>Another question";
+  CHECK(apply_chat_template(ChatFormat::DeepSeek3, kChat, false) == v3);
+  CHECK(apply_chat_template(ChatFormat::DeepSeek3, kChat, true) == v3 + "<｜Assistant｜>");
+  const std::vector<ChatMessage> tool = {{"user", "a"}, {"tool", "t"}, {"assistant", "b"}};
+  CHECK(apply_chat_template(ChatFormat::DeepSeek3, tool, true) ==
+        "<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜Assistant｜>");
+  CHECK(apply_chat_template(ChatFormat::DeepSeek, tool, false) ==
+        "### Instruction:\na\n### Response:\nb\n<|EOT|>\n");
+  // DeepSeek-R1-Distill-Qwen's real template resolves to deepseek3.
+  const std::vector<ChatMessage> su = {{"system", "S"}, {"user", "U"}};
+  CHECK(apply_chat_template(resolve_chat_format(read_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")),
+                            su, true) == "S\n\n<｜User｜>U<｜Assistant｜>");
+}
+
+TEST_CASE("smolvlm text", "[chat]") {
+  // '<|im_start|>' first (written by the template), then the system text + '\n\n', 'User: ' +
+  // user + '<end_of_utterance>\n', any other role 'Assistant: ' + content + '<end_of_utterance>\n';
+  // prompt 'Assistant:'.
+  const std::string expected =
+      "<|im_start|>You are a helpful assistant\n\nUser: Hello<end_of_utterance>\n"
+      "Assistant: Hi there<end_of_utterance>\nUser: Who are you<end_of_utterance>\n"
+      "Assistant:    I am an assistant   <end_of_utterance>\nUser: Another question<end_of_utterance>\n";
+  CHECK(apply_chat_template(ChatFormat::SmolVLM, kChat, false) == expected);
+  CHECK(apply_chat_template(ChatFormat::SmolVLM, kChat, true) == expected + "Assistant:");
+  CHECK(apply_chat_template(ChatFormat::SmolVLM, {}, true) == "<|im_start|>Assistant:");
 }
