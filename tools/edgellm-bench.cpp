@@ -113,7 +113,8 @@ Options parse(int argc, char** argv) {
       std::string v = a.value(opt);
       if (v == "f16") o.kv_type = EDGELLM_KV_F16;
       else if (v == "f32") o.kv_type = EDGELLM_KV_F32;
-      else throw UsageError("option " + opt + " must be f16 or f32, got '" + v + "'");
+      else if (v == "q8_0") o.kv_type = EDGELLM_KV_Q8_0;
+      else throw UsageError("option " + opt + " must be f16, f32 or q8_0, got '" + v + "'");
     }
     else if (opt == "--backend") o.backend = a.value(opt);
     else if (opt == "-o" || opt == "--output") {
@@ -122,7 +123,7 @@ Options parse(int argc, char** argv) {
     }
     else if (opt == "-h" || opt == "--help") {
       std::fprintf(stderr,
-          "usage: edgellm-bench -m MODEL.gguf [-p 512] [-n 128] [-d DEPTH] [-t THREADS] [-r 5] [--kv-type f16|f32]\n"
+          "usage: edgellm-bench -m MODEL.gguf [-p 512] [-n 128] [-d DEPTH] [-t THREADS] [-r 5] [--kv-type f16|f32|q8_0]\n"
           "                     [--backend auto|cpu|metal] [-o md|json]\n"
           "  --backend NAME  where the model runs (default auto: the GPU of an Apple build, else the CPU);\n"
           "                  the one used is the JSON's \"backends\" field and the table's backend column\n");
@@ -139,8 +140,9 @@ Options parse(int argc, char** argv) {
 // of every earlier position in every layer.
 uint64_t bytes_per_token(const edgellm_model_info& info, edgellm_kv_type kv, int32_t depth) {
   const uint64_t kv_width = static_cast<uint64_t>(info.n_embd) * info.n_head_kv / (info.n_head ? info.n_head : 1);
-  const uint64_t elem = kv == EDGELLM_KV_F16 ? 2 : 4;
-  return info.decode_bytes + 2ull * info.n_layer * kv_width * elem * static_cast<uint64_t>(depth);
+  // Bytes per 32 cached values: F16 64, F32 128, Q8_0 34 (one fp16 scale + 32 int8).
+  const uint64_t per32 = kv == EDGELLM_KV_F16 ? 64 : kv == EDGELLM_KV_F32 ? 128 : 34;
+  return info.decode_bytes + 2ull * info.n_layer * kv_width * per32 / 32 * static_cast<uint64_t>(depth);
 }
 
 }  // namespace
@@ -181,7 +183,7 @@ int main(int argc, char** argv) {
     for (Result& r : results)
       for (double ns : r.samples_ns) r.samples_ts.push_back(1e9 * (r.n_prompt + r.n_gen) / ns);
 
-    const char* kv_name = o.kv_type == EDGELLM_KV_F16 ? "f16" : "f32";
+    const char* kv_name = o.kv_type == EDGELLM_KV_F16 ? "f16" : o.kv_type == EDGELLM_KV_F32 ? "f32" : "q8_0";
     if (o.output == "json") {
       char when[32];
       std::time_t now = std::time(nullptr);

@@ -46,7 +46,7 @@ void usage() {
       "  -n, --n-predict N       tokens to generate (-1: until end of text; default 64)\n"
       "  -t, --threads N         threads (0: physical cores; default 0)\n"
       "  -c, --ctx-size N        context size in tokens (default 2048)\n"
-      "  --kv-type f16|f32       KV cache type (default f16)\n"
+      "  --kv-type f16|f32|q8_0  KV cache type (default f16; q8_0: about half the memory)\n"
       "  --backend NAME          where the model runs: auto (default: the GPU of an Apple build,\n"
       "                          else the CPU), cpu, metal (builds with the Metal backend)\n"
       "  --temp T                temperature (0: greedy; default 0.8)\n"
@@ -77,7 +77,8 @@ Options parse(int argc, char** argv) {
       std::string v = a.value(opt);
       if (v == "f16") o.kv_type = EDGELLM_KV_F16;
       else if (v == "f32") o.kv_type = EDGELLM_KV_F32;
-      else throw UsageError("option --kv-type must be f16 or f32, got '" + v + "'");
+      else if (v == "q8_0") o.kv_type = EDGELLM_KV_Q8_0;
+      else throw UsageError("option --kv-type must be f16, f32 or q8_0, got '" + v + "'");
     }
     else if (opt == "--backend") o.backend = a.value(opt);
     else if (opt == "--temp") o.sampling.temperature = a.real(opt, 0.0, 100.0);

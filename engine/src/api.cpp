@@ -557,21 +557,24 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
     // The C API has no "0 = the model's context length" (the engine's meaning of 0).
     REQUIRE_ARG(p.n_ctx > 0, "n_ctx must be > 0, got " + std::to_string(p.n_ctx));
     const int kv_type = enum_bits(p.kv_type);
-    REQUIRE_ARG(kv_type == EDGELLM_KV_F16 || kv_type == EDGELLM_KV_F32,
-                "kv_type must be EDGELLM_KV_F16 or EDGELLM_KV_F32, got " + std::to_string(kv_type));
+    REQUIRE_ARG(kv_type == EDGELLM_KV_F16 || kv_type == EDGELLM_KV_F32 || kv_type == EDGELLM_KV_Q8_0,
+                "kv_type must be EDGELLM_KV_F16, EDGELLM_KV_F32 or EDGELLM_KV_Q8_0, got " + std::to_string(kv_type));
     if (p.n_ctx > model->info.n_ctx_train)
       edgellm::log().warn("n_ctx {} is more than the model was trained for ({})", p.n_ctx, model->info.n_ctx_train);
     edgellm::engine::ContextOptions o;  // the engine checks the numbers and the backend name
     o.n_ctx = p.n_ctx;
     o.n_threads = p.n_threads;
-    o.kv_type = kv_type == EDGELLM_KV_F16 ? edgellm::engine::KvType::F16 : edgellm::engine::KvType::F32;
+    o.kv_type = kv_type == EDGELLM_KV_F16   ? edgellm::engine::KvType::F16
+                : kv_type == EDGELLM_KV_F32 ? edgellm::engine::KvType::F32
+                                            : edgellm::engine::KvType::Q8_0;
     o.logits_all = p.logits_all;
     o.backend = p.backend ? p.backend : "auto";
     auto c = std::make_unique<edgellm_context>();
     c->model = model;
     c->context = std::make_unique<edgellm::engine::Context>(*model->model, o);
     edgellm::log().info("context: n_ctx {}, {} threads, KV {}, backend {} (asked for {})", c->context->n_ctx(),
-                        c->context->n_threads(), kv_type == EDGELLM_KV_F16 ? "f16" : "f32",
+                        c->context->n_threads(),
+                        kv_type == EDGELLM_KV_F16 ? "f16" : kv_type == EDGELLM_KV_F32 ? "f32" : "q8_0",
                         c->context->backend().name(), o.backend);
     *ctx = c.release();
   });

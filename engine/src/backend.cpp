@@ -50,6 +50,7 @@ std::string_view feature_name(Feature f) {
     case Feature::gelu_mul: return "a GELU FFN";
     case Feature::attn_softcap: return "attention logit soft-capping";
     case Feature::sliding_window: return "sliding-window attention";
+    case Feature::kv_q8_0: return "a Q8_0 KV cache";
     case Feature::kCount: break;
   }
   return "?";

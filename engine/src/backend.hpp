@@ -73,6 +73,7 @@ enum class Feature : uint8_t {
   gelu_mul,        // gelu_mul()
   attn_softcap,    // AttnParams::softcap
   sliding_window,  // AttnParams::window
+  kv_q8_0,         // a KvType::Q8_0 cache
   kCount
 };
 std::string_view feature_name(Feature f);

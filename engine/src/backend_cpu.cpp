@@ -117,7 +117,13 @@ void CpuBackend::kv_store(int layer, ActBuf k, ActBuf v) {
     for (int h = 0; h < layout_.n_head_kv; ++h) {
       const float* kh = buf(k) + i * width(k) + h * hd;
       const float* vh = buf(v) + i * width(v) + h * hd;
-      uint8_t* vd = v_head(layer, h) + sz(pos) * sz(hd) * layout_.elem_bytes();
+      uint8_t* vd = v_head(layer, h) + sz(pos) * layout_.row_bytes();
+      if (layout_.type == KvType::Q8_0) {  // rows along head_dim, as llama.cpp quantizes them
+        const kernels::QuantizeRow quantize = ks_.act(kernels::ActForm::q8_0).from_f32;
+        quantize(kh, k_head(layer, h) + sz(pos) * layout_.row_bytes(), hd);
+        quantize(vh, vd, hd);
+        continue;
+      }
       const size_t k0 = KvLayout::k_index(pos, 0, hd);
       if (layout_.type == KvType::F32) {
         auto* kd = reinterpret_cast<float*>(k_head(layer, h)) + k0;
@@ -163,6 +169,12 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
   const float* q = buf(q_buf);
   float* att = buf(out_buf);
   const size_t kblock = layout_.k_block_bytes();
+  const bool q8 = layout_.type == KvType::Q8_0;
+  if (q8) {
+    if (q8_scratch_.size() < sz(pool_->size()) * sz(group) * layout_.row_bytes())
+      q8_scratch_.resize(sz(pool_->size()) * sz(group) * layout_.row_bytes());
+    if (v_row_.size() < sz(pool_->size()) * sz(hd)) v_row_.resize(sz(pool_->size()) * sz(hd));
+  }
   pool_->run([&](int ith, int nth) {
     float* scores = &scores_[sz(ith) * per_thread];  // [group][n_ctx]
     for (int64_t j = ith; j < n_groups * runs; j += nth) {
@@ -175,6 +187,11 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
       const int t_first = params.window > 0 ? std::max(0, n_pos - params.window) : 0;
       const int n_vis = n_pos - t_first;
       const int64_t first = i * Q + (int64_t{g} * group + h0) * hd;  // first query head
+      if (q8) {
+        attention_q8_0(layer, g, n_vis, t_first, q + first, nq, scores, ld, att + first, params,
+                       &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()], &v_row_[sz(ith) * sz(hd)]);
+        continue;
+      }
       const uint8_t* kh = k_head(layer, g);
       for (int t0 = t_first / KvLayout::kKeyBlock * KvLayout::kKeyBlock; t0 < n_pos; t0 += KvLayout::kKeyBlock) {
         const int cols = std::min(n_pos - t0, KvLayout::kKeyBlock);
@@ -194,6 +211,40 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
                 nq, att + first, hd);
     }
   });
+}
+
+// The same attention over a Q8_0 cache, as llama.cpp's CPU flash attention computes it: each query
+// head quantized to Q8_0, scores[h][t] = Q8_0 . Q8_0 integer dot with K row t, the capped softmax,
+// then out[h] = sum_t p[h][t] * V_t with each V row dequantized once for the group's heads.
+void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const float* q, int nq, float* scores,
+                                int64_t ld, float* out, const AttnParams& params, uint8_t* q8, float* v_row) {
+  const int hd = layout_.head_dim;
+  const size_t row = layout_.row_bytes();
+  const kernels::TypeKernels& q8_0 = *ks_.type(DType::Q8_0);
+  const kernels::QuantizeRow quantize = ks_.act(kernels::ActForm::q8_0).from_f32;
+  const uint8_t* kh = k_head(layer, g) + sz(t_first) * row;
+  const uint8_t* vh = v_head(layer, g) + sz(t_first) * row;
+  const float scale = params.scale, cap = params.softcap;
+  for (int h = 0; h < nq; ++h) {
+    quantize(q + h * hd, q8 + sz(h) * row, hd);
+    float* s = scores + h * ld;
+    for (int t = 0; t < n_vis; ++t) s[t] = q8_0.vec_dot(hd, kh + sz(t) * row, q8 + sz(h) * row);
+    if (cap > 0) {
+      for (int t = 0; t < n_vis; ++t) s[t] = cap * std::tanh(s[t] * (scale / cap));
+      ks_.softmax_scaled(s, n_vis, 1.0f);
+    } else {
+      ks_.softmax_scaled(s, n_vis, scale);
+    }
+    std::fill(out + h * hd, out + (h + 1) * hd, 0.0f);
+  }
+  for (int t = 0; t < n_vis; ++t) {
+    q8_0.dequantize_row(vh + sz(t) * row, v_row, hd);
+    for (int h = 0; h < nq; ++h) {
+      const float p = scores[h * ld + t];
+      float* o = out + h * hd;
+      for (int d = 0; d < hd; ++d) o[d] += p * v_row[d];
+    }
+  }
 }
 
 void CpuBackend::silu_mul(ActBuf gate, ActBuf up, ActBuf out) {

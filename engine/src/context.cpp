@@ -103,12 +103,12 @@ uint64_t machine_memory_bytes() {
 // this machine's address space is an invalid argument; one larger than its memory is out of
 // memory. Either way the message names n_ctx and the bytes, before anything was allocated.
 void check_memory(const HParams& hp, const ContextOptions& o) {
-  const uint64_t elem = o.kv_type == KvType::F16 ? 2 : 4;
+  // One position of one KV head, as KvLayout::row_bytes() (head_dim is at most 1024 here).
+  const uint64_t row = o.kv_type == KvType::Q8_0 ? uint64_t(hp.head_dim) / KvLayout::kQ8Block * KvLayout::kQ8BlockBytes
+                                                 : uint64_t(hp.head_dim) * (o.kv_type == KvType::F16 ? 2 : 4);
   const uint64_t ctx_blocks = (uint64_t(o.n_ctx) + KvLayout::kKeyBlock - 1) / KvLayout::kKeyBlock;
   const std::optional<uint64_t> kv =
-      mul(mul(mul(mul(mul(uint64_t{2}, uint64_t(hp.n_layer)), uint64_t(hp.n_head_kv)), ctx_blocks * KvLayout::kKeyBlock),
-              uint64_t(hp.head_dim)),
-          elem);
+      mul(mul(mul(mul(uint64_t{2}, uint64_t(hp.n_layer)), uint64_t(hp.n_head_kv)), ctx_blocks * KvLayout::kKeyBlock), row);
   const uint64_t widths = 3 * uint64_t(hp.n_embd) + 2 * uint64_t(hp.n_embd_q()) + 2 * uint64_t(hp.n_embd_kv()) +
                           2 * uint64_t(hp.n_ff);
   const std::optional<uint64_t> acts = mul(mul(uint64_t(o.n_batch), widths), sizeof(float));
@@ -158,7 +158,7 @@ std::string unsupported_weight(const Model& model, const Backend& backend) {
 }
 
 // The forward-pass features (backend.hpp) this model's graph uses beyond a Llama block's.
-std::vector<Feature> features_used(const Model& model) {
+std::vector<Feature> features_used(const Model& model, const ContextOptions& o) {
   const HParams& hp = model.hparams();
   const ArchInfo& a = model.arch();
   std::vector<Feature> used;
@@ -174,17 +174,19 @@ std::vector<Feature> features_used(const Model& model) {
   if (a.ffn_activation == FfnActivation::Gelu) used.push_back(Feature::gelu_mul);
   if (hp.attn_softcap > 0) used.push_back(Feature::attn_softcap);
   if (hp.n_swa > 0) used.push_back(Feature::sliding_window);
+  if (o.kv_type == KvType::Q8_0) used.push_back(Feature::kv_q8_0);
   return used;
 }
 
 // What of the model the backend cannot run: the first weight type its kernels do not read, or
 // the first feature it lacks; empty when it runs it all.
-std::string unsupported_part(const Model& model, const Backend& backend) {
+std::string unsupported_part(const Model& model, const ContextOptions& o, const Backend& backend) {
   std::string bad = unsupported_weight(model, backend);
   if (!bad.empty()) return "tensor " + bad + ", which its kernels do not read";
-  for (Feature f : features_used(model))
-    if (!backend.supports(f)) return "the " + std::string(model.arch().name) + " graph needs " + std::string(feature_name(f)) +
-                                     ", which it does not run";
+  for (Feature f : features_used(model, o))
+    if (!backend.supports(f))
+      return (f == Feature::kv_q8_0 ? std::string("this context needs ") : "the " + std::string(model.arch().name) + " graph needs ") +
+             std::string(feature_name(f)) + ", which it does not run";
   return {};
 }
 
@@ -192,7 +194,7 @@ std::string unsupported_part(const Model& model, const Backend& backend) {
 // backend that cannot run them is refused; "auto" then falls back to the CPU.
 std::unique_ptr<Backend> backend_for(const Model& model, const ContextOptions& o) {
   std::unique_ptr<Backend> be = make_backend(o.backend, {o.n_threads, o.kernels});
-  const std::string bad = unsupported_part(model, *be);
+  const std::string bad = unsupported_part(model, o, *be);
   if (bad.empty()) return be;
   const std::string name(be->name());
   if (o.backend == "auto" && name != "cpu") {

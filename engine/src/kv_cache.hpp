@@ -13,6 +13,11 @@
 // Both products convert each cached element once for every query head of the group and need no
 // horizontal sums. Elements are F16 (default, as llama.cpp) or F32. Per layer: the K blocks of
 // every head, then their V blocks.
+//
+// Q8_0 (llama.cpp's -ctk/-ctv q8_0: about half of F16's bytes): K and V both [n_ctx][head_dim]
+// rows of head_dim / 32 Q8_0 blocks, each position's key quantized along head_dim as llama.cpp
+// quantizes it; the scores are Q8_0 x Q8_0 integer dot products with the query quantized to
+// Q8_0 (as llama.cpp's CPU flash attention does), the outputs sums of dequantized V rows.
 #pragma once
 
 #include <cstddef>
@@ -20,7 +25,7 @@
 
 namespace edgellm::engine {
 
-enum class KvType { F16, F32 };
+enum class KvType { F16, F32, Q8_0 };
 
 struct KvLayout {
   static constexpr int kKeyBlock = 32;  // positions per K^T block
@@ -28,11 +33,17 @@ struct KvLayout {
   int n_layer = 0, n_ctx = 0, n_head_kv = 0, head_dim = 0;
   KvType type = KvType::F16;
 
-  size_t elem_bytes() const { return type == KvType::F16 ? 2 : 4; }
-  // One head's K (or V) region: n_ctx rounded up to whole K^T blocks.
-  size_t head_bytes() const {
-    return (size_t(n_ctx) + kKeyBlock - 1) / kKeyBlock * kKeyBlock * size_t(head_dim) * elem_bytes();
+  static constexpr size_t kQ8Block = 32, kQ8BlockBytes = 34;  // block_q8_0: fp16 scale + 32 int8
+
+  // Bytes of one element (F16 / F32; 0 for Q8_0, whose unit is row_bytes()).
+  size_t elem_bytes() const { return type == KvType::F16 ? 2 : type == KvType::F32 ? 4 : 0; }
+  // Bytes of one position's head_dim values (a V row; a K row of a Q8_0 cache).
+  size_t row_bytes() const {
+    return type == KvType::Q8_0 ? size_t(head_dim) / kQ8Block * kQ8BlockBytes : size_t(head_dim) * elem_bytes();
   }
+  bool k_transposed() const { return type != KvType::Q8_0; }  // K in 32-position K^T blocks
+  // One head's K (or V) region: n_ctx rounded up to whole K^T blocks.
+  size_t head_bytes() const { return (size_t(n_ctx) + kKeyBlock - 1) / kKeyBlock * kKeyBlock * row_bytes(); }
   size_t bytes() const { return size_t(2) * size_t(n_layer) * size_t(n_head_kv) * head_bytes(); }
   size_t k_offset(int layer, int kv_head) const {  // [n_ctx / 32][head_dim][32]
     return (size_t(layer) * 2 * size_t(n_head_kv) + size_t(kv_head)) * head_bytes();
@@ -44,12 +55,13 @@ struct KvLayout {
   static size_t k_index(int pos, int d, int head_dim) {
     return size_t(pos / kKeyBlock) * size_t(head_dim) * kKeyBlock + size_t(d) * kKeyBlock + size_t(pos % kKeyBlock);
   }
-  size_t k_block_bytes() const { return size_t(head_dim) * kKeyBlock * elem_bytes(); }
+  size_t k_block_bytes() const { return size_t(head_dim) * kKeyBlock * elem_bytes(); }  // F16 / F32
 };
 
 class KvCache {
  public:
-  // Throws edgellm::Error(InvalidArgument) unless every count is > 0.
+  // Throws edgellm::Error(InvalidArgument) unless every count is > 0, and Error(Unsupported) for
+  // a Q8_0 cache whose head_dim is not a multiple of 32.
   KvCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, KvType type);
 
   const KvLayout& layout() const { return layout_; }
