@@ -1,8 +1,10 @@
 #include "model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <variant>
 
@@ -355,19 +357,22 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
     if (const gguf::TensorInfo* t = optional_global(Tensor::rope_factors_short)) rope_factors_short_ = bind_norm(*t, hp.n_rot / 2);
   }
 
-  // Every layer has at least these tensors: bound block_count by the tensors the file has before
-  // sizing anything by it (a small file claiming millions of layers is refused at once).
-  const uint64_t per_layer = 5 + (arch.qk_norm ? 2 : 0) + (arch.post_norms ? 2 : 0);
-  const uint64_t n_tensors = f.tensors().size();
-  if (uint64_t(hp.n_layer) * per_layer > n_tensors)
+  // Bound block_count by the layers the file's tensor names cover before sizing anything by it
+  // (a small file claiming millions of layers, or one layer too many, is refused at once).
+  uint64_t layers_in_file = 0;
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    const std::string_view name = t.name;
+    if (name.substr(0, 4) != "blk.") continue;
+    uint64_t n = 0;
+    size_t i = 4;
+    for (; i < name.size() && i < 14 && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + uint64_t(name[i] - '0');
+    if (i > 4 && i < name.size() && name[i] == '.') layers_in_file = std::max(layers_in_file, n + 1);
+  }
+  if (uint64_t(hp.n_layer) > layers_in_file)
     fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +
-                                  " needs at least " + std::to_string(uint64_t(hp.n_layer) * per_layer) +
-                                  " layer tensors, but the file has only " + std::to_string(n_tensors) +
-                                  " tensors in all");
-  if (!f.find_tensor(tensor_name(Tensor::attn_norm, hp.n_layer - 1)))
-    fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +
-                                  " but tensor '" + tensor_name(Tensor::attn_norm, hp.n_layer - 1) +
-                                  "' (of the last layer) is missing");
+                                  " but the file's " + std::to_string(f.tensors().size()) + " tensors hold " +
+                                  (layers_in_file ? "layers blk.0 to blk." + std::to_string(layers_in_file - 1) + " only"
+                                                  : "no layer (blk.N) tensor"));
   layers_.resize(static_cast<size_t>(hp.n_layer));
   const int64_t n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv();
   for (int i = 0; i < hp.n_layer; ++i) {
