@@ -211,3 +211,37 @@ TEST_CASE("stories260K written by edgellm_quantize: logits within llama.cpp's sp
     }
   }
 }
+
+// A Q8_0 KV cache (llama.cpp's -ctk/-ctv q8_0, with its flash attention) on both sides: keys and
+// values quantized along head_dim with llama.cpp's CPU quantizer, Q8_0 x Q8_0 scores, V rows
+// dequantized. The bound is measured, not llama.cpp's spread: ours is measured 0.0096 max|dlogit|
+// from llama.cpp's q8_0 run on the F16 model where llama.cpp's own q8_0 run is 0.0073 from its f16
+// one (already at position 0, a single key, so the V rows round differently somewhere: not found
+// yet, see the issue note). Asserted: within llama.cpp's spread, or no further from its q8_0 run
+// than 1.5x the distance the q8_0 cache itself moves llama.cpp (max|dlogit| and mean KLD).
+TEST_CASE("Q8_0 KV cache: logits as close to llama.cpp's (same cache type) as the cache type's own effect") {
+  namespace oracle = edgellm::oracle;
+  for (auto type : {synth::WeightType::F16, synth::WeightType::Q4_K_M}) {
+    INFO("type " << synth::weight_type_name(type));
+    const std::string path = synthetic(type, false);
+    const auto ids = random_sequence(kSeqLen, 512, 11);
+    const auto f16 = oracle::logits(path, ids, oracle::kDefaultVariant, true, 1, {"--kv", "f16"});
+    const auto q8 = oracle::logits(path, ids, oracle::kDefaultVariant, true, 1, {"--kv", "q8_0"});
+    const Distance effect = distance(f16.values.data(), q8.values.data(), kSeqLen, f16.n_vocab);
+    REQUIRE(effect.max_abs > 0);  // llama.cpp did quantize its cache
+    const Comparison c = compare_logits(path, ids, kKvQ8_0);
+    for (const Distance* d : {&c.prefill, &c.decode}) {
+      WARN("kv q8_0 " << synth::weight_type_name(type) << ": ours vs llama.cpp max|dlogit| " << d->max_abs << ", KLD "
+                      << d->mean_kld << "; llama.cpp f16 vs q8_0 cache " << effect.max_abs << ", " << effect.mean_kld
+                      << c.spread);
+      CHECK(d->max_abs <= std::max(c.bound_abs, 1.5 * effect.max_abs));
+      CHECK(d->mean_kld <= std::max(c.bound_kld, 1.5 * effect.mean_kld));
+    }
+    // And the cache is really Q8_0 on our side: it moves our logits as it moves llama.cpp's.
+    const auto ours16 = our_logits(path, ids, false, f16.n_vocab, EDGELLM_KV_F16);
+    const auto ours8 = our_logits(path, ids, false, f16.n_vocab, EDGELLM_KV_Q8_0);
+    const Distance ours_effect = distance(ours16.data(), ours8.data(), kSeqLen, f16.n_vocab);
+    CHECK(ours_effect.max_abs > 0.25 * effect.max_abs);
+    CHECK(ours_effect.max_abs < 4 * effect.max_abs);
+  }
+}
