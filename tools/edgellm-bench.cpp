@@ -139,7 +139,7 @@ Options parse(int argc, char** argv) {
 // Bytes one decoded token reads at cache depth `depth`: the weights it uses plus the K and V rows
 // of every earlier position in every layer.
 uint64_t bytes_per_token(const edgellm_model_info& info, edgellm_kv_type kv, int32_t depth) {
-  const uint64_t kv_width = static_cast<uint64_t>(info.n_embd) * info.n_head_kv / (info.n_head ? info.n_head : 1);
+  const uint64_t kv_width = static_cast<uint64_t>(info.head_dim) * info.n_head_kv;
   // Bytes per 32 cached values: F16 64, F32 128, Q8_0 34 (one fp16 scale + 32 int8).
   const uint64_t per32 = kv == EDGELLM_KV_F16 ? 64 : kv == EDGELLM_KV_F32 ? 128 : 34;
   return info.decode_bytes + 2ull * info.n_layer * kv_width * per32 / 32 * static_cast<uint64_t>(depth);

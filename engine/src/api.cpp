@@ -443,6 +443,7 @@ edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* 
     info.n_layer = hp.n_layer;
     info.n_head = hp.n_head;
     info.n_head_kv = hp.n_head_kv;
+    info.head_dim = hp.head_dim;
     info.size_bytes = m->about.size_bytes;
     info.n_params = m->about.n_params;
     info.decode_bytes = m->about.decode_bytes;

@@ -171,6 +171,8 @@ typedef struct edgellm_model_info {
   bool add_bos;             /* the metadata asks for BOS at the start of a prompt */
   bool has_chat_template;   /* tokenizer.chat_template is present */
   double load_ms;           /* wall time edgellm_model_load took */
+  int32_t head_dim;         /* values per attention head (attention.key_length; not always
+                               n_embd / n_head: Qwen3, Gemma) */
 } edgellm_model_info;
 
 EDGELLM_API edgellm_status edgellm_model_get_info(const edgellm_model* model, edgellm_model_info* info);
