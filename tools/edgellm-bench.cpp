@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include "edgellm/edgellm.hpp"
 #include "tool_common.hpp"
 
@@ -136,6 +138,13 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// The process's peak resident memory so far (the model's touched pages, the KV cache, buffers).
+unsigned long long peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<unsigned long long>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
 // Bytes one decoded token reads at cache depth `depth`: the weights it uses plus the K and V rows
 // of every earlier position in every layer.
 uint64_t bytes_per_token(const edgellm_model_info& info, edgellm_kv_type kv, int32_t depth) {
@@ -206,14 +215,15 @@ int main(int argc, char** argv) {
             "\"model_n_params\": %llu, \"n_batch\": %d, \"n_ubatch\": %d, \"n_threads\": %d, \"type_k\": \"%s\", "
             "\"type_v\": \"%s\", \"n_gpu_layers\": %d, \"use_mmap\": true, \"n_prompt\": %d, \"n_gen\": %d, "
             "\"n_depth\": %d, \"test_time\": \"%s\", \"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, "
-            "\"stddev_ts\": %.6f, \"samples_ns\": %s, \"samples_ts\": %s, \"bytes_per_token\": %llu}%s\n",
+            "\"stddev_ts\": %.6f, \"samples_ns\": %s, \"samples_ts\": %s, \"bytes_per_token\": %llu, "
+            "\"load_ms\": %.1f, \"peak_rss_bytes\": %llu}%s\n",
             backends, edgellm::tools::json_string(o.model).c_str(), edgellm::tools::json_string(info.description).c_str(),
             static_cast<unsigned long long>(info.size_bytes), static_cast<unsigned long long>(info.n_params),
             cp.n_ctx, cp.n_ctx, n_threads, kv_name, kv_name, backend == "cpu" ? 0 : info.n_layer, r.n_prompt, r.n_gen, r.n_depth, when,
             mean(r.samples_ns), stddev(r.samples_ns), mean(r.samples_ts), stddev(r.samples_ts),
             list(r.samples_ns, true).c_str(), list(r.samples_ts, false).c_str(),
             static_cast<unsigned long long>(r.n_gen ? bytes_per_token(info, o.kv_type, r.n_depth) : 0),
-            i + 1 < results.size() ? "," : "");
+            info.load_ms, peak_rss_bytes(), i + 1 < results.size() ? "," : "");
       }
       std::printf("]\n");
       return 0;

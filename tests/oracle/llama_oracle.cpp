@@ -65,6 +65,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ggml-backend.h"
@@ -595,8 +596,17 @@ std::string cpu_description() {
   return "unknown";
 }
 
+// The process's peak resident memory so far (the model's pages that were touched, the caches).
+unsigned long long peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<unsigned long long>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
 int cmd_bench(const Options& o) {
+  const uint64_t load_t0 = now_ns();
   Model m(o, false);
+  const double load_ms = static_cast<double>(now_ns() - load_t0) / 1e6;
   const int n_gen = o.n_gen < 0 ? 128 : o.n_gen;
   const int n_batch = 2048;  // llama-bench's defaults: n_batch 2048, n_ubatch 512
   std::srand(1234);
@@ -657,7 +667,9 @@ int cmd_bench(const Options& o) {
         "    \"avg_ts\": %.6f,\n"
         "    \"stddev_ts\": %.6f,\n"
         "    \"samples_ns\": [ %s ],\n"
-        "    \"samples_ts\": [ %s ]\n"
+        "    \"samples_ts\": [ %s ],\n"
+        "    \"load_ms\": %.1f,\n"
+        "    \"peak_rss_bytes\": %llu\n"
         "  }%s\n",
         json_escape(llama_version()).c_str(), json_escape(cpu_description()).c_str(),
         json_escape(g_cpu_variant).c_str(), json_escape(o.model).c_str(),
@@ -666,7 +678,7 @@ int cmd_bench(const Options& o) {
         o.kv.c_str(), o.kv.c_str(), static_cast<int>(o.fa), t.n_prompt,
         t.n_gen, o.depth, when, mean(samples_ns), stdev(samples_ns), mean(samples_ts),
         stdev(samples_ts), join(samples_ns, "%.0f").c_str(), join(samples_ts, "%.6f").c_str(),
-        ti + 1 < tests.size() ? "," : "");
+        load_ms, peak_rss_bytes(), ti + 1 < tests.size() ? "," : "");
     std::fflush(stdout);
   }
   std::printf("]\n");
