@@ -2,9 +2,10 @@
 //   dequantize/<type>/<isa>                 quantized bytes/s, in cache
 //   gemv/<type>/<isa>/<rows>x<cols>/threads:T      decode shapes, weights rotated over 1.25 GiB
 //   gemv/<type>/<isa>/<rows>x<cols>/threads:T/cached   the same matrix every time (cache speed)
-//   gemv/<type>/llama.cpp-<lib>/...          llama.cpp's exported ggml_vec_dot_*_q8_K, same
-//                                            threads and row split, side by side
+//   gemv/<type>/llama.cpp-<lib>/...          llama.cpp's exported ggml_vec_dot_* (against its
+//                                            q8_K / q8_0 / q8_1), same threads and row split
 //   gemm/<type>/<isa>/<rows>x<cols>x512/threads:T   prefill of 512 prompt rows (GFLOP/s)
+//   switch/<type>/<isa>/<gemv|gemm>/m:M/threads:T  both paths at small M (gemm_min_rows)
 //   read_bandwidth/threads:T                 streaming sum over 1.25 GiB (the memory roofline)
 // Counters: bytes_per_second is weight bytes read per second; "pct_of_read_bw" compares it with
 // the read_bandwidth row of the same thread count measured earlier in the same run.
@@ -20,6 +21,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) && defined(EDGELLM_GGML_BINS)
@@ -144,7 +146,7 @@ void gemv(benchmark::State& state, DType type, const KernelSet* ks, GgmlVecDot g
   act.reset(x.data(), 1, s.cols);
   const KernelSet& qks = ks ? *ks : active_kernels();
   const void* xq = act.rows_for(qks.type(type)->act, qks, pool(threads));
-  const size_t xq_bytes = (s.cols / QK_K) * sizeof(block_q8_K);
+  const size_t xq_bytes = act.row_bytes(qks, qks.type(type)->act);  // Q8_K, Q8_0 or Q8_1 rows
   std::vector<float> y(s.rows);
   size_t m = 0;
   const Timer timer(threads);
@@ -213,8 +215,18 @@ std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_
 // (sapphirerapids), whose vec_dot is no different but whose name would mislead.
 struct Ggml {
   std::string lib;
-  GgmlVecDot q4_K = nullptr, q6_K = nullptr;
+  std::map<DType, GgmlVecDot> dots;  // every type of kGemvTypes it exports
+  GgmlVecDot dot(DType t) const {
+    const auto it = dots.find(t);
+    return it == dots.end() ? nullptr : it->second;
+  }
 };
+
+// The weight types of the gemv rows (each next to llama.cpp's vec_dot of the same type) and of
+// the gemm / switch rows (the types with a prefill tile).
+const DType kGemvTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K,   DType::Q2_K,
+                            DType::IQ4_XS, DType::IQ4_NL, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+const DType kGemmTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K, DType::Q2_K};
 
 Ggml load_ggml() {
   Ggml g;
@@ -239,9 +251,15 @@ Ggml load_ggml() {
   }
   if (!best_handle) return Ggml{};
   if (auto init = reinterpret_cast<void (*)()>(dlsym(best_handle, "ggml_cpu_init"))) init();
-  g.q4_K = reinterpret_cast<GgmlVecDot>(dlsym(best_handle, "ggml_vec_dot_q4_K_q8_K"));
-  g.q6_K = reinterpret_cast<GgmlVecDot>(dlsym(best_handle, "ggml_vec_dot_q6_K_q8_K"));
-  if (!g.q4_K || !g.q6_K) return Ggml{};
+  const std::pair<DType, const char*> names[] = {
+      {DType::Q4_K, "ggml_vec_dot_q4_K_q8_K"},   {DType::Q6_K, "ggml_vec_dot_q6_K_q8_K"},
+      {DType::Q5_K, "ggml_vec_dot_q5_K_q8_K"},   {DType::Q3_K, "ggml_vec_dot_q3_K_q8_K"},
+      {DType::Q2_K, "ggml_vec_dot_q2_K_q8_K"},   {DType::IQ4_XS, "ggml_vec_dot_iq4_xs_q8_K"},
+      {DType::IQ4_NL, "ggml_vec_dot_iq4_nl_q8_0"}, {DType::Q4_1, "ggml_vec_dot_q4_1_q8_1"},
+      {DType::Q5_0, "ggml_vec_dot_q5_0_q8_0"},   {DType::Q5_1, "ggml_vec_dot_q5_1_q8_1"}};
+  for (const auto& [type, name] : names)
+    if (auto f = reinterpret_cast<GgmlVecDot>(dlsym(best_handle, name))) g.dots[type] = f;
+  if (g.dots.empty()) return Ggml{};
 #endif
   return g;
 }
@@ -274,7 +292,7 @@ int main(int argc, char** argv) {
                                    [type, &ks](benchmark::State& st) { dequantize(st, type, ks); });
     }
   }
-  for (DType type : {DType::Q4_K, DType::Q6_K}) {
+  for (DType type : kGemvTypes) {
     for (Shape s : kDecodeShapes) {
       for (int t : {1, 2}) {
         for (bool cached : {false, true}) {
@@ -287,8 +305,7 @@ int main(int argc, char** argv) {
             b->Unit(benchmark::kMicrosecond);
             if (t > 1) b->UseRealTime();  // one thread: rates from CPU time, robust on a busy machine
           }
-          if (ggml.q4_K) {
-            const GgmlVecDot f = type == DType::Q4_K ? ggml.q4_K : ggml.q6_K;
+          if (const GgmlVecDot f = ggml.dot(type)) {
             auto* b = benchmark::RegisterBenchmark(("gemv/" + type_name(type) + "/llama.cpp-" + ggml.lib + tail).c_str(),
                                                    [=](benchmark::State& st) { gemv(st, type, nullptr, f, s, t, cached); });
             b->Unit(benchmark::kMicrosecond);
@@ -301,7 +318,7 @@ int main(int argc, char** argv) {
   for (Isa isa : available_isas()) {
     if (isa == Isa::scalar) continue;  // far too slow to be worth a row
     const KernelSet& ks = *kernels_for(isa);
-    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    for (DType type : kGemmTypes) {
       for (Shape s : kPrefillShapes) {
         const int t = 2;
         benchmark::RegisterBenchmark(("gemm/" + type_name(type) + "/" + std::string(isa_name(isa)) + "/" +
@@ -317,20 +334,22 @@ int main(int argc, char** argv) {
   // point is 1 (always gemm) or never; the crossover is the measured gemm_min_rows.
   static std::vector<std::unique_ptr<KernelSet>> forced;
   for (Isa isa : available_isas()) {
-    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    for (DType type : kGemmTypes) {
       if (!kernels_for(isa)->type(type)->gemm) continue;
       for (const char* path : {"gemv", "gemm"}) {
         forced.push_back(std::make_unique<KernelSet>(*kernels_for(isa)));
         forced.back()->row(type).gemm_min_rows = std::string(path) == "gemm" ? 1 : INT64_MAX;
         const KernelSet& ks = *forced.back();
-        for (int64_t m : {2, 4, 6, 8, 12, 16}) {
-          const int t = 2;
-          const Shape s{2048, 2048};
-          benchmark::RegisterBenchmark(("switch/" + type_name(type) + "/" + std::string(isa_name(isa)) + "/" + path +
-                                        "/m:" + std::to_string(m) + "/threads:" + std::to_string(t)).c_str(),
-                                       [type, &ks, s, m, t](benchmark::State& st) { gemm(st, type, ks, s, m, t); })
-              ->UseRealTime()
-              ->Unit(benchmark::kMicrosecond);
+        for (int t : {1, 2}) {
+          for (int64_t m : {2, 4, 6, 8, 12, 16}) {
+            const Shape s{2048, 2048};
+            auto* b = benchmark::RegisterBenchmark(
+                ("switch/" + type_name(type) + "/" + std::string(isa_name(isa)) + "/" + path + "/m:" + std::to_string(m) +
+                 "/threads:" + std::to_string(t)).c_str(),
+                [type, &ks, s, m, t](benchmark::State& st) { gemm(st, type, ks, s, m, t); });
+            b->Unit(benchmark::kMicrosecond);
+            if (t > 1) b->UseRealTime();  // one thread: CPU time, robust on a busy machine
+          }
         }
       }
     }

@@ -8,9 +8,16 @@
 //     at bytes 4r..4r+3), so one broadcast 32-bit activation word and one 8-bit dot-product
 //     instruction serve TR rows at once;
 //   then per-row float scale vectors (TR lanes each):
-//     Q4_K: 8 x d*sc_j, 4 x int16 pairs (m_2p, m_2p+1) (the mins, for a 16-bit dot with the
-//           activations' sub-block sums), 1 x dmin;
-//     Q6_K: 16 x d*s_j.
+//     Q4_K, Q5_K: 8 x d*sc_j, 4 x int16 pairs (m_2p, m_2p+1) (the mins, for a 16-bit dot with
+//           the activations' 32-element sums), 1 x dmin;
+//     Q6_K: 16 x d*s_j;
+//     Q3_K, Q2_K (integer scales, summed in 32 bits, one float product per block): 16 x int16
+//           (s_j, s_j) (the scale twice, for a 16-bit dot with the 16-bit partial sums), 8 x
+//           int16 pairs (Q3_K: s_2p, s_2p+1, for its offset; Q2_K: the mins m_2p, m_2p+1), both
+//           against Q8_K's own 16-element bsums, 1 x d, and for Q2_K 1 x dmin
+//           (Q3_K s_j = sc_j - 32, Q2_K s_j = sc_j).
+// Quants are stored unsigned (Q6_K 0..63 for q - 32, Q3_K 0..7 for q - 4); the tile kernels take
+// the offset back through the activations' bsums.
 // Rows past the end of the matrix are zero.
 //
 // Everything here has internal linkage (anonymous namespace, no std containers): the ISA files
@@ -37,14 +44,33 @@ struct Tile {
   static constexpr size_t group_bytes = 4 * TR;
   static constexpr size_t quant_bytes = 64 * group_bytes;
   static constexpr size_t vec_bytes = 4 * TR;  // TR floats or TR int16 pairs
+  // Scale vectors per block, and where the mins and dmin vectors start (see the top).
+  template <typename Block>
+  static constexpr int scale_vecs() {
+    if constexpr (std::is_same_v<Block, block_q4_K> || std::is_same_v<Block, block_q5_K>) return 8 + 4 + 1;
+    else if constexpr (std::is_same_v<Block, block_q3_K>) return 16 + 8 + 1;
+    else if constexpr (std::is_same_v<Block, block_q2_K>) return 16 + 8 + 2;
+    else return 16;
+  }
+  template <typename Block>
+  static constexpr int mins_vec() {
+    return std::is_same_v<Block, block_q2_K> || std::is_same_v<Block, block_q3_K> ? 16 : 8;
+  }
   template <typename Block>
   static constexpr size_t block_bytes() {
-    return quant_bytes + (std::is_same_v<Block, block_q4_K> ? 8 + 4 + 1 : 16) * vec_bytes;
+    return quant_bytes + scale_vecs<Block>() * vec_bytes;
   }
   // Scale vectors of a block start right after its quants.
+  static uint8_t* vec(uint8_t* tb, int k) { return tb + quant_bytes + k * vec_bytes; }
   static float* dsc(uint8_t* tb, int j) { return reinterpret_cast<float*>(tb + quant_bytes + j * vec_bytes); }
-  static int16_t* mins(uint8_t* tb, int p) { return reinterpret_cast<int16_t*>(tb + quant_bytes + (8 + p) * vec_bytes); }
-  static float* dmin(uint8_t* tb) { return reinterpret_cast<float*>(tb + quant_bytes + 12 * vec_bytes); }
+  template <typename Block = block_q4_K>
+  static int16_t* mins(uint8_t* tb, int p) {
+    return reinterpret_cast<int16_t*>(tb + quant_bytes + (mins_vec<Block>() + p) * vec_bytes);
+  }
+  template <typename Block = block_q4_K>
+  static float* dmin(uint8_t* tb) {
+    return reinterpret_cast<float*>(tb + quant_bytes + (scale_vecs<Block>() - 1) * vec_bytes);
+  }
 };
 
 // Puts TR rows' 256 quants each (q[r * 256 + k], element order) into the block's group vectors:
@@ -55,46 +81,87 @@ inline void scatter_rows(const uint8_t* q, uint8_t* tb) {
     for (int g = 0; g < 64; ++g) std::memcpy(tb + g * Tile<TR>::group_bytes + 4 * r, q + r * QK_K + 4 * g, 4);
 }
 
-// U: the ISA's unpacker: U::q4_K / U::q6_K(block, q) give a block's 256 quants in element order,
-// U::groups(q, tb) does scatter_rows<TR> (an ISA may transpose with shuffles). Packing goes block
-// by block: every row's block b, then its transpose, then the rows' scales.
-template <int TR, typename U>
-void pack_q4_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+// One row's scale vectors (lane r) of a block, per type (see the top).
+template <int TR>
+inline void pack_scales(const block_q4_K& x, uint8_t* tb, int r) {
   using T = Tile<TR>;
-  std::memset(tile, 0, nb * T::template block_bytes<block_q4_K>());
-  alignas(64) uint8_t q[TR * QK_K] = {};
-  for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* tb = tile + b * T::template block_bytes<block_q4_K>();
-    for (int r = 0; r < rows; ++r) {
-      const auto& x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes)[b];
-      U::q4_K(x, q + r * QK_K);
-      const float d = fp16_to_fp32(x.d);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        q4_K_scale_min(x.scales, j, &sc, &m);
-        T::dsc(tb, j)[r] = d * sc;
-        T::mins(tb, j / 2)[2 * r + (j & 1)] = m;
-      }
-      T::dmin(tb)[r] = fp16_to_fp32(x.dmin);
-    }
-    U::groups(q, tb);  // rows past `rows` are zero (q starts zeroed and only rows < rows change)
+  const float d = fp16_to_fp32(x.d);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    q4_K_scale_min(x.scales, j, &sc, &m);
+    T::dsc(tb, j)[r] = d * sc;
+    T::mins(tb, j / 2)[2 * r + (j & 1)] = m;
   }
+  T::dmin(tb)[r] = fp16_to_fp32(x.dmin);
 }
 
-template <int TR, typename U>
-void pack_q6_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+template <int TR>
+inline void pack_scales(const block_q5_K& x, uint8_t* tb, int r) {  // Q4_K's fields
   using T = Tile<TR>;
-  std::memset(tile, 0, nb * T::template block_bytes<block_q6_K>());
+  const float d = fp16_to_fp32(x.d);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    q4_K_scale_min(x.scales, j, &sc, &m);
+    T::dsc(tb, j)[r] = d * sc;
+    T::template mins<block_q5_K>(tb, j / 2)[2 * r + (j & 1)] = m;
+  }
+  T::template dmin<block_q5_K>(tb)[r] = fp16_to_fp32(x.dmin);
+}
+
+template <int TR>
+inline void pack_scales(const block_q6_K& x, uint8_t* tb, int r) {
+  const float d = fp16_to_fp32(x.d);
+  for (int j = 0; j < 16; ++j) Tile<TR>::dsc(tb, j)[r] = d * x.scales[j];
+}
+
+// Q3_K / Q2_K: the 16 integer scales s_j twice per lane, the pairs, d (and Q2_K's dmin).
+template <int TR, typename Block>
+inline void pack_int_scales(const int16_t (&s)[16], const int16_t (&pairs)[16], float d, uint8_t* tb, int r) {
+  using T = Tile<TR>;
+  for (int j = 0; j < 16; ++j) {
+    auto* sc = reinterpret_cast<int16_t*>(T::vec(tb, j));
+    sc[2 * r] = sc[2 * r + 1] = s[j];
+    T::template mins<Block>(tb, j / 2)[2 * r + (j & 1)] = pairs[j];
+  }
+  reinterpret_cast<float*>(T::vec(tb, 24))[r] = d;
+}
+
+template <int TR>
+inline void pack_scales(const block_q3_K& x, uint8_t* tb, int r) {
+  int16_t s[16];
+  for (int j = 0; j < 16; ++j) s[j] = static_cast<int16_t>(q3_K_scale(x.scales, j) - 32);
+  pack_int_scales<TR, block_q3_K>(s, s, fp16_to_fp32(x.d), tb, r);
+}
+
+template <int TR>
+inline void pack_scales(const block_q2_K& x, uint8_t* tb, int r) {
+  int16_t s[16], m[16];
+  for (int j = 0; j < 16; ++j) s[j] = static_cast<int16_t>(x.scales[j] & 0xF), m[j] = static_cast<int16_t>(x.scales[j] >> 4);
+  pack_int_scales<TR, block_q2_K>(s, m, fp16_to_fp32(x.d), tb, r);
+  Tile<TR>::template dmin<block_q2_K>(tb)[r] = fp16_to_fp32(x.dmin);
+}
+
+// U: the ISA's unpacker: U::q4_K / q5_K / q6_K / q3_K / q2_K(block, q) give a block's 256 quants
+// in element order (unsigned, see the top), U::groups(q, tb) does scatter_rows<TR> (an ISA may
+// transpose with shuffles); an ISA only needs the unpackers of the types it has tiles for.
+// Packing goes block by block: every row's block b, then its transpose, then the rows' scales.
+template <int TR, typename Block, typename U>
+void pack(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  using T = Tile<TR>;
+  std::memset(tile, 0, nb * T::template block_bytes<Block>());
   alignas(64) uint8_t q[TR * QK_K] = {};
   for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* tb = tile + b * T::template block_bytes<block_q6_K>();
+    uint8_t* tb = tile + b * T::template block_bytes<Block>();
     for (int r = 0; r < rows; ++r) {
-      const auto& x = reinterpret_cast<const block_q6_K*>(w + r * w_row_bytes)[b];
-      U::q6_K(x, q + r * QK_K);
-      const float d = fp16_to_fp32(x.d);
-      for (int j = 0; j < 16; ++j) T::dsc(tb, j)[r] = d * x.scales[j];
+      const auto& x = reinterpret_cast<const Block*>(w + r * w_row_bytes)[b];
+      if constexpr (std::is_same_v<Block, block_q4_K>) U::q4_K(x, q + r * QK_K);
+      else if constexpr (std::is_same_v<Block, block_q5_K>) U::q5_K(x, q + r * QK_K);
+      else if constexpr (std::is_same_v<Block, block_q6_K>) U::q6_K(x, q + r * QK_K);
+      else if constexpr (std::is_same_v<Block, block_q3_K>) U::q3_K(x, q + r * QK_K);
+      else U::q2_K(x, q + r * QK_K);
+      pack_scales<TR>(x, tb, r);
     }
-    U::groups(q, tb);
+    U::groups(q, tb);  // rows past `rows` are zero (q starts zeroed and only rows < rows change)
   }
 }
 
@@ -122,7 +189,7 @@ inline uint8_t* scratch(size_t bytes) {
 // The prefill matmul tile: for each TR-row weight tile, pack it (unpacker U), then run Rows<NA>::run over the
 // activation rows, PASS (4 or 8) at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR])
 // computes the TR dot products of each of NA activation rows; bs[i] are row i's 32-element
-// sub-block sums (8 int16 per block, for the Q4_K mins).
+// sub-block sums (8 int16 per block, for the Q4_K / Q5_K mins; other types leave them unused).
 template <int TR, typename Block, template <int> class Rows, typename U, int PASS = 4>
 void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                   size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
@@ -134,7 +201,7 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
   uint8_t* tile = scratch(tile_bytes + n_act * nb * 8 * sizeof(int16_t));
   auto* bs_all = reinterpret_cast<int16_t*>(tile + tile_bytes);
   const auto act = [&](int64_t i) { return reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes); };
-  if constexpr (std::is_same_v<Block, block_q4_K>) {
+  if constexpr (std::is_same_v<Block, block_q4_K> || std::is_same_v<Block, block_q5_K>) {
     for (int64_t i = 0; i < n_act; ++i)
       for (int64_t b = 0; b < nb; ++b)
         for (int j = 0; j < 8; ++j)
@@ -142,8 +209,7 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
   }
   for (int64_t r0 = 0; r0 < n_rows; r0 += TR) {
     const int rows = static_cast<int>(n_rows - r0 < TR ? n_rows - r0 : TR);
-    if constexpr (std::is_same_v<Block, block_q4_K>) pack_q4_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
-    else pack_q6_K<TR, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    pack<TR, Block, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
     for (int64_t i = 0; i < n_act; i += PASS) {
       const int na = static_cast<int>(n_act - i < PASS ? n_act - i : PASS);
       const block_q8_K* ap[PASS];

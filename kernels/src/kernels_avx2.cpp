@@ -291,6 +291,11 @@ constexpr int kTileRows = 8;
 // EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
 // gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
 constexpr int64_t kGemmMinRowsQ4K = 12, kGemmMinRowsQ6K = 6;
+// Q5_K, Q3_K, Q2_K: measured on an AMD EPYC Zen 4 VM (2 shared cores) with `bench-kernels
+// --benchmark_filter='switch/.*threads:1'` (CPU time, medians of 3): gemv = gemm at about 7 rows
+// for Q5_K (its decode kernel pays for the 5th bit per row), 3-4 for Q3_K (a slow decode kernel),
+// 6-7 for Q2_K.
+constexpr int64_t kGemmMinRowsQ5K = 7, kGemmMinRowsQ3K = 4, kGemmMinRowsQ2K = 7;
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -299,37 +304,46 @@ inline __m256i bcast4(const void* p) {
   return _mm256_set1_epi32(v);
 }
 
-// NA activation rows times one Q4_K tile. vpmaddubsw gives per row lane two 16-bit sums of two
-// products each (|sum| <= 2 * 15 * 128); the 8 groups of a sub-block add up to at most 30720, so
-// they are summed in 16 bits and widened once per sub-block.
-template <int NA>
+// NA activation rows times one Q4_K (or Q5_K) tile. vpmaddubsw gives per row lane two 16-bit sums
+// of two products each (|sum| <= 2 * 15 * 128 for Q4_K); the 8 groups of a sub-block add up to at
+// most 30720, so they are summed in 16 bits and widened once per sub-block. Q5_K's quants reach 31
+// (|pair| <= 7936): 4 groups at a time (31744), widened twice per sub-block.
+template <int NA, class Block = block_q4_K>
 void tile_rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs,
                     float* y) {
+  constexpr int kGroups16 = std::is_same_v<Block, block_q5_K> ? 4 : 8;  // groups per 16-bit sum
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 out[NA];
 #pragma GCC unroll 16
   for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* tb = tile + b * Tile::block_bytes<block_q4_K>();
+    const uint8_t* tb = tile + b * Tile::block_bytes<Block>();
     const auto* dsc = reinterpret_cast<const float*>(tb + Tile::quant_bytes);
     __m256 sumf[NA];
 #pragma GCC unroll 16
     for (int i = 0; i < NA; ++i) sumf[i] = _mm256_setzero_ps();
     for (int j = 0; j < 8; ++j) {
-      __m256i p16[NA];
+      __m256i p32[NA];
 #pragma GCC unroll 16
-      for (int i = 0; i < NA; ++i) p16[i] = _mm256_setzero_si256();
+      for (int i = 0; i < NA; ++i) p32[i] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+      for (int g0 = 0; g0 < 8; g0 += kGroups16) {
+        __m256i p16[NA];
 #pragma GCC unroll 16
-      for (int g = 0; g < 8; ++g) {
-        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (8 * j + g) * Tile::group_bytes));
+        for (int i = 0; i < NA; ++i) p16[i] = _mm256_setzero_si256();
 #pragma GCC unroll 16
-        for (int i = 0; i < NA; ++i)
-          p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(w, bcast4(a[i][b].qs + 32 * j + 4 * g)));
+        for (int g = g0; g < g0 + kGroups16; ++g) {
+          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (8 * j + g) * Tile::group_bytes));
+#pragma GCC unroll 16
+          for (int i = 0; i < NA; ++i)
+            p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(w, bcast4(a[i][b].qs + 32 * j + 4 * g)));
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < NA; ++i) p32[i] = _mm256_add_epi32(p32[i], _mm256_madd_epi16(p16[i], ones));
       }
       const __m256 dj = _mm256_load_ps(dsc + j * kTileRows);
 #pragma GCC unroll 16
-      for (int i = 0; i < NA; ++i)
-        sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16[i], ones)), dj, sumf[i]);
+      for (int i = 0; i < NA; ++i) sumf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32[i]), dj, sumf[i]);
     }
     const uint8_t* mins = tb + Tile::quant_bytes + 8 * Tile::vec_bytes;
     __m256i macc[NA];
@@ -393,6 +407,64 @@ void tile_rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a,
   for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
 }
 
+// NA activation rows times one Q3_K or Q2_K tile (integer scales, gemm_tile.hpp). Per sub-block j
+// the 4 groups' 16-bit sums (at most 4 * 2 * 7 * 128 = 7168) meet the row's scale in one vpmaddwd
+// (|s_j| <= 32) and add up in 32 bits over the block (< 16 * 32 * 16 * 7 * 128 < 2^31); the
+// bsum pairs against the tile's pairs give Q3_K's offset (4 sum_j s_j bsum_j) or Q2_K's mins.
+template <int NA, class Block>
+void tile_rows_k16i(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, const int16_t* const*,
+                    float* y) {
+  constexpr bool kQ2 = std::is_same_v<Block, block_q2_K>;
+  __m256 out[NA];
+#pragma GCC unroll 16
+  for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + b * Tile::block_bytes<Block>();
+    const uint8_t* vecs = tb + Tile::quant_bytes;
+    __m256i isum[NA];
+#pragma GCC unroll 16
+    for (int i = 0; i < NA; ++i) isum[i] = _mm256_setzero_si256();
+    for (int j = 0; j < 16; ++j) {
+      __m256i p[NA];
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i) p[i] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + (4 * j + g) * Tile::group_bytes));
+#pragma GCC unroll 16
+        for (int i = 0; i < NA; ++i)
+          p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(w, bcast4(a[i][b].qs + 16 * j + 4 * g)));
+      }
+      const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(vecs + j * Tile::vec_bytes));
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i) isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p[i], sc));
+    }
+    __m256i pacc[NA];
+#pragma GCC unroll 16
+    for (int i = 0; i < NA; ++i) pacc[i] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) {
+      const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(vecs + (16 + q) * Tile::vec_bytes));
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i) pacc[i] = _mm256_add_epi32(pacc[i], _mm256_madd_epi16(m, bcast4(a[i][b].bsums + 2 * q)));
+    }
+    const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(vecs + 24 * Tile::vec_bytes));
+#pragma GCC unroll 16
+    for (int i = 0; i < NA; ++i) {
+      __m256 sumf;
+      if constexpr (kQ2) {
+        const __m256 dmin = _mm256_load_ps(reinterpret_cast<const float*>(vecs + 25 * Tile::vec_bytes));
+        sumf = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(pacc[i]), dmin, _mm256_mul_ps(_mm256_cvtepi32_ps(isum[i]), d));
+      } else {
+        sumf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[i], _mm256_slli_epi32(pacc[i], 2))), d);
+      }
+      out[i] = _mm256_fmadd_ps(sumf, _mm256_set1_ps(a[i][b].d), out[i]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
+}
+
 template <int NA>
 struct RowsQ4K {
   static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
@@ -400,9 +472,27 @@ struct RowsQ4K {
   }
 };
 template <int NA>
+struct RowsQ5K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    tile_rows_q4_K<NA, block_q5_K>(t, nb, a, bs, o);
+  }
+};
+template <int NA>
 struct RowsQ6K {
   static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
     tile_rows_q6_K<NA>(t, nb, a, bs, o);
+  }
+};
+template <int NA>
+struct RowsQ3K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    tile_rows_k16i<NA, block_q3_K>(t, nb, a, bs, o);
+  }
+};
+template <int NA>
+struct RowsQ2K {
+  static void run(const uint8_t* t, int64_t nb, const block_q8_K* const* a, const int16_t* const* bs, float* o) {
+    tile_rows_k16i<NA, block_q2_K>(t, nb, a, bs, o);
   }
 };
 
@@ -761,6 +851,38 @@ inline void unpack_q6_K(const block_q6_K& x, uint8_t* q) {
   }
 }
 
+// Q5_K: Q4_K's nibbles plus bit 2c (low nibbles of group c) / 2c + 1 (high) of qh[l] as bit 4.
+inline void unpack_q5_K(const block_q5_K& x, uint8_t* q) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit0 = _mm256_set1_epi8(0x01);
+  const __m256i qh = load256(x.qh);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = load256(x.qs + 32 * c);
+    const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), bit0), 4);
+    const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), bit0), 4);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c), _mm256_or_si256(_mm256_and_si256(v, low4), h0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), h1));
+  }
+}
+
+// Q3_K (0..7: q + 4) and Q2_K (0..3): element 128h + 32k + l is bits 2k..2k+1 of qs[32h + l],
+// Q3_K's third bit bit 4h + k of hmask[l].
+template <bool kHmask>
+inline void unpack_2bit(const uint8_t* qs, const uint8_t* hmask, uint8_t* q) {
+  const __m256i low2 = _mm256_set1_epi8(0x03), bit0 = _mm256_set1_epi8(0x01);
+  [[maybe_unused]] __m256i hm;
+  if constexpr (kHmask) hm = load256(hmask);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v = load256(qs + 32 * h);
+    for (int k = 0; k < 4; ++k) {
+      __m256i o = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), low2);
+      if constexpr (kHmask)
+        o = _mm256_or_si256(o, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), bit0), 2));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * k), o);
+    }
+  }
+}
+
 void dequantize_row_q4_K_avx2(const block_q4_K* x, float* y, int64_t k) {
   const int64_t nb = k / QK_K;
   for (int64_t i = 0; i < nb; ++i, y += QK_K) {
@@ -794,7 +916,10 @@ void dequantize_row_q6_K_avx2(const block_q6_K* x, float* y, int64_t k) {
 
 struct Unpack {
   static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
+  static void q5_K(const block_q5_K& b, uint8_t* q) { unpack_q5_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
+  static void q3_K(const block_q3_K& b, uint8_t* q) { unpack_2bit<true>(b.qs, b.hmask, q); }
+  static void q2_K(const block_q2_K& b, uint8_t* q) { unpack_2bit<false>(b.qs, nullptr, q); }
   static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<kTileRows>(q, tb); }
 };
 
@@ -808,6 +933,21 @@ void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_ro
 void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                       size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+}
+
+void matmul_q5_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  gemm::matmul_tiles<kTileRows, block_q5_K, RowsQ5K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+}
+
+void matmul_q3_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  gemm::matmul_tiles<kTileRows, block_q3_K, RowsQ3K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+}
+
+void matmul_q2_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  gemm::matmul_tiles<kTileRows, block_q2_K, RowsQ2K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
 }  // namespace
@@ -825,8 +965,11 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_q6_K_q8_K_avx2>(q6_K);
     set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q5_K_q8_K_avx2>(k.row(DType::Q5_K));
+    set_gemm(k.row(DType::Q5_K), matmul_q5_K_avx2, kGemmMinRowsQ5K);
     set_vec_dot<vec_dot_q3_K_q8_K_avx2>(k.row(DType::Q3_K));
+    set_gemm(k.row(DType::Q3_K), matmul_q3_K_avx2, kGemmMinRowsQ3K);
     set_vec_dot<vec_dot_q2_K_q8_K_avx2>(k.row(DType::Q2_K));
+    set_gemm(k.row(DType::Q2_K), matmul_q2_K_avx2, kGemmMinRowsQ2K);
     set_vec_dot<vec_dot_iq4_xs_q8_K_avx2>(k.row(DType::IQ4_XS));
     set_vec_dot<vec_dot_q4_1_q8_1_avx2>(k.row(DType::Q4_1));
     set_vec_dot<vec_dot_iq4_nl_q8_0_avx2>(k.row(DType::IQ4_NL));

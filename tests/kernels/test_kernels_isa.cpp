@@ -1048,7 +1048,7 @@ TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[m
   int switched = 0;
   for (Isa isa : available_isas()) {
     const KernelSet& ks = *kernels_for(isa);
-    for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K}) {
       const TypeKernels& t = *ks.type(type);
       if (!t.gemm) continue;
       ++switched;
@@ -1068,6 +1068,78 @@ TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[m
     }
   }
   if (kernels_for(Isa::avx2) || kernels_for(Isa::avx512)) CHECK(switched > 0);
+}
+
+// Every K-quant gemm tile (the prefill kernels: Q4_K, Q5_K, Q6_K, Q3_K, Q2_K), called directly for
+// every activation count from 1 to well past its gemm_min_rows (so every pass width and tail of
+// the tile driver), against the scalar vec_dot of each (weight row, activation row) within
+// dot_bound. Row counts leave partial 8- and 16-row weight tiles; rows cycle through random,
+// all-max and zero-scale blocks, and every fourth activation row is all -128 (the 16-bit partial
+// sums' worst case with all-max weights).
+TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activation count", "[matmul][gemm]") {
+  const int64_t nb = 3, n = nb * QK_K;
+  int tested = 0;
+  auto run = [&](DType type, auto make, auto ref, auto magnitudes) {
+    using WB = typename decltype(make(int64_t{1}, Fill::random))::value_type;
+    for (int64_t rows : {1, 8, 13, 19, 35}) {
+      std::vector<WB> w;
+      std::vector<float> w_abs;
+      for (int64_t r = 0; r < rows; ++r) {
+        const Fill fill = r % 4 == 1 ? Fill::all_max : r % 4 == 3 ? Fill::zero_scale : Fill::random;
+        const auto blocks = make(nb, fill);
+        w.insert(w.end(), blocks.begin(), blocks.end());
+        const auto m = magnitudes(blocks);
+        w_abs.insert(w_abs.end(), m.begin(), m.end());
+      }
+      const int64_t max_act = 40;
+      std::vector<block_q8_K> a;
+      for (int64_t i = 0; i < max_act; ++i) {
+        const auto blocks = make_q8_K(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
+        a.insert(a.end(), blocks.begin(), blocks.end());
+      }
+      const auto a_f = deq_q8_K(a);
+      for (Isa isa : available_isas()) {
+        const TypeKernels& t = *kernels_for(isa)->type(type);
+        if (!t.gemm) continue;
+        ++tested;
+        REQUIRE(t.gemm_min_rows + 17 <= max_act);
+        for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
+          const int64_t ldy = rows + 2;
+          std::vector<float> y(n_act * ldy, -1.0f);
+          t.gemm(n, w.data(), nb * sizeof(WB), rows, a.data(), nb * sizeof(block_q8_K), n_act, y.data(), ldy);
+          int bad = 0;
+          for (int64_t i = 0; i < n_act; ++i) {
+            const std::vector<float> ai(a_f.begin() + i * n, a_f.begin() + (i + 1) * n);
+            for (int64_t r = 0; r < rows; ++r) {
+              const double want = ref(n, w.data() + r * nb, a.data() + i * nb);
+              const std::vector<float> wr(w_abs.begin() + r * n, w_abs.begin() + (r + 1) * n);
+              if (!(std::abs(y[i * ldy + r] - want) <= dot_bound(n, abs_dot(wr, ai))) && ++bad <= 3)
+                FAIL_CHECK(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " rows " << rows
+                                          << " n_act " << n_act << ": y[" << i << "][" << r << "] = " << y[i * ldy + r]
+                                          << ", reference " << want);
+            }
+            CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
+            CHECK(y[i * ldy + rows + 1] == -1.0f);
+          }
+          CHECK(bad == 0);
+        }
+      }
+    }
+  };
+  auto plain = [](auto deq) {
+    return [=](const auto& blocks) {
+      std::vector<float> v(blocks.size() * QK_K);
+      deq(blocks.data(), v.data(), static_cast<int64_t>(v.size()));
+      for (float& x : v) x = std::abs(x);
+      return v;
+    };
+  };
+  run(DType::Q4_K, make_q4_K, vec_dot_q4_K_q8_K_ref, q4_K_magnitudes);
+  run(DType::Q5_K, make_q5_K, vec_dot_q5_K_q8_K_ref, q5_K_magnitudes);
+  run(DType::Q6_K, make_q6_K, vec_dot_q6_K_q8_K_ref, plain(dequantize_row_q6_K_ref));
+  run(DType::Q3_K, make_q3_K, vec_dot_q3_K_q8_K_ref, plain(dequantize_row_q3_K_ref));
+  run(DType::Q2_K, make_q2_K, vec_dot_q2_K_q8_K_ref, q2_K_magnitudes);
+  if (kernels_for(Isa::avx2)) CHECK(tested >= 5 * 5);  // every K type has an AVX2 tile
 }
 
 TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
