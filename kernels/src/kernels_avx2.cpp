@@ -287,15 +287,14 @@ float vec_dot_iq4_xs_q8_K_avx2(int64_t n, const block_iq4_xs* x, const block_q8_
 
 constexpr int kTileRows = 8;
 // Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1), per
-// type; matmul() reads them. Measured with `bench-kernels --benchmark_filter=switch/` on an AMD
-// EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
-// gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
-constexpr int64_t kGemmMinRowsQ4K = 12, kGemmMinRowsQ6K = 6;
-// Q5_K, Q3_K, Q2_K: measured on an AMD EPYC Zen 4 VM (2 shared cores) with `bench-kernels
-// --benchmark_filter='switch/.*threads:1'` (CPU time, medians of 3): gemv = gemm at about 7 rows
-// for Q5_K (its decode kernel pays for the 5th bit per row), 3-4 for Q3_K (a slow decode kernel),
-// 6-7 for Q2_K.
-constexpr int64_t kGemmMinRowsQ5K = 7, kGemmMinRowsQ3K = 4, kGemmMinRowsQ2K = 7;
+// type; matmul() reads them (docs/PERFORMANCE.md, "GEMV/GEMM switch"). Measured on an AMD EPYC
+// Zen 4 VM (2 shared cores, no AVX-512) with `bench-kernels --benchmark_filter='switch/.*threads:1'`
+// (CPU time, medians of 3), after the tiles' shuffle transpose (transpose_rows): gemv = gemm at
+// about 8 rows for Q4_K (12 before the transpose, 2 threads), 6-7 for Q6_K (kept at the earlier 2-thread 6),
+// 5 for Q5_K, 3 for Q3_K (a slow decode kernel), 5-6 for Q2_K. An earlier session's Xeon gave 8
+// for Q4_K and Q6_K. Other CPUs may differ: re-measure before trusting them elsewhere.
+constexpr int64_t kGemmMinRowsQ4K = 8, kGemmMinRowsQ6K = 6;
+constexpr int64_t kGemmMinRowsQ5K = 5, kGemmMinRowsQ3K = 3, kGemmMinRowsQ2K = 6;
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -914,13 +913,38 @@ void dequantize_row_q6_K_avx2(const block_q6_K* x, float* y, int64_t k) {
   }
 }
 
+// gemm::scatter_rows<8> with shuffles: per 8 groups, an 8 x 8 transpose of 32-bit words (row r's
+// words 8c .. 8c + 7 in, group 8c + g's 8 rows out).
+inline void transpose_rows(const uint8_t* q, uint8_t* tb) {
+  static_assert(kTileRows == 8 && Tile::group_bytes == 32);
+  for (int c = 0; c < 8; ++c) {
+    __m256i v[8], t[8], u[8];
+    for (int r = 0; r < 8; ++r) v[r] = load256(q + r * QK_K + 32 * c);
+    for (int r = 0; r < 8; r += 2) {
+      t[r] = _mm256_unpacklo_epi32(v[r], v[r + 1]);      // words 0, 1 | 4, 5 of rows r, r + 1
+      t[r + 1] = _mm256_unpackhi_epi32(v[r], v[r + 1]);  // words 2, 3 | 6, 7
+    }
+    for (int h = 0; h < 8; h += 4) {  // rows h .. h + 3
+      u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);      // word 0 | 4
+      u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);  // word 1 | 5
+      u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);  // word 2 | 6
+      u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);  // word 3 | 7
+    }
+    auto* out = reinterpret_cast<__m256i*>(tb + 8 * c * Tile::group_bytes);
+    for (int g = 0; g < 4; ++g) {
+      _mm256_store_si256(out + g, _mm256_permute2x128_si256(u[g], u[4 + g], 0x20));
+      _mm256_store_si256(out + 4 + g, _mm256_permute2x128_si256(u[g], u[4 + g], 0x31));
+    }
+  }
+}
+
 struct Unpack {
   static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
   static void q5_K(const block_q5_K& b, uint8_t* q) { unpack_q5_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
   static void q3_K(const block_q3_K& b, uint8_t* q) { unpack_2bit<true>(b.qs, b.hmask, q); }
   static void q2_K(const block_q2_K& b, uint8_t* q) { unpack_2bit<false>(b.qs, nullptr, q); }
-  static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<kTileRows>(q, tb); }
+  static void groups(const uint8_t* q, uint8_t* tb) { transpose_rows(q, tb); }
 };
 
 // The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K rows on; below, the decode
