@@ -230,24 +230,17 @@ float vec_dot_q2_K_q8_K_avx2(int64_t n, const block_q2_K* x, const block_q8_K* y
 }
 
 // IQ4_NL levels of 32 quants (16 packed bytes: low nibbles are elements 0..15, high 16..31) times
-// 32 int8 activations, as 8 lanes of int32 partial sums. Levels (-127..113) and activations are
-// both signed, so the products are taken in 16 bits (vpmaddubsw's |level| * sign-moved activation
-// trick would be wrong for an activation of -128); `scale` (|scale| <= 32) multiplies the levels
-// first: |level * scale| <= 4064, pairs of products stay below 2^21.
-template <bool Scaled>
+// 32 int8 activations, as 8 lanes of int32 partial sums, each 16-bit pair sum times `scale`
+// (1, or IQ4_XS's sub-block scale, |scale| <= 32: pairs below 2^21). vpmaddubsw takes |a| as the
+// unsigned operand (|-128| = 128 fits a byte) and the level with a's sign as the signed one
+// (levels are -127..113, so negating never wraps): exact, pairs at most 2 * 128 * 127 < 2^15.
 inline __m256i dot_iq4_s8(const uint8_t* qs, const int8_t* a, __m256i levels, __m256i scale) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
   const __m256i w = _mm256_shuffle_epi8(levels, idx);
-  __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
-  if constexpr (Scaled) {
-    w0 = _mm256_mullo_epi16(w0, scale);
-    w1 = _mm256_mullo_epi16(w1, scale);
-  }
-  const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
-  const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16));
-  return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_cvtepi8_epi16(a0)), _mm256_madd_epi16(w1, _mm256_cvtepi8_epi16(a1)));
+  const __m256i av = load256(a);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(av), _mm256_sign_epi8(w, av)), scale);
 }
 
 inline __m256i iq4_levels() {
@@ -260,7 +253,7 @@ float vec_dot_iq4_nl_q8_0_avx2(int64_t n, const block_iq4_nl* x, const block_q8_
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK4_NL; ++i) {
     prefetch_ahead<sizeof(block_iq4_nl)>(x + i);
-    const __m256i dot = dot_iq4_s8<false>(x[i].qs, y[i].qs, levels, _mm256_setzero_si256());
+    const __m256i dot = dot_iq4_s8(x[i].qs, y[i].qs, levels, _mm256_set1_epi16(1));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
   }
   return hsum(acc);
@@ -276,7 +269,7 @@ float vec_dot_iq4_xs_q8_K_avx2(int64_t n, const block_iq4_xs* x, const block_q8_
     __m256i sum = _mm256_setzero_si256();
     for (int j = 0; j < QK_K / 32; ++j) {
       const __m256i scale = _mm256_set1_epi16(static_cast<int16_t>(iq4_xs_scale(xb, j) - 32));
-      sum = _mm256_add_epi32(sum, dot_iq4_s8<true>(xb.qs + 16 * j, y[b].qs + 32 * j, levels, scale));
+      sum = _mm256_add_epi32(sum, dot_iq4_s8(xb.qs + 16 * j, y[b].qs + 32 * j, levels, scale));
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16(xb.d) * y[b].d), acc);
   }
