@@ -156,7 +156,8 @@ int main(int argc, char** argv) {
     if (ti.name == std::string_view(argv[2])) t = &ti;
   const long blocks = std::strtol(argv[3], nullptr, 10), calls = std::strtol(argv[4], nullptr, 10);
   const char* lib = argc > 5 ? argv[5] : nullptr;
-  if (!t || blocks <= 0 || calls <= 0 || ((mode == "llama" || mode == "check") && !lib)) return usage();
+  const bool known = mode == "ours" || mode == "llama" || mode == "check" || mode == "probe";
+  if (!known || !t || blocks <= 0 || calls <= 0 || ((mode == "llama" || mode == "check") && !lib)) return usage();
   const int64_t n = static_cast<int64_t>(blocks) * QK_K;
 
   if (mode == "probe") {
@@ -200,7 +201,6 @@ int main(int argc, char** argv) {
     g_sink_f = total;
     return 0;
   }
-  if (mode != "check") return usage();
 
   // Same row through both engines and the scalar reference (double sums, rounded once).
   const float ours = tk->vec_dot(n, w.data(), a.data());
