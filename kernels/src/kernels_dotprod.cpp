@@ -97,7 +97,7 @@ void rows_q4_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, cons
       out[i][1] = vfmsq_f32(out[i][1], vcvtq_f32_s32(macc[1]), vmulq_n_f32(dm1, a[i][b].d));
     }
   }
-  for (int i = 0; i < NA; ++i) vst1q_f32_x2(y + i * kTileRows, {{out[i][0], out[i][1]}});
+  for (int i = 0; i < NA; ++i) vst1q_f32_x2(y + i * kTileRows, (float32x4x2_t{{out[i][0], out[i][1]}}));
 }
 
 // Q6_K quants are 0..63 here; the -32 offset enters each 16-element sub-block's sum as
@@ -123,7 +123,7 @@ void rows_q6_K(const uint8_t* tile, int64_t nb, const block_q8_K* const* a, floa
       }
     }
   }
-  for (int i = 0; i < NA; ++i) vst1q_f32_x2(y + i * kTileRows, {{out[i][0], out[i][1]}});
+  for (int i = 0; i < NA; ++i) vst1q_f32_x2(y + i * kTileRows, (float32x4x2_t{{out[i][0], out[i][1]}}));
 }
 
 }  // namespace

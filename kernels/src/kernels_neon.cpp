@@ -222,7 +222,7 @@ inline float32x4x4_t s8_to_f32(int8x16_t q) {
 inline void store_scaled(float* y, int8x16_t q, float scale) {
   const float32x4x4_t f = s8_to_f32(q);
   const float32x4_t s = vdupq_n_f32(scale);
-  vst1q_f32_x4(y, {{vmulq_f32(f.val[0], s), vmulq_f32(f.val[1], s), vmulq_f32(f.val[2], s), vmulq_f32(f.val[3], s)}});
+  vst1q_f32_x4(y, (float32x4x4_t{{vmulq_f32(f.val[0], s), vmulq_f32(f.val[1], s), vmulq_f32(f.val[2], s), vmulq_f32(f.val[3], s)}}));
 }
 
 void dequantize_row_q8_0_neon(const block_q8_0* x, float* y, int64_t k) {
@@ -257,9 +257,10 @@ void dequantize_row_q4_K_neon(const block_q4_K* x, float* y, int64_t k) {
     auto store = [&](int j, int h, uint8x16_t q) {
       const float32x4_t dj = vdupq_n_f32(d * sc[j]), mj = vdupq_n_f32(dmin * mn[j]);
       const float32x4x4_t f = u8_to_f32(q);
-      vst1q_f32_x4(y + 32 * j + 16 * h,
-                   {{vsubq_f32(vmulq_f32(dj, f.val[0]), mj), vsubq_f32(vmulq_f32(dj, f.val[1]), mj),
-                     vsubq_f32(vmulq_f32(dj, f.val[2]), mj), vsubq_f32(vmulq_f32(dj, f.val[3]), mj)}});
+      // (A named value, not a braced list: clang's arm_neon.h defines vst1q_f32_x4 as a macro.)
+      const float32x4x4_t w = {{vsubq_f32(vmulq_f32(dj, f.val[0]), mj), vsubq_f32(vmulq_f32(dj, f.val[1]), mj),
+                                vsubq_f32(vmulq_f32(dj, f.val[2]), mj), vsubq_f32(vmulq_f32(dj, f.val[3]), mj)}};
+      vst1q_f32_x4(y + 32 * j + 16 * h, w);
     };
     for (int c = 0; c < 4; ++c) {
       const uint8x16x2_t qs = vld1q_u8_x2(x[i].qs + 32 * c);
