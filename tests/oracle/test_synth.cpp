@@ -1,10 +1,12 @@
 // Synthetic models (edgellm/synth.hpp): the files our writer makes carry llama.cpp's Q4_K_M type
 // recipe, load in llama.cpp (run live through the oracle) and give finite logits; the peaked mode
-// really is peaked; a copied tokenizer tokenizes like the original.
+// really is peaked; a copied tokenizer tokenizes like the original; every architecture's file
+// has its tensors and keys; the mixes written directly for a file type are edgellm_quantize's.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "edgellm/edgellm.hpp"
 #include "edgellm/gguf.hpp"
 #include "edgellm/synth.hpp"
 #include "oracle.hpp"
@@ -206,4 +209,113 @@ TEST_CASE("bad shapes and inputs are errors, and leave no file") {
   CHECK(!std::filesystem::exists(path));
   CHECK(synth::parse_weight_type("q4_k_m") == synth::WeightType::Q4_K_M);
   CHECK(!synth::parse_weight_type("q5_k"));
+}
+
+// What each architecture's file holds, as llama.cpp's converter writes it (and its loader,
+// src/models/<arch>.cpp, requires): the extra tensors with their shapes, the keys under "<arch>.".
+TEST_CASE("every architecture: its tensors and keys, and the engine loads the file") {
+  for (std::string_view arch_view : synth::architectures()) {
+    const std::string arch(arch_view);
+    INFO("architecture " << arch);
+    synth::Options o = tiny(synth::WeightType::Q8_0);
+    o.shape = synth::with_arch(synth::tiny_shape(), arch);
+    const std::string path = write("arch-" + arch + ".gguf", o);
+    const auto f = edgellm::gguf::File::open(path);
+    CHECK(f.get<std::string>("general.architecture") == arch);
+    CHECK(f.get<uint32_t>(arch + ".block_count") == 2);
+    CHECK(f.get<uint32_t>(arch + ".embedding_length") == 256);
+    CHECK(f.get<float>(arch + ".rope.freq_base") == o.shape.rope_base);
+    for (const auto& kv : f.metadata())
+      if (arch != "llama") CHECK(kv.key.rfind("llama.", 0) == std::string::npos);
+    auto ne = [&](const std::string& name) {
+      const auto* t = f.find_tensor(name);
+      return t ? std::vector<uint64_t>(t->ne, t->ne + t->n_dims) : std::vector<uint64_t>{};
+    };
+    using V = std::vector<uint64_t>;
+    const bool qwen2 = arch == "qwen2", qk_norm = arch == "qwen3" || arch == "gemma3",
+               gemma = arch == "gemma2" || arch == "gemma3", phi3 = arch == "phi3";
+    CHECK(ne("blk.1.attn_q.bias") == (qwen2 ? V{256} : V{}));
+    CHECK(ne("blk.1.attn_k.bias") == (qwen2 ? V{128} : V{}));
+    CHECK(ne("blk.1.attn_v.bias") == (qwen2 ? V{128} : V{}));
+    CHECK(ne("blk.1.attn_q_norm.weight") == (qk_norm ? V{64} : V{}));
+    CHECK(ne("blk.1.attn_k_norm.weight") == (qk_norm ? V{64} : V{}));
+    CHECK(ne("blk.1.post_attention_norm.weight") == (gemma ? V{256} : V{}));
+    CHECK(ne("blk.1.post_ffw_norm.weight") == (gemma ? V{256} : V{}));
+    CHECK(ne("blk.1.attn_qkv.weight") == (phi3 ? V{256, 256 + 2 * 128} : V{}));
+    CHECK(ne("blk.1.attn_q.weight") == (phi3 ? V{} : V{256, 256}));
+    CHECK(ne("blk.1.ffn_gate.weight") == (phi3 ? V{} : V{256, 768}));
+    CHECK(ne("blk.1.ffn_up.weight") == (phi3 ? V{256, 2 * 768} : V{256, 768}));
+    CHECK(ne("rope_factors_long.weight") == (phi3 ? V{32} : V{}));
+    CHECK(ne("rope_factors_short.weight") == (phi3 ? V{32} : V{}));
+    CHECK(ne("output.weight") == (gemma ? V{} : V{256, 512}));  // Gemma's LM head is token_embd
+    CHECK((f.find(arch + ".attention.sliding_window") != nullptr) == gemma);
+    CHECK((f.find(arch + ".attn_logit_softcapping") != nullptr) == (arch == "gemma2"));
+    CHECK((f.find(arch + ".rope.scaling.original_context_length") != nullptr) == phi3);
+    if (qk_norm) {  // not all ones: a wrong element order shows
+      const auto* t = f.find_tensor("blk.0.attn_q_norm.weight");
+      const float* w = reinterpret_cast<const float*>(t->data);
+      CHECK(*std::min_element(w, w + 64) < 0.9f);
+      CHECK(*std::max_element(w, w + 64) > 1.1f);
+    }
+    edgellm::Model m(path);
+    CHECK(std::string(m.info().architecture) == arch);
+    CHECK(m.info().n_layer == 2);
+  }
+}
+
+// The mixes written directly for a file type are the files edgellm_quantize makes of the F32
+// model: same tensor types, same bytes (a tied llama's token_embd takes output.weight's Q6_K).
+TEST_CASE("file_type: a directly written mix is edgellm_quantize's file of the F32 model") {
+  for (const bool tied : {false, true}) {
+    synth::Options f32 = tiny(synth::WeightType::F32);
+    f32.shape.tied_output = tied;
+    const std::string src = write("direct-f32.gguf", f32);
+    for (const char* type : {"Q4_K_M", "Q8_0", "F16"}) {
+      INFO(type << (tied ? ", tied" : ""));
+      synth::Options o = f32;
+      o.file_type = type;
+      const std::string direct = write("direct.gguf", o);
+      const std::string quantized = kTmp + "/direct-q.gguf";
+      edgellm::quantize(src, quantized, type, {}, 2);
+      const auto a = edgellm::gguf::File::open(direct), b = edgellm::gguf::File::open(quantized);
+      REQUIRE(a.tensors().size() == b.tensors().size());
+      for (const auto& t : a.tensors()) {
+        INFO(t.name);
+        const auto* u = b.find_tensor(t.name);
+        REQUIRE(u);
+        CHECK(t.type == u->type);
+        REQUIRE(t.n_bytes == u->n_bytes);
+        CHECK(std::memcmp(t.data, u->data, t.n_bytes) == 0);
+      }
+      CHECK(a.get<uint32_t>("general.file_type") == b.get<uint32_t>("general.file_type"));
+      if (tied && std::string(type) == "Q4_K_M") CHECK(type_of(a, "token_embd.weight") == DType::Q6_K);
+    }
+  }
+}
+
+TEST_CASE("file_type: every name writes a file the engine loads, unknown names and keys are errors") {
+  synth::Options o = tiny();
+  o.shape = synth::with_arch(synth::tiny_shape(), "qwen2");
+  for (std::string_view type : synth::file_type_names()) {
+    INFO(type);
+    o.file_type = std::string(type);
+    const std::string path = write("ftype.gguf", o);
+    CHECK(!std::filesystem::exists(path + ".f32.part"));
+    edgellm::Model m(path);
+    CHECK(m.info().n_vocab == 512);
+  }
+  const std::string path = kTmp + "/bad-ftype.gguf";
+  std::filesystem::remove(path);
+  o.file_type = "Q4_K_X";
+  CHECK_THROWS_WITH(synth::write_model(path, o), Catch::Contains("unknown file type"));
+  o.file_type.clear();
+  o.shape.sliding_window = 8;  // qwen2 has no such key
+  CHECK_THROWS_WITH(synth::write_model(path, o), Catch::Contains("not a key of qwen2"));
+  o.shape = synth::tiny_shape();
+  o.shape.arch = "mamba";
+  CHECK_THROWS_WITH(synth::write_model(path, o), Catch::Contains("unknown architecture"));
+  CHECK_THROWS(synth::with_arch(synth::tiny_shape(), "mamba"));
+  CHECK(!std::filesystem::exists(path));
+  CHECK(!synth::preset_shape("qwen9"));
+  for (std::string_view name : synth::preset_names()) CHECK(synth::preset_shape(name));
 }
