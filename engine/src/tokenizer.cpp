@@ -12,10 +12,11 @@
 //     leftmost pair), until no adjacent pair forms a piece.
 //  4. Each final symbol is its piece's id, or, when it is no piece (a character missing from the
 //     vocabulary), one byte token <0xNN> per byte.
-//  BPE (tokenizer.ggml.model = "gpt2", Llama-3 pre-tokenizer):
+//  BPE (tokenizer.ggml.model = "gpt2"):
 //  2. The fragment is decoded to code points (invalid UTF-8 -> U+FFFD) and split into words by the
-//     Llama-3 regex; each word's UTF-8 bytes are written as GPT-2 characters.
-//  3. A word that is itself a token is that token (Llama 3 ignores merges for whole words).
+//     pre-tokenizer's regex (tokenizer.ggml.pre: kPreTokenizers); each word's UTF-8 bytes are
+//     written as GPT-2 characters.
+//  3. With ignore_merges (Llama 3, Tekken), a word that is itself a token is that token.
 //     Otherwise its characters are merged pairwise, lowest merge rank first (ties: leftmost).
 //  4. Each final symbol is its token; a symbol that is none falls back to its single bytes'
 //     one-character tokens where they exist.
@@ -82,9 +83,43 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
   return out;
 }
 
-// Llama-3-style pre-tokenizers: one regex, whole-word tokens skip the merges.
-bool is_llama3_pre(std::string_view pre) {
-  return pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3";
+// The BPE pre-tokenizers (tokenizer.ggml.pre) we run, with the settings llama.cpp gives each name
+// before the file's own keys (add_bos_token) are read.
+struct PreTokenizer {
+  std::string_view name;
+  unicode::PreSplit split;
+  bool ignore_merges;  // a word that is itself a token skips the merges
+  bool clean_spaces;   // decode drops spaces before punctuation
+  bool add_bos;
+};
+constexpr PreTokenizer kPreTokenizers[] = {
+    {"llama-bpe", unicode::PreSplit::Llama3, true, true, true},
+    {"llama3", unicode::PreSplit::Llama3, true, true, true},
+    {"llama-v3", unicode::PreSplit::Llama3, true, true, true},
+    {"qwen2", unicode::PreSplit::Qwen2, false, false, false},
+    {"deepseek-r1-qwen", unicode::PreSplit::Qwen2, false, false, false},
+    {"gpt-2", unicode::PreSplit::Gpt2, false, true, false},
+    {"mpt", unicode::PreSplit::Gpt2, false, true, false},
+    {"starcoder", unicode::PreSplit::DigitsThenGpt2, false, true, false},
+    {"refact", unicode::PreSplit::DigitsThenGpt2, false, true, false},
+    {"command-r", unicode::PreSplit::DigitsThenGpt2, false, false, false},
+    {"smollm", unicode::PreSplit::DigitsThenGpt2, false, false, false},
+    {"gpt-4o", unicode::PreSplit::Gpt4o, false, false, false},
+    {"tekken", unicode::PreSplit::Tekken, true, false, true},
+};
+
+const PreTokenizer* find_pre(std::string_view name) {
+  for (const PreTokenizer& p : kPreTokenizers)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+const PreTokenizer& require_pre(std::string_view name) {
+  if (const PreTokenizer* p = find_pre(name)) return *p;
+  std::string known;
+  for (const PreTokenizer& p : kPreTokenizers) known += (known.empty() ? "" : ", ") + std::string(p.name);
+  throw TokenizerError("unsupported BPE pre-tokenizer '" + engine::printable(name) +
+                       "' (tokenizer.ggml.pre); supported: " + known);
 }
 
 // HF's clean_up_tokenization_spaces, as llama.cpp applies it to decoded BPE text: three passes
@@ -237,15 +272,12 @@ Vocab read_vocab(const gguf::File& file) {
     vocab.eos_id = 2;
     vocab.unk_id = 0;
   } else if (vocab.model == "gpt2") {
-    if (!is_llama3_pre(vocab.pre)) {
-      throw TokenizerError("unsupported BPE pre-tokenizer '" + printable(vocab.pre) +
-                           "' (tokenizer.ggml.pre); supported: llama-bpe, llama3, llama-v3");
-    }
+    const PreTokenizer& pre = require_pre(vocab.pre);
     vocab.bos_id = 11;
     vocab.eos_id = 11;
-    vocab.add_bos = true;
+    vocab.add_bos = pre.add_bos;
     vocab.add_space_prefix = false;
-    vocab.clean_spaces = true;
+    vocab.clean_spaces = pre.clean_spaces;
     if (!file.find("tokenizer.ggml.merges")) {
       bad("BPE vocabulary without merges (key tokenizer.ggml.merges missing)");
     }
@@ -253,7 +285,7 @@ Vocab read_vocab(const gguf::File& file) {
   } else {
     throw TokenizerError("unsupported tokenizer model '" + printable(vocab.model) +
                          "' (tokenizer.ggml.model); supported: llama (SentencePiece), gpt2 "
-                         "(byte-level BPE with the Llama-3 pre-tokenizer)");
+                         "(byte-level BPE)");
   }
 
   if (!file.find("tokenizer.ggml.tokens")) {
@@ -335,6 +367,8 @@ struct Tokenizer::Impl {
   Vocab v;
   bool bpe = false;
   bool spm_words = false;  // SPM: no piece has "▁" after another character (see encode_spm)
+  unicode::PreSplit split = unicode::PreSplit::Llama3;  // BPE: how text is split into words
+  bool ignore_merges = false;  // BPE: a word that is a token is that token
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> piece_to_id;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> merge_rank;  // "l r"
   std::vector<std::string> pieces;     // rendered text per id (special = true)
@@ -368,9 +402,9 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
   m.v = std::move(vocab);
   Vocab& v = m.v;
   if (v.model == "gpt2") {
-    if (!is_llama3_pre(v.pre)) {
-      throw TokenizerError("unsupported BPE pre-tokenizer '" + printable(v.pre) + "'");
-    }
+    const PreTokenizer& pre = require_pre(v.pre);
+    m.split = pre.split;
+    m.ignore_merges = pre.ignore_merges;
     m.bpe = true;
     m.merge_rank.reserve(v.merges.size());
     for (size_t i = 0; i < v.merges.size(); ++i) {
@@ -578,7 +612,7 @@ void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<int32_t>& ou
   const std::vector<uint32_t> cpts = unicode::decode_utf8(text);
   std::string utf8, word;
   size_t at = 0;
-  for (size_t len : unicode::split_llama3(cpts)) {
+  for (size_t len : unicode::pre_split(split, cpts)) {
     utf8.clear();
     for (size_t k = at; k < at + len; ++k) unicode::append_utf8(utf8, cpts[k]);
     at += len;
@@ -589,7 +623,7 @@ void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<int32_t>& ou
 }
 
 void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out) const {
-  if (auto id = find(word)) {  // whole word is a token: no merges (Llama 3's ignore_merges)
+  if (auto id = ignore_merges ? find(word) : std::nullopt) {  // whole word is a token
     out.push_back(*id);
     return;
   }

@@ -4,9 +4,10 @@
 //  - `tokenizer.ggml.model = "llama"` (SentencePiece-style, "SPM"; Llama 1/2, TinyLlama, Mistral):
 //    pieces use U+2581 (▁) for a space, unknown characters fall back to byte tokens <0xNN>, and
 //    pieces are built by merging the adjacent pair whose merged piece has the highest score.
-//  - `tokenizer.ggml.model = "gpt2"` with `tokenizer.ggml.pre` = "llama-bpe" / "llama3" /
-//    "llama-v3" (Llama 3's byte-level BPE): the Llama-3 regex splits the text into words, each
-//    word's bytes are written as GPT-2 characters and merged by `tokenizer.ggml.merges` rank.
+//  - `tokenizer.ggml.model = "gpt2"` (byte-level BPE): the regex of `tokenizer.ggml.pre` splits
+//    the text into words, each word's bytes are written as GPT-2 characters and merged by
+//    `tokenizer.ggml.merges` rank. Pre-tokenizers: llama-bpe / llama3 / llama-v3 (Llama 3),
+//    qwen2 / deepseek-r1-qwen, gpt-2, mpt, starcoder, refact, command-r, smollm, gpt-4o, tekken.
 // Encoding gives exactly llama.cpp's ids (checked against llama.cpp's own test vectors), decoding
 // exactly its text. Any other tokenizer model or pre-tokenizer is a TokenizerError, never a silent
 // fallback.
@@ -67,7 +68,8 @@ struct Vocab {
 
 // Reads the vocabulary from GGUF metadata with llama.cpp's defaults for absent keys (SPM: BOS 1,
 // EOS 2, UNK 0, add BOS, no EOS, space prefix on; Llama-3 BPE: add BOS, no space prefix, clean
-// spaces). Throws TokenizerError (missing tokens, mismatched array lengths, unsupported model or
+// spaces; other BPE pre-tokenizers: llama.cpp's per-name add_bos and clean-up). Throws
+// TokenizerError (missing tokens, mismatched array lengths, unsupported model or
 // pre-tokenizer) or gguf::GgufError (mistyped keys).
 Vocab read_vocab(const gguf::File& file);
 

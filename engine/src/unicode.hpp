@@ -1,6 +1,6 @@
 // UTF-8 and Unicode helpers for the tokenizers: code point decoding with llama.cpp's treatment of
 // invalid input, the letter/number classes and whitespace set of the BPE pre-tokenizer regexes,
-// GPT-2's byte <-> character mapping, and the Llama-3 pre-tokenizer split.
+// GPT-2's byte <-> character mapping, and the BPE pre-tokenizer splits.
 #pragma once
 
 #include <cstddef>
@@ -36,10 +36,27 @@ bool is_whitespace(uint32_t cp); // regex \s, the set llama.cpp uses
 const std::string& byte_to_gpt2(uint8_t byte);  // UTF-8 of the stand-in character
 int gpt2_to_byte(uint32_t cp);                  // the byte a stand-in character means, or -1
 
-// Splits code points into words as the Llama-3 pre-tokenizer regex does:
-//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
-//   \s*[\r\n]+|\s+(?!\S)|\s+
-// Returns the length of each word in code points (they add up to cpts.size()).
-std::vector<size_t> split_llama3(const std::vector<uint32_t>& cpts);
+// The pre-tokenizer splits of the BPE vocabularies, each as llama.cpp runs its regex (its
+// hand-written splitters for GPT-2, Llama 3 and Qwen2; std::regex over "collapsed" text, where
+// every non-ASCII code point stands for its class, for the others). Each returns the length of
+// every word in code points (they add up to cpts.size()).
+enum class PreSplit {
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+  Gpt2,
+  // \p{N} first (every digit a word of its own), then Gpt2 within each piece (StarCoder,
+  // SmolLM, Refact, Command-R)
+  DigitsThenGpt2,
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+  // \s*[\r\n]+|\s+(?!\S)|\s+
+  Llama3,
+  Qwen2,  // Llama3 with \p{N} (one digit per word)
+  // llama.cpp's rewrite of GPT-4o's regex: "upper" = a letter other than a-z, "lower" = a letter
+  // other than A-Z (so a non-ASCII letter is both):
+  //   [^\r\n\p{L}\p{N}]?Upper*Lower+Contraction?|[^\r\n\p{L}\p{N}]?Upper+Lower*Contraction?|
+  //   \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  Gpt4o,
+  Tekken,  // Gpt4o without the contractions and with \p{N} (one digit per word)
+};
+std::vector<size_t> pre_split(PreSplit kind, const std::vector<uint32_t>& cpts);
 
 }  // namespace edgellm::unicode

@@ -236,13 +236,37 @@ TEST_CASE("llama-bpe vocab: special tokens, decode, clean-up of spaces", "[token
   }
 }
 
+// The BPE vocabularies of llama.cpp's test set whose pre-tokenizer we run: every vector. Decoding
+// is checked exactly where the vocabulary does not clean up spaces before punctuation.
+TEST_CASE("qwen2 vocab: all of llama.cpp's test vectors", "[tokenizer][bpe]") {
+  check_vocab_vectors(kOracleModels, "ggml-vocab-qwen2.gguf", 46, /*decode_exact=*/true);
+  const Tokenizer& tok = load(kOracleModels + "/ggml-vocab-qwen2.gguf");
+  CHECK_FALSE(tok.add_bos());  // llama.cpp's default for qwen2 (the file has no add_bos_token)
+  CHECK(tok.encode("12345", true, false).size() == 5);  // one word per digit
+}
+
+TEST_CASE("gpt-2 vocab: all of llama.cpp's test vectors", "[tokenizer][bpe]") {
+  check_vocab_vectors(kOracleModels, "ggml-vocab-gpt-2.gguf", 46, /*decode_exact=*/false);
+}
+
+TEST_CASE("mpt vocab (GPT-2 regex): all of llama.cpp's test vectors", "[tokenizer][bpe]") {
+  check_vocab_vectors(kOracleModels, "ggml-vocab-mpt.gguf", 46, /*decode_exact=*/false);
+}
+
+TEST_CASE("starcoder, refact, command-r vocabs (digits apart, then GPT-2): all test vectors",
+          "[tokenizer][bpe]") {
+  check_vocab_vectors(kOracleModels, "ggml-vocab-starcoder.gguf", 46, /*decode_exact=*/false);
+  check_vocab_vectors(kOracleModels, "ggml-vocab-refact.gguf", 46, /*decode_exact=*/false);
+  check_vocab_vectors(kOracleModels, "ggml-vocab-command-r.gguf", 46, /*decode_exact=*/false);
+}
+
 TEST_CASE("vocabularies we do not support are clear errors", "[tokenizer]") {
   struct Case {
     const char* file;
     const char* says;
   };
-  for (const Case c : {Case{"ggml-vocab-qwen2.gguf", "pre-tokenizer 'qwen2'"},
-                       Case{"ggml-vocab-gpt-2.gguf", "pre-tokenizer 'gpt-2'"},
+  for (const Case c : {Case{"ggml-vocab-deepseek-llm.gguf", "pre-tokenizer 'deepseek-llm'"},
+                       Case{"ggml-vocab-falcon.gguf", "pre-tokenizer 'falcon'"},
                        Case{"ggml-vocab-gpt-neox.gguf", "pre-tokenizer ''"},
                        Case{"ggml-vocab-bert-bge.gguf", "tokenizer model 'bert'"},
                        Case{"ggml-vocab-nomic-bert-moe.gguf", "tokenizer model 't5'"}}) {
@@ -614,7 +638,7 @@ TEST_CASE("malformed tokenizer metadata is Format, an unknown but well-formed on
            [](auto& w) { w.set("tokenizer.ggml.model", std::string("rwkv")); },
            [](auto& w) {
              w.set("tokenizer.ggml.model", std::string("gpt2"));
-             w.set("tokenizer.ggml.pre", std::string("qwen2"));
+             w.set("tokenizer.ggml.pre", std::string("deepseek-llm"));
            }}) {
     const Outcome o = outcome(defect);
     INFO(o.what);
