@@ -2,7 +2,8 @@
 //
 //   edgellm-tokenize -m model.gguf -p "Hello world"          # one "id -> 'piece'" line per token
 //   edgellm-tokenize -m model.gguf -p "Hello world" --ids    # [1, 15043, 3186] (llama-tokenize --ids)
-// BOS is added when the model's metadata asks for it, unless --no-bos.
+// BOS is added when the model's metadata asks for it, unless --no-bos. MODEL may be a vocabulary
+// without weights (llama.cpp's ggml-vocab-*.gguf).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
     if (model_path.empty()) throw UsageError("no model given (-m MODEL.gguf)");
     if (!have_text) throw UsageError("no text given (-p TEXT)");
 
-    edgellm::Model model(model_path);
+    // Only the vocabulary is read: quick for big models, and vocabulary-only files work too.
+    edgellm::Model model = edgellm::Model::vocab_only(model_path);
     std::vector<edgellm::Token> tokens = model.tokenize(text, /*add_special=*/!no_bos, parse_special);
     if (ids_only) {
       std::printf("[");

@@ -195,6 +195,7 @@ edgellm_model_params model_defaults() {
   p.use_mmap = true;
   p.progress_callback = nullptr;
   p.progress_user_data = nullptr;
+  p.vocab_only = false;
   return p;
 }
 
@@ -407,6 +408,37 @@ void edgellm_quantize_params_init(edgellm_quantize_params* params, size_t struct
 
 // ---- Model ---------------------------------------------------------------------------------------
 
+namespace {
+
+// edgellm_model_params.vocab_only: the tokenizer and the metadata the API shows, no weights (the
+// file need not have any); the mapping is dropped once the vocabulary is read.
+void load_vocab_only(edgellm_model& m, const char* path, edgellm::gguf::LoadMode mode) {
+  const edgellm::gguf::File file = [&] {
+    try {
+      return edgellm::gguf::File::open(path, mode);
+    } catch (const edgellm::gguf::IoError& e) {
+      fail(Kind::Io, e.what());
+    }
+  }();
+  m.tokenizer = std::make_unique<edgellm::Tokenizer>(edgellm::Tokenizer::from_gguf(file));
+  if (const auto* v = file.find("general.architecture"))
+    if (const auto* s = std::get_if<std::string>(&v->v)) m.about.architecture = *s;
+  m.about.description = "vocabulary only";
+  if (const auto* v = file.find("tokenizer.chat_template"))
+    if (const auto* s = std::get_if<std::string>(&v->v)) m.about.chat_template = *s;
+  edgellm_model_info& info = m.info;
+  info.struct_size = sizeof info;
+  info.architecture = m.about.architecture.c_str();
+  info.description = m.about.description.c_str();
+  info.n_vocab = m.tokenizer->n_vocab();
+  info.bos = m.tokenizer->bos_id();
+  info.eos = m.tokenizer->eos_id();
+  info.add_bos = m.tokenizer->add_bos();
+  info.has_chat_template = m.about.chat_template.has_value();
+}
+
+}  // namespace
+
 edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* params, edgellm_model** model) {
   if (model) *model = nullptr;
   return guarded("edgellm_model_load", [&] {
@@ -423,8 +455,17 @@ edgellm_status edgellm_model_load(const char* path, const edgellm_model_params* 
     // A missing or unreadable file, or no regular file (a FIFO is refused without blocking), is
     // Kind::Io from Model::load.
     auto m = std::make_unique<edgellm_model>();
-    m->model = std::make_unique<edgellm::engine::Model>(edgellm::engine::Model::load(
-        path, p.use_mmap ? edgellm::gguf::LoadMode::Map : edgellm::gguf::LoadMode::Read));
+    const auto mode = p.use_mmap ? edgellm::gguf::LoadMode::Map : edgellm::gguf::LoadMode::Read;
+    if (p.vocab_only) {
+      load_vocab_only(*m, path, mode);
+      progress(1.0f);
+      m->info.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      edgellm::log().info("loaded the vocabulary of '{}' ({} tokens) in {:.1f} ms", path, m->info.n_vocab,
+                          m->info.load_ms);
+      *model = m.release();
+      return;
+    }
+    m->model = std::make_unique<edgellm::engine::Model>(edgellm::engine::Model::load(path, mode));
     const edgellm::gguf::File& file = m->model->file();
     m->tokenizer = std::make_unique<edgellm::Tokenizer>(edgellm::Tokenizer::from_gguf(file));
     const edgellm::engine::HParams& hp = m->model->hparams();
@@ -554,6 +595,9 @@ edgellm_status edgellm_context_create(edgellm_model* model, const edgellm_contex
   return guarded("edgellm_context_create", [&] {
     REQUIRE_ARG(model != nullptr, "model is NULL");
     REQUIRE_ARG(ctx != nullptr, "ctx is NULL");
+    REQUIRE_ARG(model->model != nullptr,
+                "the model was loaded with vocab_only: it can tokenize and detokenize but has no "
+                "weights to run; load it without vocab_only to create a context");
     const edgellm_context_params p = read_params(params, context_defaults(), "edgellm_context_params");
     // The C API has no "0 = the model's context length" (the engine's meaning of 0).
     REQUIRE_ARG(p.n_ctx > 0, "n_ctx must be > 0, got " + std::to_string(p.n_ctx));

@@ -403,6 +403,72 @@ TEST_CASE("structs follow the struct_size rule: old sizes work, 0 and newer size
   edgellm_model_free(m);
 }
 
+// The model parameters as an app built against an edgellm.h without `vocab_only` has them.
+struct OldModelParams {
+  size_t struct_size;
+  bool use_mmap;
+  edgellm_progress_callback progress_callback;
+  void* progress_user_data;
+};
+static_assert(offsetof(edgellm_model_params, vocab_only) >= sizeof(OldModelParams),
+              "a new field starts after the old struct's end (the ABI rule)");
+
+TEST_CASE("vocab_only: a vocabulary without weights tokenizes; a context of it is refused", "[api]") {
+  const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
+  edgellm_model* m = nullptr;
+  // Loaded as a model, the file lacks the weights.
+  CHECK(edgellm_model_load(vocab.c_str(), nullptr, &m) != EDGELLM_OK);
+  CHECK(last_error().find("token_embd.weight") != std::string::npos);
+  CHECK(m == nullptr);
+
+  edgellm_model_params mp = edgellm_model_default_params();
+  CHECK_FALSE(mp.vocab_only);
+  mp.vocab_only = true;
+  REQUIRE(edgellm_model_load(vocab.c_str(), &mp, &m) == EDGELLM_OK);
+  edgellm_token t[8];
+  int32_t n = 0;
+  REQUIRE(edgellm_tokenize(m, "Hello world", -1, true, false, t, 8, &n) == EDGELLM_OK);
+  CHECK(std::vector<edgellm_token>(t, t + n) == std::vector<edgellm_token>{1, 15043, 3186});
+  char buf[64];
+  size_t len = 0;
+  REQUIRE(edgellm_detokenize(m, t + 1, n - 1, false, buf, sizeof buf, &len) == EDGELLM_OK);
+  CHECK(std::string(buf, len) == "Hello world");  // without BOS, the space prefix goes
+  auto info = sized<edgellm_model_info>();
+  REQUIRE(edgellm_model_get_info(m, &info) == EDGELLM_OK);
+  CHECK(info.n_vocab == 32000);
+  CHECK(info.bos == 1);
+  CHECK(info.eos == 2);
+  CHECK(info.add_bos);
+  CHECK(info.n_layer == 0);
+  CHECK(std::string(info.description) == "vocabulary only");
+  CHECK(edgellm_token_is_eog(m, 2));
+
+  edgellm_context* c = nullptr;
+  CHECK(edgellm_context_create(m, nullptr, &c) == EDGELLM_ERR_INVALID_ARGUMENT);
+  CHECK(last_error().find("vocab_only") != std::string::npos);
+  CHECK(c == nullptr);
+  edgellm_model_free(m);
+
+  // A full model loaded vocab_only tokenizes as the full load does; the C++ wrapper's
+  // Model::vocab_only is the same, and its Context throws.
+  const edgellm::Model full(kStories);
+  edgellm::Model words = edgellm::Model::vocab_only(kStories);
+  CHECK(words.tokenize("Once upon a time, a llama", true) == full.tokenize("Once upon a time, a llama", true));
+  CHECK(words.info().n_vocab == full.info().n_vocab);
+  CHECK_THROWS_AS(edgellm::Context(words), edgellm::Exception);
+
+  // An app built before vocab_only: its struct loads the full model.
+  OldModelParams old{sizeof(OldModelParams), true, nullptr, nullptr};
+  REQUIRE(edgellm_model_load(kStories.c_str(), reinterpret_cast<const edgellm_model_params*>(&old), &m) ==
+          EDGELLM_OK);
+  edgellm_context_params cp = edgellm_context_default_params();
+  cp.n_ctx = 16;
+  cp.n_threads = 1;
+  REQUIRE(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+  edgellm_context_free(c);
+  edgellm_model_free(m);
+}
+
 TEST_CASE("bad eval arguments are refused and change nothing", "[api]") {
   Loaded l(16);
   const edgellm_token ok[2] = {1, 100};

@@ -267,6 +267,13 @@ TEST_CASE("edgellm-tokenize prints ids like llama-tokenize --ids, and pieces", "
   CHECK(pieces.out.find("'<s>'") != std::string::npos);
   CHECK(pieces.out.find("' upon'") != std::string::npos);
   check_one_line_error(run("edgellm-tokenize", {"-m", kTmp + "/nope.gguf", "-p", "x"}), "nope.gguf");
+
+  // A vocabulary without weights (llama.cpp's test vocabularies): only the tokenizer is read.
+  Run vocab = run("edgellm-tokenize",
+                  {"-m", std::string(EDGELLM_SHARED_MODELS) + "/ggml-vocab-llama-spm.gguf", "-p", "Hello world", "--ids"});
+  INFO("stderr: " << vocab.err);
+  REQUIRE(vocab.rc == 0);
+  CHECK(vocab.out == "[1, 15043, 3186]\n");
 }
 
 TEST_CASE("edgellm-bench prints llama-bench's JSON fields and a markdown table", "[tools]") {

@@ -137,6 +137,14 @@ typedef struct edgellm_model_params {
                                                   so later changes to the file do not matter */
   edgellm_progress_callback progress_callback; /* may be NULL */
   void* progress_user_data;
+  bool vocab_only;                             /* false (default). true: read only the
+                                                  vocabulary (tokenizer.* metadata): a file
+                                                  without weights (llama.cpp's ggml-vocab-*.gguf)
+                                                  loads; tokenize, detokenize, token pieces, chat
+                                                  templates and the info (n_vocab, bos, eos,
+                                                  add_bos; the shape fields are 0) work, and
+                                                  edgellm_context_create refuses the model with
+                                                  EDGELLM_ERR_INVALID_ARGUMENT */
 } edgellm_model_params;
 
 /* Writes the defaults into the first struct_size bytes of *params (struct_size included). */

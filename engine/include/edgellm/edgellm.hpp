@@ -62,6 +62,12 @@ class Model {
   explicit Model(const std::string& path, const edgellm_model_params& params = edgellm_model_default_params()) {
     detail::check(edgellm_model_load(path.c_str(), &params, &m_));
   }
+  // Only the vocabulary (params.vocab_only): tokenize and detokenize; a Context of it throws.
+  static Model vocab_only(const std::string& path) {
+    edgellm_model_params p = edgellm_model_default_params();
+    p.vocab_only = true;
+    return Model(path, p);
+  }
   ~Model() { edgellm_model_free(m_); }
   Model(Model&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
   Model& operator=(Model&& o) noexcept {
