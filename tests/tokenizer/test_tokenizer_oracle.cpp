@@ -146,15 +146,17 @@ const std::string kOracleVocabs = std::string(EDGELLM_ORACLE_DIR) + "/llama.cpp/
 
 TEST_CASE("BPE pre-tokenizers of the shipped vocabularies agree with llama.cpp on random text",
           "[tokenizer][oracle]") {
-  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-qwen2.gguf", 8, 5);
-  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-gpt-2.gguf", 10, 6);
-  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-starcoder.gguf", 8, 7);
-  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-command-r.gguf", 8, 8);
+  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-qwen2.gguf", 5, 5);
+  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-gpt-2.gguf", 6, 6);
+  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-starcoder.gguf", 5, 7);
+  compare_texts_with_llama(kOracleVocabs + "/ggml-vocab-command-r.gguf", 5, 8);
   compare_texts_with_llama(std::string(EDGELLM_SHARED_MODELS) + "/ggml-vocab-llama-bpe.gguf", 5, 9);
 }
 
 TEST_CASE("pre-tokenizers without a shipped vocabulary agree with llama.cpp on random text",
           "[tokenizer][oracle]") {
+  // (Each oracle call loads this 128k-token vocabulary, about a second: the rule text and six
+  // random texts of up to 40 parts per name keep the case near a minute.)
   // The Llama-3 vocabulary under each name; llama.cpp applies each name's regex and flags
   // (add_bos, clean-up of spaces, ignore_merges) as we do. Not Qwen2's: it has no token of two
   // or more digits, so the digit rules (one digit or up to three) would not show.
@@ -164,7 +166,7 @@ TEST_CASE("pre-tokenizers without a shipped vocabulary agree with llama.cpp on r
     edgellm::oracle::TempFile copy;
     write_vocab_copy(kOracleVocabs + "/ggml-vocab-llama-bpe.gguf", copy.path(),
                      {{"tokenizer.ggml.pre", edgellm::gguf::Value(std::string(pre))}});
-    compare_texts_with_llama(copy.path(), 12, seed++);
+    compare_texts_with_llama(copy.path(), 6, seed++);
   }
 }
 
