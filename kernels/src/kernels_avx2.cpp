@@ -153,13 +153,27 @@ float vec_dot_q5_K_q8_K_avx2(int64_t n, const block_q5_K* x, const block_q8_K* y
   return out;
 }
 
+// Q3_K / Q2_K scales: 16 sub-block scales s_0..s_15 as unsigned bytes. The 32 quants at
+// 128h + 32k take s_{8h+2k} (elements 0..15) and s_{8h+2k+1} (16..31): scale_half widens
+// s_{8h..8h+7} (minus `offset`) to int16 in both lanes (no lane-crossing shuffle: they are slow on
+// some AMD cores), scale_pair broadcasts s_{8h+2k} over the low lane and s_{8h+2k+1} over the high
+// one (one in-lane shuffle per 32 quants).
+inline __m256i scale_half(__m128i sc8, int h, int16_t offset) {
+  const __m128i bytes = h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8);
+  return _mm256_broadcastsi128_si256(_mm_sub_epi16(_mm_cvtepu8_epi16(bytes), _mm_set1_epi16(offset)));
+}
+inline __m256i scale_pair(__m256i half, int k) {
+  const char lo = static_cast<char>(4 * k), hi = static_cast<char>(4 * k + 2);
+  return _mm256_shuffle_epi8(half, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
+                                                    lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi,
+                                                    hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+}
+
 // Q3_K: laid out as Q6_K's halves: element 128h + 32k + l takes bits 2k..2k+1 of qs[32h + l] and
 // bit 4h + k of hmask[l] as q in 0..7 (value q - 4; maddubs takes the unsigned q and the - 4 comes
 // back as - 4 sum_j s_j bsum_j); sub-block j = 8h + 2k (+1 for l >= 16) has scale s_j = sc_j - 32.
 float vec_dot_q3_K_q8_K_avx2(int64_t n, const block_q3_K* x, const block_q8_K* y) {
   const __m256i low2 = _mm256_set1_epi8(0x03), bit0 = _mm256_set1_epi8(0x01);
-  const __m256i pair_ctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b) {
     const block_q3_K& xb = x[b];
@@ -167,25 +181,25 @@ float vec_dot_q3_K_q8_K_avx2(int64_t n, const block_q3_K* x, const block_q8_K* y
     prefetch_ahead<sizeof(block_q3_K)>(&xb);
     // The 16 6-bit scales, 4 to a word: word w holds sub-blocks 4w..4w+3, the low nibbles from
     // bytes 0..7 (w < 2: low nibbles, else high), the top 2 bits from bits 2w, 2w + 1 of bytes 8..11.
-    uint32_t u[3], sc6[4];
+    // Built in registers: four scalar stores read back by one vector load cannot be forwarded.
+    uint32_t u[3];
     std::memcpy(u, xb.scales, 12);
-    for (int w = 0; w < 4; ++w) {
-      const uint32_t low = w < 2 ? u[w] & 0x0F0F0F0F : (u[w - 2] >> 4) & 0x0F0F0F0F;
-      sc6[w] = low | ((u[2] >> (2 * w)) & 0x03030303) << 4;
-    }
-    const __m256i scales = _mm256_sub_epi16(
-        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc6))), _mm256_set1_epi16(32));
+    const __m128i low = _mm_and_si128(_mm_setr_epi32(int(u[0]), int(u[1]), int(u[0] >> 4), int(u[1] >> 4)),
+                                      _mm_set1_epi8(0x0F));
+    const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(int(u[2])), _mm_setr_epi32(0, 2, 4, 6)),
+                                      _mm_set1_epi8(0x03));
+    const __m128i sc8 = _mm_or_si128(low, _mm_slli_epi32(top, 4));
+    const __m256i scales = _mm256_sub_epi16(_mm256_cvtepu8_epi16(sc8), _mm256_set1_epi16(32));
     const __m256i hm = load256(xb.hmask);
     __m256i sum = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i qs = load256(xb.qs + 32 * h);
+      const __m256i half = scale_half(sc8, h, 32);
       for (int k = 0; k < 4; ++k) {
-        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), low2);
+        const __m256i low2k = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), low2);
         const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), bit0), 2);
-        const __m256i q = _mm256_or_si256(low, high);
-        // scales of sub-blocks 8h + 2k, 8h + 2k + 1: 32-bit element 4h + k of scales, split by lane
-        const __m256i pair = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(4 * h + k));
-        const __m256i sc = _mm256_shuffle_epi8(pair, pair_ctl);
+        const __m256i q = _mm256_or_si256(low2k, high);
+        const __m256i sc = scale_pair(half, k);  // sub-blocks 8h + 2k (low lane), 8h + 2k + 1 (high lane)
         const __m256i p = _mm256_maddubs_epi16(q, load256(ab.qs + 128 * h + 32 * k));
         sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
       }
@@ -202,24 +216,22 @@ float vec_dot_q3_K_q8_K_avx2(int64_t n, const block_q3_K* x, const block_q8_K* y
 float vec_dot_q2_K_q8_K_avx2(int64_t n, const block_q2_K* x, const block_q8_K* y) {
   const __m256i low2 = _mm256_set1_epi8(0x03);
   const __m128i low4 = _mm_set1_epi8(0x0F);
-  const __m256i pair_ctl = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b) {
     const block_q2_K& xb = x[b];
     const block_q8_K& ab = y[b];
     prefetch_ahead<sizeof(block_q2_K)>(&xb);
     const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb.scales));
-    const __m256i scales = _mm256_cvtepu8_epi16(_mm_and_si128(packed, low4));
+    const __m128i sc8 = _mm_and_si128(packed, low4);
     const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
     __m256i sum = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i qs = load256(xb.qs + 32 * h);
+      const __m256i half = scale_half(sc8, h, 0);
       for (int k = 0; k < 4; ++k) {
         const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), low2);
-        const __m256i pair = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(4 * h + k));
         const __m256i p = _mm256_maddubs_epi16(q, load256(ab.qs + 128 * h + 32 * k));
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(pair, pair_ctl)));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scale_pair(half, k)));
       }
     }
     const __m256i sum_min = _mm256_madd_epi16(load256(ab.bsums), mins);
@@ -281,7 +293,8 @@ float vec_dot_iq4_xs_q8_K_avx2(int64_t n, const block_iq4_xs* x, const block_q8_
 constexpr int kTileRows = 8;
 // Activation rows from which the prefill tile beats the decode kernel (rows re-read from L1), per
 // type; matmul() reads them (docs/PERFORMANCE.md, "GEMV/GEMM switch"). Measured on an AMD EPYC
-// Zen 4 VM (2 shared cores, no AVX-512) with `bench-kernels --benchmark_filter='switch/.*threads:1'`
+// VM reporting family 23 model 1 (2 shared cores, AVX2, no AVX-512) with
+// `bench-kernels --benchmark_filter='switch/.*threads:1'`
 // (CPU time, medians of 3), after the tiles' shuffle transpose (transpose_rows): gemv = gemm at
 // about 8 rows for Q4_K (12 before the transpose, 2 threads), 6-7 for Q6_K (kept at the earlier 2-thread 6),
 // 5 for Q5_K, 3 for Q3_K (a slow decode kernel), 5-6 for Q2_K. An earlier session's Xeon gave 8
