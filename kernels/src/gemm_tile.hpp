@@ -231,5 +231,186 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
   }
 }
 
+
+// ---- 32-element formats: Q8_0, Q4_0, Q5_0, IQ4_NL (Q8_0 activations), Q4_1, Q5_1 (Q8_1) ----
+// Rows may be any whole number of 32-element blocks (1152, 896: the widths that make llama.cpp
+// fall back from the K-quants), so a tile holds TR weight rows block by block:
+//   G group vectors of TR lanes x 4 bytes, in one of two layouts:
+//     Layout32::u8 (G = 8, for vpdpbusd): lane r = 4 consecutive quants of row r as unsigned bytes
+//       q + Small<B>::offset (every type's integer level fits a byte that way);
+//     Layout32::s16 (G = 16, for vpmaddwd): lane r = 2 consecutive levels as int16 (no offset: the
+//       8-bit dot products without VNNI saturate on Q8_0's full range, 16-bit products are exact);
+//   then 1 float vector d (lane r = row r's scale) and, for Q4_1 / Q5_1, 1 float vector m.
+// The activation side is prepared once per call for every row and block (Act32): its d, Q8_1's s,
+// and for the u8 layout -offset * sum(q), where the block's integer sum starts; for the s16 layout
+// the activation quants widened to int16.
+
+// Per-type facts: the activation form, the unsigned offset of the u8 layout and the levels.
+template <typename B>
+struct Small;
+template <>
+struct Small<block_q8_0> {
+  using Act = block_q8_0;
+  static constexpr int offset = 128;
+  static void levels(const block_q8_0& x, int16_t* q) {
+    for (int i = 0; i < 32; ++i) q[i] = x.qs[i];
+  }
+};
+template <>
+struct Small<block_q4_0> {
+  using Act = block_q8_0;
+  static constexpr int offset = 8;
+  static void levels(const block_q4_0& x, int16_t* q) {
+    for (int i = 0; i < 16; ++i) q[i] = static_cast<int16_t>((x.qs[i] & 0xF) - 8), q[i + 16] = static_cast<int16_t>((x.qs[i] >> 4) - 8);
+  }
+};
+template <>
+struct Small<block_q4_1> {
+  using Act = block_q8_1;
+  static constexpr int offset = 0;
+  static void levels(const block_q4_1& x, int16_t* q) {
+    for (int i = 0; i < 16; ++i) q[i] = static_cast<int16_t>(x.qs[i] & 0xF), q[i + 16] = static_cast<int16_t>(x.qs[i] >> 4);
+  }
+};
+template <>
+struct Small<block_q5_0> {
+  using Act = block_q8_0;
+  static constexpr int offset = 16;
+  static void levels(const block_q5_0& x, int16_t* q) {
+    const uint32_t h = q5_high_bits(x.qh);
+    for (int i = 0; i < 16; ++i) {
+      q[i] = static_cast<int16_t>(((x.qs[i] & 0xF) | ((h >> i) & 1) << 4) - 16);
+      q[i + 16] = static_cast<int16_t>(((x.qs[i] >> 4) | ((h >> (i + 16)) & 1) << 4) - 16);
+    }
+  }
+};
+template <>
+struct Small<block_q5_1> {
+  using Act = block_q8_1;
+  static constexpr int offset = 0;
+  static void levels(const block_q5_1& x, int16_t* q) {
+    const uint32_t h = q5_high_bits(x.qh);
+    for (int i = 0; i < 16; ++i) {
+      q[i] = static_cast<int16_t>((x.qs[i] & 0xF) | ((h >> i) & 1) << 4);
+      q[i + 16] = static_cast<int16_t>((x.qs[i] >> 4) | ((h >> (i + 16)) & 1) << 4);
+    }
+  }
+};
+template <>
+struct Small<block_iq4_nl> {
+  using Act = block_q8_0;
+  static constexpr int offset = 128;
+  static void levels(const block_iq4_nl& x, int16_t* q) {
+    for (int i = 0; i < 16; ++i) q[i] = kvalues_iq4nl[x.qs[i] & 0xF], q[i + 16] = kvalues_iq4nl[x.qs[i] >> 4];
+  }
+};
+
+template <typename B>
+constexpr bool has_min = std::is_same_v<typename Small<B>::Act, block_q8_1>;
+
+enum class Layout32 { u8, s16 };
+
+template <int TR, typename B, Layout32 L>
+struct Tile32 {
+  static constexpr int groups = L == Layout32::u8 ? 8 : 16;
+  static constexpr size_t group_bytes = 4 * TR;
+  static constexpr size_t quant_bytes = groups * group_bytes;
+  static constexpr size_t block_bytes = quant_bytes + (has_min<B> ? 2 : 1) * 4 * TR;
+  static const float* d(const uint8_t* tb) { return reinterpret_cast<const float*>(tb + quant_bytes); }
+  static const float* m(const uint8_t* tb) { return reinterpret_cast<const float*>(tb + quant_bytes + 4 * TR); }
+};
+
+// An activation block's scalars (see above).
+struct Act32 {
+  float d;
+  float s;        // Q8_1: d * sum(q); else 0
+  int32_t start;  // u8 layout: -offset * sum(q); else 0
+};
+
+// Packs rows [0, rows) of a TR-row tile; lanes of rows past `rows` stay zero.
+template <int TR, typename B, Layout32 L>
+void pack32(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
+  using T = Tile32<TR, B, L>;
+  std::memset(tile, 0, nb * T::block_bytes);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* tb = tile + b * T::block_bytes;
+    auto* d = reinterpret_cast<float*>(tb + T::quant_bytes);
+    for (int r = 0; r < rows; ++r) {
+      const B& x = reinterpret_cast<const B*>(w + r * w_row_bytes)[b];
+      int16_t q[32];
+      Small<B>::levels(x, q);
+      if constexpr (L == Layout32::u8) {
+        uint8_t u[32];
+        for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(q[e] + Small<B>::offset);
+        for (int g = 0; g < 8; ++g) std::memcpy(tb + g * T::group_bytes + 4 * r, u + 4 * g, 4);
+      } else {
+        for (int g = 0; g < 16; ++g) std::memcpy(tb + g * T::group_bytes + 4 * r, q + 2 * g, 4);
+      }
+      d[r] = fp16_to_fp32(x.d);
+      if constexpr (has_min<B>) d[TR + r] = fp16_to_fp32(x.m);
+    }
+  }
+}
+
+// The prefill matmul over 32-element blocks: for each TR-row weight tile, pack it, then run
+// Rows<NA>::run(tile, nb, q[NA], act[NA], out[NA * TR]) over the activation rows, PASS at a time.
+// q[i] is activation row i's quants: its first Small<B>::Act block (u8 layout; the kernel reads
+// .qs of each) or its int16 copy (s16 layout); act[i] its nb Act32 entries.
+template <int TR, typename B, Layout32 L, template <int> class Rows, int PASS>
+void matmul_tiles32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                    size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  using T = Tile32<TR, B, L>;
+  using A = typename Small<B>::Act;
+  const int64_t nb = n / 32;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(a);
+  const size_t tile_bytes = (nb * T::block_bytes + 63) / 64 * 64;
+  const size_t meta_bytes = (n_act * nb * sizeof(Act32) + 63) / 64 * 64;
+  const size_t q16_bytes = L == Layout32::s16 ? n_act * n * sizeof(int16_t) : 0;
+  uint8_t* tile = scratch(tile_bytes + meta_bytes + q16_bytes);
+  auto* meta = reinterpret_cast<Act32*>(tile + tile_bytes);
+  auto* q16 = reinterpret_cast<int16_t*>(tile + tile_bytes + meta_bytes);
+  for (int64_t i = 0; i < n_act; ++i) {
+    const A* ai = reinterpret_cast<const A*>(ab + i * a_row_bytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      for (int e = 0; e < 32; ++e) sum += ai[b].qs[e];
+      Act32& m = meta[i * nb + b];
+      m.d = fp16_to_fp32(ai[b].d);
+      if constexpr (has_min<B>) m.s = fp16_to_fp32(ai[b].s);
+      else m.s = 0.0f;
+      m.start = L == Layout32::u8 ? -Small<B>::offset * sum : 0;
+      if constexpr (L == Layout32::s16)
+        for (int e = 0; e < 32; ++e) q16[(i * nb + b) * 32 + e] = ai[b].qs[e];
+    }
+  }
+  for (int64_t r0 = 0; r0 < n_rows; r0 += TR) {
+    const int rows = static_cast<int>(n_rows - r0 < TR ? n_rows - r0 : TR);
+    pack32<TR, B, L>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    for (int64_t i = 0; i < n_act; i += PASS) {
+      const int na = static_cast<int>(n_act - i < PASS ? n_act - i : PASS);
+      const void* qp[PASS];
+      const Act32* mp[PASS];
+      alignas(64) float out[PASS * TR];
+      for (int k = 0; k < na; ++k) {
+        if constexpr (L == Layout32::u8) qp[k] = ab + (i + k) * a_row_bytes;
+        else qp[k] = q16 + (i + k) * n;
+        mp[k] = meta + (i + k) * nb;
+      }
+      switch (na) {
+        case 8: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 8 : 1>::run(tile, nb, qp, mp, out); break;
+        case 7: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 7 : 1>::run(tile, nb, qp, mp, out); break;
+        case 6: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 6 : 1>::run(tile, nb, qp, mp, out); break;
+        case 5: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 5 : 1>::run(tile, nb, qp, mp, out); break;
+        case 4: Rows<4>::run(tile, nb, qp, mp, out); break;
+        case 3: Rows<3>::run(tile, nb, qp, mp, out); break;
+        case 2: Rows<2>::run(tile, nb, qp, mp, out); break;
+        default: Rows<1>::run(tile, nb, qp, mp, out); break;
+      }
+      for (int k = 0; k < na; ++k) std::memcpy(y + (i + k) * ldy + r0, out + k * TR, rows * sizeof(float));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace edgellm::kernels::gemm

@@ -301,6 +301,7 @@ constexpr int kTileRows = 8;
 // for Q4_K and Q6_K. Other CPUs may differ: re-measure before trusting them elsewhere.
 constexpr int64_t kGemmMinRowsQ4K = 8, kGemmMinRowsQ6K = 6;
 constexpr int64_t kGemmMinRowsQ5K = 5, kGemmMinRowsQ3K = 3, kGemmMinRowsQ2K = 6;
+constexpr int64_t kGemmMinRows32 = 4;  // Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL: not yet measured
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -500,6 +501,44 @@ struct RowsQ2K {
     tile_rows_k16i<NA, block_q2_K>(t, nb, a, bs, o);
   }
 };
+
+// NA activation rows times one tile of a 32-element format (gemm_tile.hpp, s16 layout): per block
+// 16 vpmaddwd of a row-pair vector with a broadcast pair of int16 activations (exact: no 8-bit
+// product saturates, Q8_0's -128 included), then y lane r += d_r d_a sum (+ m_r s_a).
+template <typename B>
+struct Rows32 {
+  using T = gemm::Tile32<kTileRows, B, gemm::Layout32::s16>;
+  template <int NA>
+  struct Run {
+    static void run(const uint8_t* tile, int64_t nb, const void* const* q, const gemm::Act32* const* act, float* y) {
+      __m256 out[NA];
+      for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* tb = tile + b * T::block_bytes;
+        __m256i acc[NA];
+        for (int i = 0; i < NA; ++i) acc[i] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+        for (int p = 0; p < 16; ++p) {
+          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + p * T::group_bytes));
+          for (int i = 0; i < NA; ++i)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, bcast4(static_cast<const int16_t*>(q[i]) + 32 * b + 2 * p)));
+        }
+        const __m256 d = _mm256_load_ps(T::d(tb));
+        for (int i = 0; i < NA; ++i)
+          out[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(d, _mm256_set1_ps(act[i][b].d)), out[i]);
+        if constexpr (gemm::has_min<B>) {
+          const __m256 m = _mm256_load_ps(T::m(tb));
+          for (int i = 0; i < NA; ++i) out[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(act[i][b].s), out[i]);
+        }
+      }
+      for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
+    }
+  };
+};
+
+// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on).
+template <typename B>
+constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::s16, Rows32<B>::template Run, 4>;
 
 // ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
@@ -1007,6 +1046,12 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx2>(k.row(DType::Q5_1));
+    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q4_0), matmul32<block_q4_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q5_0), matmul32<block_q5_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q4_1), matmul32<block_q4_1>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q5_1), matmul32<block_q5_1>, kGemmMinRows32);
+    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRows32);
     set_dequantize<dequantize_row_f16_avx2>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx2>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx2>(k.row(DType::BF16));

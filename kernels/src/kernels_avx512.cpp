@@ -519,6 +519,7 @@ constexpr int kActPerPass = 8;
 // EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
 // gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
 constexpr int64_t kGemmMinRowsQ4K = 6, kGemmMinRowsQ6K = 6;
+constexpr int64_t kGemmMinRows32 = 4;  // Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL: not yet measured
 using Tile = gemm::Tile<kTileRows>;
 // A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
 // transposes of 32-bit words (unpack 32 / 64-bit, then two 128-bit lane shuffles), where a word
@@ -672,6 +673,51 @@ struct RowsQ6K {
   }
 };
 
+// NA activation rows times one tile of a 32-element format (gemm_tile.hpp, u8 layout): per block
+// the integer sum starts at -offset sum(a) and takes 8 vpdpbusd of the unsigned quants with 4
+// broadcast activation bytes; then y lane r += d_r d_a sum (+ m_r s_a for Q4_1 / Q5_1).
+template <typename B>
+struct Rows32 {
+  using T = gemm::Tile32<kTileRows, B, gemm::Layout32::u8>;
+  using A = typename gemm::Small<B>::Act;
+  template <int NA>
+  struct Run {
+    static void run(const uint8_t* tile, int64_t nb, const void* const* q, const gemm::Act32* const* act, float* y) {
+      __m512 out[NA];
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i) out[i] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* tb = tile + b * T::block_bytes;
+        __m512i acc[NA];
+#pragma GCC unroll 16
+        for (int i = 0; i < NA; ++i) acc[i] = _mm512_set1_epi32(act[i][b].start);
+#pragma GCC unroll 16
+        for (int g = 0; g < 8; ++g) {
+          const __m512i w = _mm512_load_si512(tb + g * T::group_bytes);
+#pragma GCC unroll 16
+          for (int i = 0; i < NA; ++i)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], w, bcast4(static_cast<const A*>(q[i])[b].qs + 4 * g));
+        }
+        const __m512 d = _mm512_load_ps(T::d(tb));
+#pragma GCC unroll 16
+        for (int i = 0; i < NA; ++i)
+          out[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), _mm512_mul_ps(d, _mm512_set1_ps(act[i][b].d)), out[i]);
+        if constexpr (gemm::has_min<B>) {
+          const __m512 m = _mm512_load_ps(T::m(tb));
+#pragma GCC unroll 16
+          for (int i = 0; i < NA; ++i) out[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(act[i][b].s), out[i]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < NA; ++i) _mm512_store_ps(y + i * kTileRows, out[i]);
+    }
+  };
+};
+
+// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on).
+template <typename B>
+constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32<B>::template Run, kActPerPass>;
+
 // The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K activation rows on).
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
@@ -707,6 +753,12 @@ const KernelSet* avx512_kernels() {
     set_vec_dot<vec_dot_q4_0_q8_0_avx512>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx512>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx512>(k.row(DType::Q5_1));
+    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q4_0), matmul32<block_q4_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q5_0), matmul32<block_q5_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q4_1), matmul32<block_q4_1>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q5_1), matmul32<block_q5_1>, kGemmMinRows32);
+    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRows32);
     set_dequantize<dequantize_row_f16_avx512>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx512>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx512>(k.row(DType::BF16));

@@ -1142,6 +1142,79 @@ TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activa
   if (kernels_for(Isa::avx2)) CHECK(tested >= 5 * 5);  // every K type has an AVX2 tile
 }
 
+// The 32-element formats' tiles, on rows of 5 and 36 blocks (1152 wide: a Gemma-3-1B row, not a
+// multiple of 256). Edge rows: every weight quant at its extreme (Q8_0 -128) or a zero scale;
+// edge activations: every quant -128.
+TEST_CASE("32-element-format gemm tiles stay within the dot-product bound for every activation count", "[matmul][gemm]") {
+  int tested = 0;
+  auto run = [&](DType type, auto make, auto ref, auto magnitudes, auto make_act, auto deq_act) {
+    using WB = typename decltype(make(int64_t{1}, Fill::random))::value_type;
+    using AB = typename decltype(make_act(int64_t{1}, Fill::random))::value_type;
+    for (int64_t nb : {5, 36}) {
+      const int64_t n = nb * 32;
+      for (int64_t rows : {1, 8, 13, 19, 35}) {
+        std::vector<WB> w;
+        std::vector<float> w_abs;
+        for (int64_t r = 0; r < rows; ++r) {
+          const Fill fill = r % 4 == 1 ? Fill::all_max : r % 4 == 3 ? Fill::zero_scale : Fill::random;
+          const auto blocks = make(nb, fill);
+          w.insert(w.end(), blocks.begin(), blocks.end());
+          const auto m = magnitudes(blocks);
+          w_abs.insert(w_abs.end(), m.begin(), m.end());
+        }
+        const int64_t max_act = 40;
+        std::vector<AB> a;
+        for (int64_t i = 0; i < max_act; ++i) {
+          const auto blocks = make_act(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
+          a.insert(a.end(), blocks.begin(), blocks.end());
+        }
+        const auto a_f = deq_act(a);
+        for (Isa isa : available_isas()) {
+          const TypeKernels& t = *kernels_for(isa)->type(type);
+          if (!t.gemm) continue;
+          ++tested;
+          REQUIRE(t.gemm_min_rows + 17 <= max_act);
+          for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
+            const int64_t ldy = rows + 2;
+            std::vector<float> y(n_act * ldy, -1.0f);
+            t.gemm(n, w.data(), nb * sizeof(WB), rows, a.data(), nb * sizeof(AB), n_act, y.data(), ldy);
+            int bad = 0;
+            for (int64_t i = 0; i < n_act; ++i) {
+              const std::vector<float> ai(a_f.begin() + i * n, a_f.begin() + (i + 1) * n);
+              for (int64_t r = 0; r < rows; ++r) {
+                const double want = ref(n, w.data() + r * nb, a.data() + i * nb);
+                const std::vector<float> wr(w_abs.begin() + r * n, w_abs.begin() + (r + 1) * n);
+                if (!(std::abs(y[i * ldy + r] - want) <= dot_bound(n, abs_dot(wr, ai))) && ++bad <= 3)
+                  FAIL_CHECK(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " blocks " << nb
+                                            << " rows " << rows << " n_act " << n_act << ": y[" << i << "][" << r
+                                            << "] = " << y[i * ldy + r] << ", reference " << want);
+              }
+              CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
+              CHECK(y[i * ldy + rows + 1] == -1.0f);
+            }
+            CHECK(bad == 0);
+          }
+        }
+      }
+    }
+  };
+  auto plain = [](auto deq) {
+    return [=](const auto& blocks) {
+      std::vector<float> v(blocks.size() * 32);
+      deq(blocks.data(), v.data(), static_cast<int64_t>(v.size()));
+      for (float& x : v) x = std::abs(x);
+      return v;
+    };
+  };
+  run(DType::Q8_0, make_q8_0, vec_dot_q8_0_q8_0_ref, plain(dequantize_row_q8_0_ref), make_q8_0, deq_q8_0);
+  run(DType::Q4_0, make_q4_0, vec_dot_q4_0_q8_0_ref, plain(dequantize_row_q4_0_ref), make_q8_0, deq_q8_0);
+  run(DType::Q5_0, make_q5_0, vec_dot_q5_0_q8_0_ref, plain(dequantize_row_q5_0_ref), make_q8_0, deq_q8_0);
+  run(DType::IQ4_NL, make_iq4_nl, vec_dot_iq4_nl_q8_0_ref, plain(dequantize_row_iq4_nl_ref), make_q8_0, deq_q8_0);
+  run(DType::Q4_1, make_q4_1, vec_dot_q4_1_q8_1_ref, q4_1_magnitudes, make_q8_1, deq_q8_1);
+  run(DType::Q5_1, make_q5_1, vec_dot_q5_1_q8_1_ref, q5_1_magnitudes, make_q8_1, deq_q8_1);
+  if (kernels_for(Isa::avx2)) CHECK(tested >= 6 * 2 * 5);  // every 32-element type has an AVX2 tile
+}
+
 TEST_CASE("matmul rejects bad shapes with an exception", "[matmul]") {
   ThreadPool pool(1);
   const KernelSet& ks = *kernels_for(Isa::scalar);
