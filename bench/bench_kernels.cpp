@@ -226,7 +226,8 @@ struct Ggml {
 // the gemm / switch rows (the types with a prefill tile).
 const DType kGemvTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K,   DType::Q2_K,
                             DType::IQ4_XS, DType::IQ4_NL, DType::Q4_1, DType::Q5_0, DType::Q5_1};
-const DType kGemmTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K, DType::Q2_K};
+const DType kGemmTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q3_K, DType::Q2_K,  DType::Q8_0,
+                            DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::IQ4_NL};
 
 Ggml load_ggml() {
   Ggml g;

@@ -327,8 +327,21 @@ struct Act32 {
   int32_t start;  // u8 layout: -offset * sum(q); else 0
 };
 
-// Packs rows [0, rows) of a TR-row tile; lanes of rows past `rows` stay zero.
-template <int TR, typename B, Layout32 L>
+// The portable unpacker: U::raw(block, u) gives the u8 layout's 32 bytes of a block, U::levels
+// its 32 int16 levels (an ISA may do them with shuffles).
+struct Unpack32 {
+  template <typename B>
+  static void raw(const B& x, uint8_t* u) {
+    int16_t q[32];
+    Small<B>::levels(x, q);
+    for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(q[e] + Small<B>::offset);
+  }
+  template <typename B>
+  static void levels(const B& x, int16_t* q) { Small<B>::levels(x, q); }
+};
+
+// Packs rows [0, rows) of a TR-row tile (unpacker U); lanes of rows past `rows` stay zero.
+template <int TR, typename B, Layout32 L, typename U>
 void pack32(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
   using T = Tile32<TR, B, L>;
   std::memset(tile, 0, nb * T::block_bytes);
@@ -337,13 +350,13 @@ void pack32(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t*
     auto* d = reinterpret_cast<float*>(tb + T::quant_bytes);
     for (int r = 0; r < rows; ++r) {
       const B& x = reinterpret_cast<const B*>(w + r * w_row_bytes)[b];
-      int16_t q[32];
-      Small<B>::levels(x, q);
       if constexpr (L == Layout32::u8) {
-        uint8_t u[32];
-        for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(q[e] + Small<B>::offset);
+        alignas(32) uint8_t u[32];
+        U::raw(x, u);
         for (int g = 0; g < 8; ++g) std::memcpy(tb + g * T::group_bytes + 4 * r, u + 4 * g, 4);
       } else {
+        alignas(32) int16_t q[32];
+        U::levels(x, q);
         for (int g = 0; g < 16; ++g) std::memcpy(tb + g * T::group_bytes + 4 * r, q + 2 * g, 4);
       }
       d[r] = fp16_to_fp32(x.d);
@@ -356,7 +369,7 @@ void pack32(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t*
 // Rows<NA>::run(tile, nb, q[NA], act[NA], out[NA * TR]) over the activation rows, PASS at a time.
 // q[i] is activation row i's quants: its first Small<B>::Act block (u8 layout; the kernel reads
 // .qs of each) or its int16 copy (s16 layout); act[i] its nb Act32 entries.
-template <int TR, typename B, Layout32 L, template <int> class Rows, int PASS>
+template <int TR, typename B, Layout32 L, template <int> class Rows, int PASS, typename U = Unpack32>
 void matmul_tiles32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                     size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   using T = Tile32<TR, B, L>;
@@ -386,7 +399,7 @@ void matmul_tiles32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows
   }
   for (int64_t r0 = 0; r0 < n_rows; r0 += TR) {
     const int rows = static_cast<int>(n_rows - r0 < TR ? n_rows - r0 : TR);
-    pack32<TR, B, L>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
+    pack32<TR, B, L, U>(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
     for (int64_t i = 0; i < n_act; i += PASS) {
       const int na = static_cast<int>(n_act - i < PASS ? n_act - i : PASS);
       const void* qp[PASS];

@@ -301,7 +301,11 @@ constexpr int kTileRows = 8;
 // for Q4_K and Q6_K. Other CPUs may differ: re-measure before trusting them elsewhere.
 constexpr int64_t kGemmMinRowsQ4K = 8, kGemmMinRowsQ6K = 6;
 constexpr int64_t kGemmMinRowsQ5K = 5, kGemmMinRowsQ3K = 3, kGemmMinRowsQ2K = 6;
-constexpr int64_t kGemmMinRows32 = 4;  // Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL: not yet measured
+// The 32-element formats' tiles, measured the same way (noisily: another build shared the cores)
+// on an AMD EPYC VM reporting family 26 (Zen 5) with the AVX2 table forced: Q4_0 / Q5_0 (8-bit
+// products) win from 2-3 rows, IQ4_NL (16-bit, its decode a table lookup) from about 6, Q8_0
+// (16-bit products, as many instructions per weight as its decode kernel) only from about 12.
+constexpr int64_t kGemmMinRows32 = 3, kGemmMinRowsIQ4NL = 6, kGemmMinRowsQ8_0 = 12;
 using Tile = gemm::Tile<kTileRows>;
 
 inline __m256i bcast4(const void* p) {
@@ -536,9 +540,56 @@ struct Rows32 {
   };
 };
 
-// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on).
+// The same for the formats whose quants are at most 31 (Q4_0, Q5_0, Q4_1, Q5_1), u8 layout:
+// vpmaddubsw pairs are at most 2 * 31 * 128 = 7936, so 4 groups add up in 16 bits (31744) before
+// one vpmaddwd with ones widens them: 16 8-bit products per instruction instead of 8.
 template <typename B>
-constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::s16, Rows32<B>::template Run, 4>;
+struct Rows32U8 {
+  using T = gemm::Tile32<kTileRows, B, gemm::Layout32::u8>;
+  using A = typename gemm::Small<B>::Act;
+  template <int NA>
+  struct Run {
+    static void run(const uint8_t* tile, int64_t nb, const void* const* q, const gemm::Act32* const* act, float* y) {
+      const __m256i ones = _mm256_set1_epi16(1);
+      __m256 out[NA];
+      for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* tb = tile + b * T::block_bytes;
+        __m256i acc[NA];
+        for (int i = 0; i < NA; ++i) acc[i] = _mm256_set1_epi32(act[i][b].start);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          __m256i s16[NA];
+          for (int i = 0; i < NA; ++i) s16[i] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+          for (int g = 4 * h; g < 4 * h + 4; ++g) {
+            const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + g * T::group_bytes));
+            for (int i = 0; i < NA; ++i)
+              s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(w, bcast4(static_cast<const A*>(q[i])[b].qs + 4 * g)));
+          }
+          for (int i = 0; i < NA; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s16[i], ones));
+        }
+        const __m256 d = _mm256_load_ps(T::d(tb));
+        for (int i = 0; i < NA; ++i)
+          out[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(d, _mm256_set1_ps(act[i][b].d)), out[i]);
+        if constexpr (gemm::has_min<B>) {
+          const __m256 m = _mm256_load_ps(T::m(tb));
+          for (int i = 0; i < NA; ++i) out[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(act[i][b].s), out[i]);
+        }
+      }
+      for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
+    }
+  };
+};
+
+// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on): 8-bit
+// products where the quants allow, 16-bit for Q8_0 and IQ4_NL (levels up to 127 in magnitude).
+template <typename B>
+constexpr bool kQuantsBelow32 = !std::is_same_v<B, block_q8_0> && !std::is_same_v<B, block_iq4_nl>;
+template <typename B>
+constexpr MatmulTile matmul32 =
+    kQuantsBelow32<B> ? gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32U8<B>::template Run, 4, x86::Unpack32>
+                      : gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::s16, Rows32<B>::template Run, 4, x86::Unpack32>;
 
 // ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
@@ -1046,12 +1097,12 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx2>(k.row(DType::Q5_1));
-    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRows32);
+    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRowsQ8_0);
     set_gemm(k.row(DType::Q4_0), matmul32<block_q4_0>, kGemmMinRows32);
     set_gemm(k.row(DType::Q5_0), matmul32<block_q5_0>, kGemmMinRows32);
     set_gemm(k.row(DType::Q4_1), matmul32<block_q4_1>, kGemmMinRows32);
     set_gemm(k.row(DType::Q5_1), matmul32<block_q5_1>, kGemmMinRows32);
-    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRows32);
+    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRowsIQ4NL);
     set_dequantize<dequantize_row_f16_avx2>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx2>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx2>(k.row(DType::BF16));

@@ -519,7 +519,9 @@ constexpr int kActPerPass = 8;
 // EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
 // gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
 constexpr int64_t kGemmMinRowsQ4K = 6, kGemmMinRowsQ6K = 6;
-constexpr int64_t kGemmMinRows32 = 4;  // Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL: not yet measured
+// The 32-element formats' tiles (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL) win from 2-4 rows on an
+// AMD EPYC VM reporting family 26 (Zen 5), measured noisily (another build shared the cores).
+constexpr int64_t kGemmMinRows32 = 3;
 using Tile = gemm::Tile<kTileRows>;
 // A tile's 16 rows x 64 groups of 4 quants, transposed to its 64 group vectors: four 16 x 16
 // transposes of 32-bit words (unpack 32 / 64-bit, then two 128-bit lane shuffles), where a word
@@ -716,7 +718,7 @@ struct Rows32 {
 
 // The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on).
 template <typename B>
-constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32<B>::template Run, kActPerPass>;
+constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32<B>::template Run, kActPerPass, x86::Unpack32>;
 
 // The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K activation rows on).
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,

@@ -9,9 +9,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "edgellm/kernels/blocks.hpp"
 #include "edgellm/kernels/quants.hpp"
+#include "gemm_tile.hpp"
 
 namespace edgellm::kernels::x86 {
 namespace {
@@ -129,6 +131,41 @@ inline __m256i q5_quants(const uint8_t* qs, const uint8_t* qh) {
   const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(lo, 4), lo), _mm256_set1_epi8(0x0F));
   return _mm256_or_si256(nibbles, q5_high_bytes(qh));
 }
+
+// The 32 quants of a 32-element-format block in element order as gemm_tile.hpp's u8 layout has
+// them (q + Small<B>::offset: Q8_0 q + 128, IQ4_NL level + 128, the others their raw quants), and
+// as the s16 layout's int16 levels; for the prefill tiles' packing.
+struct Unpack32 {
+  template <typename B>
+  static __m256i raw_vec(const B& x) {
+    if constexpr (std::is_same_v<B, block_q8_0>) {
+      return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs)), _mm256_set1_epi8(static_cast<char>(0x80)));
+    } else if constexpr (std::is_same_v<B, block_q5_0> || std::is_same_v<B, block_q5_1>) {
+      return q5_quants(x.qs, x.qh);
+    } else {
+      const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs));
+      const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(lo, 4), lo), _mm256_set1_epi8(0x0F));
+      if constexpr (std::is_same_v<B, block_iq4_nl>) {
+        alignas(16) uint8_t t[16];
+        for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(kvalues_iq4nl[i] + 128);
+        const __m128i t128 = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+        return _mm256_shuffle_epi8(_mm256_set_m128i(t128, t128), nib);
+      } else {
+        return nib;  // Q4_0, Q4_1
+      }
+    }
+  }
+  template <typename B>
+  static void raw(const B& x, uint8_t* u) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u), raw_vec(x));
+  }
+  template <typename B>
+  static void levels(const B& x, int16_t* q) {
+    const __m256i u = raw_vec(x), off = _mm256_set1_epi16(gemm::Small<B>::offset);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(u)), off));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 16), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(u, 1)), off));
+  }
+};
 
 // ---- row and element-wise ops, 8 floats at a time (both x86 tables use these) ----
 // Bit-identical with ops.hpp's _ref: the same float operations per element, in the same order.
