@@ -521,7 +521,8 @@ struct Rows32 {
         const uint8_t* tb = tile + b * T::block_bytes;
         __m256i acc[NA];
         for (int i = 0; i < NA; ++i) acc[i] = _mm256_setzero_si256();
-#pragma GCC unroll 16
+        // (Unrolled by 4, not 16: GCC then hoists all 16 weight loads and spills them.)
+#pragma GCC unroll 4
         for (int p = 0; p < 16; ++p) {
           const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + p * T::group_bytes));
           for (int i = 0; i < NA; ++i)
