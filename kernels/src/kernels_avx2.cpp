@@ -1044,33 +1044,10 @@ struct Unpack {
   static void groups(const uint8_t* q, uint8_t* tb) { transpose_rows(q, tb); }
 };
 
-// The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K rows on; below, the decode
-// kernel: one weight row after the other, which streams best from memory).
-void matmul_q4_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-}
-
-void matmul_q6_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-}
-
-void matmul_q5_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  gemm::matmul_tiles<kTileRows, block_q5_K, RowsQ5K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-}
-
-void matmul_q3_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  gemm::matmul_tiles<kTileRows, block_q3_K, RowsQ3K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-}
-
-void matmul_q2_K_avx2(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
-                      size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  gemm::matmul_tiles<kTileRows, block_q2_K, RowsQ2K, Unpack>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
-}
-
+// The K-quant prefill tiles (matmul() picks them from kGemmMinRowsQ4K ... rows on; below, the
+// decode kernel: one weight row after the other, which streams best from memory).
+template <typename Block, template <int> class Rows>
+constexpr MatmulTile matmul_K = gemm::matmul_tiles<kTileRows, Block, Rows, Unpack>;
 }  // namespace
 
 const KernelSet* avx2_kernels() {
@@ -1081,16 +1058,16 @@ const KernelSet* avx2_kernels() {
     TypeKernels &q4_K = k.row(DType::Q4_K), &q6_K = k.row(DType::Q6_K);
     set_dequantize<dequantize_row_q4_K_avx2>(q4_K);
     set_vec_dot<vec_dot_q4_K_q8_K_avx2>(q4_K);
-    set_gemm(q4_K, matmul_q4_K_avx2, kGemmMinRowsQ4K);
+    set_gemm(q4_K, matmul_K<block_q4_K, RowsQ4K>, kGemmMinRowsQ4K);
     set_dequantize<dequantize_row_q6_K_avx2>(q6_K);
     set_vec_dot<vec_dot_q6_K_q8_K_avx2>(q6_K);
-    set_gemm(q6_K, matmul_q6_K_avx2, kGemmMinRowsQ6K);
+    set_gemm(q6_K, matmul_K<block_q6_K, RowsQ6K>, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q5_K_q8_K_avx2>(k.row(DType::Q5_K));
-    set_gemm(k.row(DType::Q5_K), matmul_q5_K_avx2, kGemmMinRowsQ5K);
+    set_gemm(k.row(DType::Q5_K), matmul_K<block_q5_K, RowsQ5K>, kGemmMinRowsQ5K);
     set_vec_dot<vec_dot_q3_K_q8_K_avx2>(k.row(DType::Q3_K));
-    set_gemm(k.row(DType::Q3_K), matmul_q3_K_avx2, kGemmMinRowsQ3K);
+    set_gemm(k.row(DType::Q3_K), matmul_K<block_q3_K, RowsQ3K>, kGemmMinRowsQ3K);
     set_vec_dot<vec_dot_q2_K_q8_K_avx2>(k.row(DType::Q2_K));
-    set_gemm(k.row(DType::Q2_K), matmul_q2_K_avx2, kGemmMinRowsQ2K);
+    set_gemm(k.row(DType::Q2_K), matmul_K<block_q2_K, RowsQ2K>, kGemmMinRowsQ2K);
     set_vec_dot<vec_dot_iq4_xs_q8_K_avx2>(k.row(DType::IQ4_XS));
     set_vec_dot<vec_dot_q4_1_q8_1_avx2>(k.row(DType::Q4_1));
     set_vec_dot<vec_dot_iq4_nl_q8_0_avx2>(k.row(DType::IQ4_NL));
