@@ -203,6 +203,14 @@ std::string tensor_name(Tensor t, int layer, TensorPart part) {
   return s;
 }
 
+int tensor_layer(std::string_view name) {
+  if (name.substr(0, 4) != "blk.") return -1;
+  int n = 0;
+  size_t i = 4;
+  for (; i < name.size() && i < 13 && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+  return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
+}
+
 // One escaping rule for the whole library: the format layer's (its messages quote file text too).
 std::string printable(std::string_view s, size_t max_bytes) { return gguf::printable(s, max_bytes); }
 

@@ -133,6 +133,9 @@ bool is_per_layer(Tensor t);
 // "token_embd.weight", "blk.3.attn_q.weight", "blk.3.attn_q.bias". A per-layer tensor needs
 // layer >= 0 and a global one layer == -1 (std::invalid_argument otherwise: a caller's bug).
 std::string tensor_name(Tensor t, int layer = -1, TensorPart part = TensorPart::weight);
+// The inverse for the layer: N of a name that starts "blk.N." (N decimal, at most 9 digits), -1
+// for any other name.
+int tensor_layer(std::string_view name);
 
 // `s` fit for an error message: bytes outside printable ASCII, and the backslash, as \xNN (so a
 // file's string cannot carry terminal escape sequences into a log), cut after max_bytes with "...".

@@ -361,12 +361,8 @@ Model::Model(gguf::File file) : file_(std::move(file)), hparams_(read_hparams(fi
   // (a small file claiming millions of layers, or one layer too many, is refused at once).
   uint64_t layers_in_file = 0;
   for (const gguf::TensorInfo& t : f.tensors()) {
-    const std::string_view name = t.name;
-    if (name.substr(0, 4) != "blk.") continue;
-    uint64_t n = 0;
-    size_t i = 4;
-    for (; i < name.size() && i < 14 && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + uint64_t(name[i] - '0');
-    if (i > 4 && i < name.size() && name[i] == '.') layers_in_file = std::max(layers_in_file, n + 1);
+    const int layer = tensor_layer(t.name);
+    if (layer >= 0) layers_in_file = std::max(layers_in_file, uint64_t(layer) + 1);
   }
   if (uint64_t(hp.n_layer) > layers_in_file)
     fail(Error::Kind::Format, "model: '" + key(arch, Key::block_count) + "' = " + std::to_string(hp.n_layer) +

@@ -3,7 +3,6 @@
 #include "quantize.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -12,7 +11,7 @@
 #include <type_traits>
 #include <variant>
 
-#include "arch.hpp"  // printable()
+#include "arch.hpp"  // printable(), tensor_layer()
 #include "edgellm/kernels/dispatch.hpp"
 #include "edgellm/kernels/thread_pool.hpp"
 #include "error.hpp"
@@ -100,18 +99,6 @@ Category category_of(std::string_view name) {
 // Value attention: V and the fused projections that hold it.
 bool is_attn_v(Category c) { return c == Category::AttnV || c == Category::AttnQkv || c == Category::AttnKvB; }
 
-// The layer number of "blk.N. ..." names, as sscanf("blk.%d.") reads it; -1 for other names.
-int layer_of(std::string_view name) {
-  if (name.substr(0, 4) != "blk.") return -1;
-  size_t i = 4;
-  bool negative = false;
-  if (i < name.size() && (name[i] == '-' || name[i] == '+')) negative = name[i++] == '-';
-  if (i >= name.size() || !std::isdigit(static_cast<unsigned char>(name[i]))) return -1;
-  long v = 0;
-  for (; i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])); ++i) v = std::min(v * 10 + (name[i] - '0'), 1L << 30);
-  return static_cast<int>(negative ? -v : v);
-}
-
 // llama.cpp's "more bits here" layers: the first and last eighth, and every third one between.
 bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
@@ -135,7 +122,7 @@ struct Recipe {
   // stored in layer order in every file) the number in its name.
   std::pair<int, int> layer_info(int counter, const std::string& name) const {
     if (m.n_expert <= 1) return {counter, m.n_layer};
-    const int layer = layer_of(name);
+    const int layer = tensor_layer(name);
     if (layer < 0 || layer >= m.n_layer)
       fail(Error::Kind::Format, "tensor '" + printable(name) + "': no layer number in [0, " +
                                     std::to_string(m.n_layer) + ") in its name (expected blk.N.)");
@@ -295,7 +282,7 @@ std::vector<TensorPlan> plan_types(FileType ft, const RecipeModel& model, std::s
   std::vector<size_t> order(tensors.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const int la = layer_of(tensors[a].name), lb = layer_of(tensors[b].name);
+    const int la = tensor_layer(tensors[a].name), lb = tensor_layer(tensors[b].name);
     return la != lb ? la < lb : tensors[a].name < tensors[b].name;
   });
   std::vector<TensorPlan> plans(tensors.size());

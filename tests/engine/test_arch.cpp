@@ -74,6 +74,15 @@ TEST_CASE("metadata keys carry the architecture's prefix", "[engine][arch]") {
   CHECK(key_suffix(Key::rope_freq_base) == "rope.freq_base");
 }
 
+TEST_CASE("tensor_layer reads the layer back from a blk.N. name, -1 from anything else", "[engine][arch]") {
+  for (int layer : {0, 1, 9, 21, 123, 999999999})
+    CHECK(tensor_layer(tensor_name(Tensor::ffn_down, layer)) == layer);
+  CHECK(tensor_layer(tensor_name(Tensor::token_embd)) == -1);
+  for (const char* bad : {"blk.", "blk.3", "blk.3x.attn_q.weight", "blk..attn_q", "blk.-1.attn_q.weight",
+                          "blk.+2.attn_q.weight", "blk.1234567890.attn_q.weight", "BLK.3.attn_q.weight", "xblk.3.a"})
+    CHECK(tensor_layer(bad) == -1);
+}
+
 TEST_CASE("tensor names: global ones bare, per-layer ones under blk.N.", "[engine][arch]") {
   CHECK(tensor_name(Tensor::token_embd) == "token_embd.weight");
   CHECK(tensor_name(Tensor::output_norm) == "output_norm.weight");
