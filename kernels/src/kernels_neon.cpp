@@ -465,9 +465,7 @@ void matmul_q6_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n
 // Q5_K prefill: the Q4_K tile layout (gemm_tile.hpp: per row d sc_j, the mins, dmin) with the
 // 5-bit quants (0..31) in the group vectors, so the Q4_K inner kernel serves unchanged (sdot by
 // lane: products <= 31 * 128, exact int32 sub-block sums; the mins against the same 32-element
-// activation sums). gemm::matmul_tiles packs only Q4_K / Q6_K, so its loop is repeated here.
-using DotprodTile = gemm::Tile<dotprod::kTileRows>;
-constexpr size_t kQ5KTileBlockBytes = DotprodTile::block_bytes<block_q4_K>();
+// activation sums).
 
 // The 256 quants of a Q5_K block in element order (bytes 32 c .. of qs and all of qh give
 // elements 64 c .. 64 c + 63: the 5th bit in bit 2 c / 2 c + 1 of qh, shifted down 2 per c).
@@ -485,58 +483,15 @@ void unpack_q5_K_neon(const block_q5_K& b, uint8_t* q) {
   }
 }
 
-// `rows` (<= 8) weight rows of nb Q5_K blocks into one tile; rows past them stay zero.
-void pack_q5_K(const uint8_t* w, size_t w_row_bytes, int rows, int64_t nb, uint8_t* tile) {
-  using T = DotprodTile;
-  std::memset(tile, 0, nb * kQ5KTileBlockBytes);
-  alignas(64) uint8_t q[dotprod::kTileRows * QK_K] = {};
-  for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* tb = tile + b * kQ5KTileBlockBytes;
-    for (int r = 0; r < rows; ++r) {
-      const auto& x = reinterpret_cast<const block_q5_K*>(w + r * w_row_bytes)[b];
-      unpack_q5_K_neon(x, q + r * QK_K);
-      const float d = fp16_to_fp32(x.d);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        q4_K_scale_min(x.scales, j, &sc, &m);
-        T::dsc(tb, j)[r] = d * sc;
-        T::mins(tb, j / 2)[2 * r + (j & 1)] = m;
-      }
-      T::dmin(tb)[r] = fp16_to_fp32(x.dmin);
-    }
-    gemm::scatter_rows<dotprod::kTileRows>(q, tb);
-  }
-}
+struct UnpackQ5K {
+  static void q5_K(const block_q5_K& b, uint8_t* q) { unpack_q5_K_neon(b, q); }
+  static void groups(const uint8_t* q, uint8_t* tb) { gemm::scatter_rows<dotprod::kTileRows>(q, tb); }
+};
 
-// y[i][r] (n_act x n_rows, stride ldy) = W[r] . a[i]: per 8-row tile, pack, then the activation
-// rows 4 at a time through dotprod::tile_rows_q4_K.
 void matmul_q5_K_dotprod(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                          size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
-  constexpr int kTr = dotprod::kTileRows, kPass = 4;
-  const int64_t nb = n / QK_K;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  const size_t tile_bytes = nb * kQ5KTileBlockBytes;
-  uint8_t* tile = gemm::scratch(tile_bytes + n_act * nb * 8 * sizeof(int16_t));
-  auto* bs_all = reinterpret_cast<int16_t*>(tile + tile_bytes);  // 32-element activation sums
-  const auto act = [&](int64_t i) { return reinterpret_cast<const block_q8_K*>(ab + i * a_row_bytes); };
-  for (int64_t i = 0; i < n_act; ++i)
-    for (int64_t b = 0; b < nb; ++b)
-      for (int j = 0; j < 8; ++j)
-        bs_all[(i * nb + b) * 8 + j] = static_cast<int16_t>(act(i)[b].bsums[2 * j] + act(i)[b].bsums[2 * j + 1]);
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kTr) {
-    const int rows = static_cast<int>(n_rows - r0 < kTr ? n_rows - r0 : kTr);
-    pack_q5_K(wb + r0 * w_row_bytes, w_row_bytes, rows, nb, tile);
-    for (int64_t i = 0; i < n_act; i += kPass) {
-      const int na = static_cast<int>(n_act - i < kPass ? n_act - i : kPass);
-      const block_q8_K* ap[kPass];
-      const int16_t* bp[kPass];
-      alignas(64) float out[kPass * kTr];
-      for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
-      dotprod::tile_rows_q4_K(na, tile, nb, ap, bp, out);
-      for (int k = 0; k < na; ++k) std::memcpy(y + (i + k) * ldy + r0, out + k * kTr, rows * sizeof(float));
-    }
-  }
+  gemm::matmul_tiles<dotprod::kTileRows, block_q5_K, DotprodRowsQ4K, UnpackQ5K>(n, w, w_row_bytes, n_rows, a,
+                                                                                a_row_bytes, n_act, y, ldy);
 }
 
 // The armv8.0 table with the sdot kernels: dot products, and the matmul tiles built on them.
