@@ -1,10 +1,13 @@
 // The AVX-512 kernel table (F/BW/VL/DQ + VNNI): the scalar set with these kernels in place.
 //
 // Integer dot products use vpdpbusd (u8 x s8 -> s32): K-quant weights are unsigned (Q4_K 0..15,
-// Q6_K 0..63 with the -32 applied through the activation block sums), Q8_K activations signed.
+// Q5_K 0..31, Q2_K 0..3, Q6_K 0..63 and Q3_K 0..7 with their -32 / -4 applied through the
+// activation block sums), Q8_K activations signed; IQ4 levels (-127..113) go in as level + 128,
+// the 128 taken back the same way.
 // Per-sub-block scales are applied with vpdpwssd on the 32-bit lane sums (each lane sums four
 // products, |lane| <= 4 * 63 * 128 < 2^15, so its low 16 bits are the whole value and a scale in
-// the low 16 bits of a lane with a zero high half multiplies it exactly).
+// the low 16 bits of a lane with a zero high half multiplies it exactly); IQ4_XS's lanes reach
+// 4 * 241 * 128, so its scales are an int32 multiply.
 //
 // Two matrix kernels per weight type:
 //   decode (few activation rows): one weight row after the other (a single sequential stream is
@@ -23,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "edgellm/kernels/quants.hpp"
 #include "gemm_tile.hpp"
@@ -65,10 +69,15 @@ inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 // Quants qs[64 c .. 64 c + 63] hold sub-blocks 2c' (low nibbles) and 2c'+1 (high) for the two
 // 32-byte groups c' = 2c, 2c + 1, so low nibbles of one 64-byte run pair sub-blocks (4c, 4c + 2)
 // and high nibbles (4c + 1, 4c + 3).
-template <int R>
+// Q5_K (Block = block_q5_K) is the same with a 5th bit: sub-block s takes bit s of qh[l], so with
+// qh in the low 256 bits and qh >> 2 in the high ones, bit 0, 1, 4, 5 of each byte is the 5th bit
+// of the low nibbles of run 0, its high nibbles, run 1's low, run 1's high (quants up to 31: a
+// lane sums at most 4 * 31 * 128 < 2^15, as the scales' vpdpwssd needs).
+template <int R, class Block = block_q4_K>
 void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block_q8_K* a,
                    float* out) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  constexpr bool kHighBit = std::is_same_v<Block, block_q5_K>;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
   const __m512i ctl0 = spread_control(0, 2), ctl1 = spread_control(1, 3),
                 ctl2 = spread_control(4, 6), ctl3 = spread_control(5, 7);
   __m512 acc[R];
@@ -80,14 +89,24 @@ void dot_rows_q4_K(int64_t nb, const uint8_t* w, size_t w_row_bytes, const block
                   a3 = load_pair(ab.qs + 160);
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums));
     for (int r = 0; r < R; ++r) {
-      const auto* x = reinterpret_cast<const block_q4_K*>(w + r * w_row_bytes) + b;
-      prefetch_ahead<sizeof(block_q4_K)>(x);
+      const auto* x = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
+      prefetch_ahead<sizeof(Block)>(x);
       const __m512i q0 = _mm512_loadu_si512(x->qs), q1 = _mm512_loadu_si512(x->qs + 64);
+      __m512i n0 = _mm512_and_si512(q0, low4), n1 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4),
+              n2 = _mm512_and_si512(q1, low4), n3 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4);
+      if constexpr (kHighBit) {  // each 5th bit moved to bit 4 (shifts by 16 bits: bits stay in their byte)
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qh));
+        const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        n0 = _mm512_or_si512(n0, _mm512_and_si512(_mm512_slli_epi16(h, 4), bit4));
+        n1 = _mm512_or_si512(n1, _mm512_and_si512(_mm512_slli_epi16(h, 3), bit4));
+        n2 = _mm512_or_si512(n2, _mm512_and_si512(h, bit4));
+        n3 = _mm512_or_si512(n3, _mm512_and_si512(_mm512_srli_epi16(h, 1), bit4));
+      }
       const __m512i z = _mm512_setzero_si512();
-      const __m512i p0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q0, low4), a0);
-      const __m512i p1 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4), a1);
-      const __m512i p2 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q1, low4), a2);
-      const __m512i p3 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4), a3);
+      const __m512i p0 = _mm512_dpbusd_epi32(z, n0, a0);
+      const __m512i p1 = _mm512_dpbusd_epi32(z, n1, a1);
+      const __m512i p2 = _mm512_dpbusd_epi32(z, n2, a2);
+      const __m512i p3 = _mm512_dpbusd_epi32(z, n3, a3);
       uint64_t sc, mn;
       q4_K_scales_mins(x->scales, sc, mn);
       const __m512i scv = _mm512_set1_epi64(static_cast<int64_t>(sc));
@@ -168,6 +187,155 @@ float vec_dot_q6_K_q8_K_avx512(int64_t n, const block_q6_K* x, const block_q8_K*
   return out;
 }
 
+float vec_dot_q5_K_q8_K_avx512(int64_t n, const block_q5_K* x, const block_q8_K* y) {
+  float out;
+  dot_rows_q4_K<1, block_q5_K>(n / QK_K, reinterpret_cast<const uint8_t*>(x), 0, y, &out);
+  return out;
+}
+
+// Q3_K / Q2_K: 16 sub-blocks of 16. Element 128h + 32k + l takes bits 2k..2k+1 of qs[32h + l]:
+// with the 32 bytes of half h in the low 256 bits and them >> 2 in the high ones, bits 0..1 of
+// each byte are elements 128h + 0..63 in order (k = 0, 1) and bits 4..5 elements 128h + 64..127
+// (k = 2, 3), each a 64-byte run of activations. Lane l of run v = 2h + p (p = 0, 1) sums 4
+// quants of sub-block 4v + l / 4, as in Q6_K; lane sums are at most 4 * 7 * 128 < 2^15, so the
+// scale goes on with vpdpwssd (scale in the low 16 bits of a lane with a zero high half).
+inline __m512i k16_spread(int v) {  // permutexvar index: lane l takes 32-bit lane 4v + l / 4
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 16; ++l) idx[l] = 4 * v + l / 4;
+  return _mm512_load_si512(idx);
+}
+
+// Q3_K: q in 0..7 (value q - 4: vpdpbusd takes the unsigned q, the - 4 comes back as
+// - 4 sum_j s_j bsum_j), the 3rd bit of element 128h + 32k + l is bit 4h + k of hmask[l];
+// scale s_j = sc_j - 32.
+float vec_dot_q3_K_q8_K_avx512(int64_t n, const block_q3_K* x, const block_q8_K* y) {
+  const __m512i low2 = _mm512_set1_epi8(0x03), bit2 = _mm512_set1_epi8(0x04);
+  const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+  const __m512i spread[4] = {k16_spread(0), k16_spread(1), k16_spread(2), k16_spread(3)};
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_q3_K& xb = x[b];
+    const block_q8_K& ab = y[b];
+    prefetch_ahead<sizeof(block_q3_K)>(&xb);
+    // The 16 6-bit scales as bytes (as the AVX2 kernel builds them: no store-to-load round trip).
+    uint32_t u[3];
+    std::memcpy(u, xb.scales, 12);
+    const __m128i low = _mm_and_si128(_mm_setr_epi32(int(u[0]), int(u[1]), int(u[0] >> 4), int(u[1] >> 4)),
+                                      _mm_set1_epi8(0x0F));
+    const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(int(u[2])), _mm_setr_epi32(0, 2, 4, 6)),
+                                      _mm_set1_epi8(0x03));
+    const __m128i sc8 = _mm_or_si128(low, _mm_slli_epi32(top, 4));
+    const __m512i scales = _mm512_and_si512(_mm512_sub_epi32(_mm512_cvtepu8_epi32(sc8), _mm512_set1_epi32(32)), lo16);
+    // hmask bit 4h + k for run 2h + p, lanes 0..31 (k = 2p) and 32..63 (k = 2p + 1): with hmask in
+    // the low half and hmask >> 1 in the high one, bit 4h + 2p of each byte, moved to bit 2.
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.hmask));
+    const __m512i hm01 = _mm512_inserti64x4(_mm512_castsi256_si512(hm), _mm256_srli_epi16(hm, 1), 1);
+    const __m512i high[4] = {_mm512_and_si512(_mm512_slli_epi16(hm01, 2), bit2), _mm512_and_si512(hm01, bit2),
+                             _mm512_and_si512(_mm512_srli_epi16(hm01, 2), bit2),
+                             _mm512_and_si512(_mm512_srli_epi16(hm01, 4), bit2)};
+    const __m512i z = _mm512_setzero_si512();
+    __m512i sum = z;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs + 32 * h));
+      const __m512i q02 = _mm512_inserti64x4(_mm512_castsi256_si512(qs), _mm256_srli_epi16(qs, 2), 1);
+      for (int p = 0; p < 2; ++p) {
+        const int v = 2 * h + p;
+        const __m512i q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q02, 4 * p), low2), high[v]);
+        const __m512i d = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(ab.qs + 64 * v));
+        sum = _mm512_dpwssd_epi32(sum, d, _mm512_permutexvar_epi32(spread[v], scales));
+      }
+    }
+    // - 4 sum_j s_j bsum_j
+    const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(sc8), _mm256_set1_epi16(32));
+    const __m256i corr = _mm256_slli_epi32(
+        _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums)), s16), 2);
+    sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(corr));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(fp16(xb.d) * ab.d), acc);
+  }
+  return hsum(acc);
+}
+
+// Q2_K: q in 0..3 laid out as Q3_K's low bits; scales[j] holds sc_j (low nibble) and m_j (high):
+// dot = d d8 sum_j sc_j (q . a)_j - dmin d8 sum_j m_j bsum_j.
+float vec_dot_q2_K_q8_K_avx512(int64_t n, const block_q2_K* x, const block_q8_K* y) {
+  const __m512i low2 = _mm512_set1_epi8(0x03);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m512i spread[4] = {k16_spread(0), k16_spread(1), k16_spread(2), k16_spread(3)};
+  __m512 acc = _mm512_setzero_ps();
+  __m256 acc_min = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_q2_K& xb = x[b];
+    const block_q8_K& ab = y[b];
+    prefetch_ahead<sizeof(block_q2_K)>(&xb);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb.scales));
+    const __m512i scales = _mm512_cvtepu8_epi32(_mm_and_si128(packed, low4));  // high halves zero
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+    const __m512i z = _mm512_setzero_si512();
+    __m512i sum = z;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs + 32 * h));
+      const __m512i q02 = _mm512_inserti64x4(_mm512_castsi256_si512(qs), _mm256_srli_epi16(qs, 2), 1);
+      for (int p = 0; p < 2; ++p) {
+        const int v = 2 * h + p;
+        const __m512i q = _mm512_and_si512(_mm512_srli_epi16(q02, 4 * p), low2);
+        const __m512i d = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(ab.qs + 64 * v));
+        sum = _mm512_dpwssd_epi32(sum, d, _mm512_permutexvar_epi32(spread[v], scales));
+      }
+    }
+    const __m256i sum_min = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums)), mins);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(fp16(xb.d) * ab.d), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_min), _mm256_set1_ps(fp16(xb.dmin) * ab.d), acc_min);
+  }
+  return hsum(acc) - hsum(acc_min);
+}
+
+// IQ4_XS: levels + 128 (1..241) are unsigned, so vpdpbusd takes them and the + 128 comes back as
+// - 128 sum_j s_j (bsum_2j + bsum_2j+1), s_j = ls_j - 32. Sub-blocks 2m, 2m + 1 (qs[32m ..], low
+// nibbles elements 0..15 of each, high nibbles 16..31) make one 64-byte run in element order.
+// Lane sums reach 4 * 241 * 128 > 2^15, so the scale is an int32 multiply, not vpdpwssd.
+float vec_dot_iq4_xs_q8_K_avx512(int64_t n, const block_iq4_xs* x, const block_q8_K* y) {
+  const __m128i t = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kvalues_iq4nl)), _mm_set1_epi8(-128));
+  const __m512i levels = _mm512_broadcast_i32x4(t);  // vpshufb: the table in every 128-bit lane
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m256i shift_l = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), shift_h = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  __m512i spread[4];  // run m: lanes 0..7 take scale 2m, lanes 8..15 scale 2m + 1
+  for (int m = 0; m < 4; ++m) {
+    alignas(64) int32_t idx[16];
+    for (int l = 0; l < 16; ++l) idx[l] = 2 * m + l / 8;
+    spread[m] = _mm512_load_si512(idx);
+  }
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const block_iq4_xs& xb = x[b];
+    const block_q8_K& ab = y[b];
+    prefetch_ahead<sizeof(block_iq4_xs)>(&xb);
+    uint32_t sl;
+    std::memcpy(&sl, xb.scales_l, 4);
+    const __m256i ls = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(sl)), shift_l), _mm256_set1_epi32(0xF)),
+        _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(xb.scales_h), shift_h), _mm256_set1_epi32(3)), 4));
+    const __m256i s32 = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));  // s_0..s_7
+    const __m512i scales = _mm512_zextsi256_si512(s32);
+    __m512i sum = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs + 32 * m));
+      // 128-bit lanes: low nibbles of 2m, of 2m + 1, high nibbles of 2m, of 2m + 1 -> element order
+      __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+      idx = _mm512_and_si512(_mm512_shuffle_i64x2(idx, idx, _MM_SHUFFLE(3, 1, 2, 0)), low4);
+      const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(levels, idx),
+                                            _mm512_loadu_si512(ab.qs + 64 * m));
+      sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(d, _mm512_permutexvar_epi32(spread[m], scales)));
+    }
+    // - 128 sum_j s_j (bsum_2j + bsum_2j+1): s_j in both 16-bit halves of lane j
+    const __m256i s16 = _mm256_or_si256(_mm256_and_si256(s32, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s32, 16));
+    const __m256i corr = _mm256_slli_epi32(
+        _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab.bsums)), s16), 7);
+    sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(corr));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(fp16(xb.d) * ab.d), acc);
+  }
+  return hsum(acc);
+}
+
 // ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // One 32-byte block per step with 256-bit VNNI; the integer block sums are exact and scaled once
 // per block in float.
@@ -216,6 +384,96 @@ float vec_dot_q5_0_q8_0_avx512(int64_t n, const block_q5_0* x, const block_q8_0*
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), acc);
   }
   return hsum(acc);
+}
+
+// Q4_1 and IQ4_NL take two blocks per 512-bit step: a block per 256-bit step left the per-block
+// float accumulate (one vfmadd chain) as the limit in cache. Lanes 0..7 hold block i, 8..15 block
+// i + 1; half_lanes_index() gives the low half float 0 of a 128-bit vector, the high half float 2.
+inline __m512i half_lanes_index() { return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2); }
+
+// The nibbles of two 16-byte runs (low nibbles elements 0..15, high 16..31 of each block) as 64
+// quants 0..15 in element order: 128-bit lanes [lo p0, hi p0, lo p1, hi p1].
+inline __m512i nibbles_2x16(const uint8_t* p0, const uint8_t* p1) {
+  const __m256i b = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+  const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(b), _mm256_srli_epi16(b, 4), 1);
+  return _mm512_and_si512(_mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
+}
+
+inline __m512i load_2x32(const int8_t* p0, const int8_t* p1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p0))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)), 1);
+}
+
+// Two adjacent fp16 fields of blocks p0 and p1 (as Q4_1's d, m and Q8_1's d, s) as floats
+// [f0(p0), f1(p0), f0(p1), f1(p1)].
+inline __m128 fp16_pairs(const void* p0, const void* p1) {
+  uint32_t a, b;
+  std::memcpy(&a, p0, 4);
+  std::memcpy(&b, p1, 4);
+  return _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128(static_cast<int>(a)), _mm_cvtsi32_si128(static_cast<int>(b))));
+}
+
+// Q4_1 . Q8_1: d_x d_y q . y per block in the vector lanes (q in 0..15 unsigned, as vpdpbusd
+// takes it), the min term m_x s_y in lanes 1 and 3 of a float vector.
+float vec_dot_q4_1_q8_1_avx512(int64_t n, const block_q4_1* x, const block_q8_1* y) {
+  const int64_t nb = n / QK4_1;
+  const __m512i halves = half_lanes_index();
+  __m512 acc = _mm512_setzero_ps();
+  __m128 mins = _mm_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    prefetch_ahead<2 * sizeof(block_q4_1)>(x + i);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_2x16(x[i].qs, x[i + 1].qs),
+                                            load_2x32(y[i].qs, y[i + 1].qs));
+    const __m128 dm = _mm_mul_ps(fp16_pairs(&x[i].d, &x[i + 1].d), fp16_pairs(&y[i].d, &y[i + 1].d));  // [dd, ms] x 2
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dm)), acc);
+    mins = _mm_add_ps(mins, dm);
+  }
+  float tail = 0.0f;
+  if (i < nb) {  // an odd last block
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].qs));
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+    const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs)));
+    tail = hsum(_mm256_cvtepi32_ps(dot)) * (fp16(x[i].d) * fp16(y[i].d)) + fp16(x[i].m) * fp16(y[i].s);
+  }
+  alignas(16) float m[4];
+  _mm_store_ps(m, mins);
+  return hsum(acc) + (m[1] + m[3]) + tail;
+}
+
+// IQ4_NL . Q8_0: levels + 128 (1..241) are unsigned, as vpdpbusd takes them; the + 128 comes back
+// as 128 sum(y), from the same instruction on a vector of 128s.
+float vec_dot_iq4_nl_q8_0_avx512(int64_t n, const block_iq4_nl* x, const block_q8_0* y) {
+  const __m128i t = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kvalues_iq4nl)), _mm_set1_epi8(-128));
+  const __m512i levels = _mm512_broadcast_i32x4(t);  // vpshufb: the table in every 128-bit lane
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i halves = half_lanes_index();
+  const int64_t nb = n / QK4_NL;
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    prefetch_ahead<2 * sizeof(block_iq4_nl)>(x + i);
+    const __m512i u = _mm512_shuffle_epi8(levels, nibbles_2x16(x[i].qs, x[i + 1].qs));
+    const __m512i yq = load_2x32(y[i].qs, y[i + 1].qs);
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, u, yq), _mm512_dpbusd_epi32(z, bias, yq));
+    const __m128 dx = _mm_cvtph_ps(_mm_cvtsi32_si128(x[i].d | x[i + 1].d << 16));
+    const __m128 dy = _mm_cvtph_ps(_mm_cvtsi32_si128(y[i].d | y[i + 1].d << 16));
+    // [dd_i, dd_i+1] in floats 0, 1: the index wants them in 0 and 2
+    const __m128 dd = _mm_unpacklo_ps(_mm_mul_ps(dx, dy), _mm_setzero_ps());
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd)), acc);
+  }
+  float tail = 0.0f;
+  if (i < nb) {  // an odd last block
+    const __m256i w = _mm256_shuffle_epi8(_mm512_castsi512_si256(levels),
+                                          _mm512_castsi512_si256(nibbles_2x16(x[i].qs, x[i].qs)));
+    const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i dot = _mm256_sub_epi32(_mm256_dpbusd_epi32(z, w, yq), _mm256_dpbusd_epi32(z, _mm512_castsi512_si256(bias), yq));
+    tail = hsum(_mm256_cvtepi32_ps(dot)) * (fp16(x[i].d) * fp16(y[i].d));
+  }
+  return hsum(acc) + tail;
 }
 
 // Q5_1 . Q8_1: d_x d_y q . y per block in the vector lanes, the min term m_x s_y in a float sum.
@@ -751,6 +1009,12 @@ const KernelSet* avx512_kernels() {
     set_dequantize<dequantize_row_q6_K_avx512>(q6_K);
     set_vec_dot<vec_dot_q6_K_q8_K_avx512>(q6_K);
     set_gemm(q6_K, matmul_q6_K_avx512, kGemmMinRowsQ6K);
+    set_vec_dot<vec_dot_q5_K_q8_K_avx512>(k.row(DType::Q5_K));
+    set_vec_dot<vec_dot_q3_K_q8_K_avx512>(k.row(DType::Q3_K));
+    set_vec_dot<vec_dot_q2_K_q8_K_avx512>(k.row(DType::Q2_K));
+    set_vec_dot<vec_dot_iq4_xs_q8_K_avx512>(k.row(DType::IQ4_XS));
+    set_vec_dot<vec_dot_iq4_nl_q8_0_avx512>(k.row(DType::IQ4_NL));
+    set_vec_dot<vec_dot_q4_1_q8_1_avx512>(k.row(DType::Q4_1));
     set_vec_dot<vec_dot_q8_0_q8_0_avx512>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx512>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx512>(k.row(DType::Q5_0));
