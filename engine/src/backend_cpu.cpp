@@ -173,7 +173,8 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
   if (q8) {
     if (q8_scratch_.size() < sz(pool_->size()) * sz(group) * layout_.row_bytes())
       q8_scratch_.resize(sz(pool_->size()) * sz(group) * layout_.row_bytes());
-    if (v_row_.size() < sz(pool_->size()) * sz(hd)) v_row_.resize(sz(pool_->size()) * sz(hd));
+    const size_t v_per_thread = sz(kVChunk + group) * sz(hd);
+    if (v_rows_.size() < sz(pool_->size()) * v_per_thread) v_rows_.resize(sz(pool_->size()) * v_per_thread);
   }
   pool_->run([&](int ith, int nth) {
     float* scores = &scores_[sz(ith) * per_thread];  // [group][n_ctx]
@@ -189,7 +190,7 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
       const int64_t first = i * Q + (int64_t{g} * group + h0) * hd;  // first query head
       if (q8) {
         attention_q8_0(layer, g, n_vis, t_first, q + first, nq, scores, ld, att + first, params,
-                       &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()], &v_row_[sz(ith) * sz(hd)]);
+                       &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()], &v_rows_[sz(ith) * sz(kVChunk + group) * sz(hd)]);
         continue;
       }
       const uint8_t* kh = k_head(layer, g);
@@ -215,9 +216,11 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
 
 // The same attention over a Q8_0 cache, as llama.cpp's CPU flash attention computes it: each query
 // head quantized to Q8_0, scores[h][t] = Q8_0 . Q8_0 integer dot with K row t, the capped softmax,
-// then out[h] = sum_t p[h][t] * V_t with each V row dequantized once for the group's heads.
+// then out[h] = sum_t p[h][t] * V_t over V rows dequantized to floats. The scores are one Q8_0
+// matmul tile call (K rows as weight rows, the group's heads as activation rows), the outputs a
+// k-major product per kVChunk dequantized V rows.
 void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const float* q, int nq, float* scores,
-                                int64_t ld, float* out, const AttnParams& params, uint8_t* q8, float* v_row) {
+                                int64_t ld, float* out, const AttnParams& params, uint8_t* q8, float* v_rows) {
   const int hd = layout_.head_dim;
   const size_t row = layout_.row_bytes();
   const kernels::TypeKernels& q8_0 = *ks_.type(DType::Q8_0);
@@ -225,10 +228,12 @@ void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const 
   const uint8_t* kh = k_head(layer, g) + sz(t_first) * row;
   const uint8_t* vh = v_head(layer, g) + sz(t_first) * row;
   const float scale = params.scale, cap = params.softcap;
+  for (int h = 0; h < nq; ++h) quantize(q + h * hd, q8 + sz(h) * row, hd);
+  // scores[nq][n_vis] = q8[nq] . K[n_vis], by the tile kernels::matmul would pick for nq rows
+  const kernels::MatmulTile tile = q8_0.gemm && nq >= q8_0.gemm_min_rows ? q8_0.gemm : q8_0.gemv;
+  tile(hd, kh, row, n_vis, q8, row, nq, scores, ld);
   for (int h = 0; h < nq; ++h) {
-    quantize(q + h * hd, q8 + sz(h) * row, hd);
     float* s = scores + h * ld;
-    for (int t = 0; t < n_vis; ++t) s[t] = q8_0.vec_dot(hd, kh + sz(t) * row, q8 + sz(h) * row);
     if (cap > 0) {
       for (int t = 0; t < n_vis; ++t) s[t] = cap * std::tanh(s[t] * (scale / cap));
       ks_.softmax_scaled(s, n_vis, 1.0f);
@@ -237,13 +242,14 @@ void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const 
     }
     std::fill(out + h * hd, out + (h + 1) * hd, 0.0f);
   }
-  for (int t = 0; t < n_vis; ++t) {
-    q8_0.dequantize_row(vh + sz(t) * row, v_row, hd);
-    for (int h = 0; h < nq; ++h) {
-      const float p = scores[h * ld + t];
-      float* o = out + h * hd;
-      for (int d = 0; d < hd; ++d) o[d] += p * v_row[d];
-    }
+  float* part = v_rows + sz(kVChunk) * sz(hd);  // [nq][hd]
+  for (int t0 = 0; t0 < n_vis; t0 += kVChunk) {
+    const int rows = std::min(kVChunk, n_vis - t0);
+    for (int t = 0; t < rows; ++t) q8_0.dequantize_row(vh + sz(t0 + t) * row, v_rows + sz(t) * sz(hd), hd);
+    // part[nq][hd] = p[nq][t0 .. t0 + rows) . V[rows][hd]
+    ks_.matmul_kn_f32_f32(rows, v_rows, hd, hd, scores + t0, ld, nq, part, hd);
+    for (int h = 0; h < nq; ++h)
+      for (int d = 0; d < hd; ++d) out[h * hd + d] += part[h * hd + d];
   }
 }
 

@@ -66,10 +66,11 @@ class CpuBackend final : public Backend {
   std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
   // Q8_0 cache: per thread, the queries of a group as Q8_0 rows and one dequantized V row.
   std::vector<uint8_t> q8_scratch_;  // [n_threads][group][row_bytes]
-  std::vector<float> v_row_;         // [n_threads][head_dim]
+  std::vector<float> v_rows_;        // [n_threads][kVChunk + group][head_dim]: dequantized V rows, partial outputs
+  static constexpr int kVChunk = 64;  // V rows dequantized per k-major product (Q8_0 cache)
   // The Q8_0 cache's attention of one item (attention() calls it per row, KV head, query run).
   void attention_q8_0(int layer, int g, int n_vis, int t_first, const float* q, int nq, float* scores, int64_t ld,
-                      float* out, const AttnParams& params, uint8_t* q8, float* v_row);
+                      float* out, const AttnParams& params, uint8_t* q8, float* v_rows);
   int n_ = 0, pos0_ = 0;        // the step begin() opened
   bool rope_ready_[kRopeSets] = {};  // rope_cs_[set] holds this step's angles
 };

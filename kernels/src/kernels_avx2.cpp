@@ -796,7 +796,10 @@ void kn_block(int64_t n, const typename L::T* w, int64_t ldw, const float* x, in
   for (int i = 0; i < NX; ++i)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  // The K / V rows stream from memory at long contexts: prefetch ~2 KiB ahead (see kernels_avx512.cpp).
+  const int64_t ahead = std::max<int64_t>(8, 2048 / (ldw * int64_t{sizeof(typename L::T)}));
   for (int64_t k = 0; k < n; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + (k + ahead) * ldw), _MM_HINT_T0);
     __m256 wv[NV];
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) wv[v] = L::load(w + k * ldw + 8 * v);
@@ -1072,6 +1075,7 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_q4_1_q8_1_avx2>(k.row(DType::Q4_1));
     set_vec_dot<vec_dot_iq4_nl_q8_0_avx2>(k.row(DType::IQ4_NL));
     set_vec_dot<vec_dot_q8_0_q8_0_avx2>(k.row(DType::Q8_0));
+    set_dequantize<x86::dequantize_row_q8_0>(k.row(DType::Q8_0));
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx2>(k.row(DType::Q5_1));

@@ -132,6 +132,17 @@ inline __m256i q5_quants(const uint8_t* qs, const uint8_t* qh) {
   return _mm256_or_si256(nibbles, q5_high_bytes(qh));
 }
 
+// Q8_0 rows to floats (the Q8_0 KV cache's V rows), bit-exact: q * d in float, as the reference.
+inline void dequantize_row_q8_0(const block_q8_0* x, float* y, int64_t k) {
+  for (int64_t i = 0; i < k / QK8_0; ++i, y += QK8_0) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d));
+    for (int j = 0; j < QK8_0; j += 8) {
+      const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[i].qs + j)));
+      _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+    }
+  }
+}
+
 // The 32 quants of a 32-element-format block in element order as gemm_tile.hpp's u8 layout has
 // them (q + Small<B>::offset: Q8_0 q + 128, IQ4_NL level + 128, the others their raw quants), and
 // as the s16 layout's int16 levels; for the prefill tiles' packing.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iomanip>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -187,9 +188,15 @@ inline void compare_file_with_llama(const std::string& name, const std::string& 
     msg << name << (decode ? " decode" : " prefill") << ": ours vs llama.cpp " << c.cpu << ": max|dlogit| " << d.max_abs
         << ", mean KLD " << d.mean_kld;
     if (off) msg << " (vs flash attention off: " << off->max_abs << ", " << off->mean_kld << ")";
+    msg << std::setprecision(9) << " [ours " << d.max_abs << " " << d.mean_kld << " bound " << c.bound_abs << " " << c.bound_kld << "]";
     msg << "; llama.cpp vs itself (max|dlogit|, mean KLD)" << c.spread;
     WARN(msg.str());
-    auto within = [&](const Distance& x) { return x.max_abs <= c.bound_abs && x.mean_kld <= c.bound_kld; };
+    // Within the spread, with 1e-5 of it for the rounding of the distances themselves: ours can
+    // coincide with one of llama.cpp's builds (measured: stories260K Q5_0, ours 0.286120951 from
+    // the default build, its haswell build 0.286120892), which is that build's distance plus noise.
+    auto within = [&](const Distance& x) {
+      return x.max_abs <= c.bound_abs * (1 + 1e-5) && x.mean_kld <= c.bound_kld * (1 + 1e-5);
+    };
     INFO(msg.str());
     CHECK((within(d) || (off && within(*off))));
   }
