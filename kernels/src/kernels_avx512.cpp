@@ -710,16 +710,29 @@ inline __m512 u8_to_ps(const uint8_t* p) {
 }
 
 // The 256 quants of a block in element order (Q4_K 0..15, Q6_K 0..63).
-inline void unpack_q4_K(const block_q4_K& x, uint8_t* q) {
+inline void unpack_4bit(const uint8_t* qs, uint8_t* q) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int g = 0; g < 2; ++g) {  // 64 bytes: 32-byte groups 2g and 2g + 1
-    const __m512i v = _mm512_loadu_si512(x.qs + 64 * g);
+    const __m512i v = _mm512_loadu_si512(qs + 64 * g);
     const __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     // a group's 32 low nibbles are 32 elements, its high nibbles the next 32
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g), _mm512_castsi512_si256(lo));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 32), _mm512_castsi512_si256(hi));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 64), _mm512_extracti64x4_epi64(lo, 1));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * g + 96), _mm512_extracti64x4_epi64(hi, 1));
+  }
+}
+
+inline void unpack_q4_K(const block_q4_K& x, uint8_t* q) { unpack_4bit(x.qs, q); }
+
+// Q5_K: Q4_K's low 4 bits, then the 5th bit of element 32 j + l from bit j of qh[l].
+inline void unpack_q5_K(const block_q5_K& x, uint8_t* q) {
+  unpack_4bit(x.qs, q);
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh)), one = _mm256_set1_epi8(1);
+  for (int j = 0; j < 8; ++j) {
+    auto* p = reinterpret_cast<__m256i*>(q + 32 * j);
+    const __m256i bit = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4);
+    _mm256_storeu_si256(p, _mm256_or_si256(_mm256_loadu_si256(p), bit));
   }
 }
 
@@ -780,7 +793,7 @@ constexpr int kActPerPass = 8;
 // type; matmul() reads them. Measured with `bench-kernels --benchmark_filter=switch/` on an AMD
 // EPYC Zen 4 VM (docs/PERFORMANCE.md, "GEMV/GEMM switch"); an earlier session's Xeon measurement
 // gave 8 for both. Other CPUs may differ: re-measure before trusting them elsewhere.
-constexpr int64_t kGemmMinRowsQ4K = 6, kGemmMinRowsQ6K = 6;
+constexpr int64_t kGemmMinRowsQ4K = 6, kGemmMinRowsQ6K = 6, kGemmMinRowsQ5K = 3;
 // The 32-element formats' tiles (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, IQ4_NL) win from 2-4 rows on an
 // AMD EPYC VM reporting family 26 (Zen 5), measured noisily (another build shared the cores).
 constexpr int64_t kGemmMinRows32 = 3;
@@ -822,6 +835,7 @@ constexpr int kTransposeOrder[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 1
 
 struct Unpack {
   static void q4_K(const block_q4_K& b, uint8_t* q) { unpack_q4_K(b, q); }
+  static void q5_K(const block_q5_K& b, uint8_t* q) { unpack_q5_K(b, q); }
   static void q6_K(const block_q6_K& b, uint8_t* q) { unpack_q6_K(b, q); }
   static void groups(const uint8_t* q, uint8_t* tb) {
     static_assert(kTileRows == 16);
@@ -988,6 +1002,12 @@ void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_
   gemm::matmul_tiles<kTileRows, block_q4_K, RowsQ4K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
 }
 
+// Q5_K: the Q4_K tile and kernel with 5-bit quants (vpdpbusd sums are exact for any u8).
+void matmul_q5_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
+                        size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
+  gemm::matmul_tiles<kTileRows, block_q5_K, RowsQ4K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
+}
+
 void matmul_q6_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
                         size_t a_row_bytes, int64_t n_act, float* y, int64_t ldy) {
   gemm::matmul_tiles<kTileRows, block_q6_K, RowsQ6K, Unpack, kActPerPass>(n, w, w_row_bytes, n_rows, a, a_row_bytes, n_act, y, ldy);
@@ -1014,6 +1034,7 @@ const KernelSet* avx512_kernels() {
     set_vec_dot<vec_dot_q6_K_q8_K_avx512>(q6_K);
     set_gemm(q6_K, matmul_q6_K_avx512, kGemmMinRowsQ6K);
     set_vec_dot<vec_dot_q5_K_q8_K_avx512>(k.row(DType::Q5_K));
+    set_gemm(k.row(DType::Q5_K), matmul_q5_K_avx512, kGemmMinRowsQ5K);
     set_vec_dot<vec_dot_q3_K_q8_K_avx512>(k.row(DType::Q3_K));
     set_vec_dot<vec_dot_q2_K_q8_K_avx512>(k.row(DType::Q2_K));
     set_vec_dot<vec_dot_iq4_xs_q8_K_avx512>(k.row(DType::IQ4_XS));
