@@ -186,6 +186,21 @@ inline uint8_t* scratch(size_t bytes) {
   return s.data;
 }
 
+// Rows<na>::run(args...) for the na (1..PASS, PASS 4 or 8) activation rows of one pass.
+template <template <int> class Rows, int PASS, typename... Args>
+void run_rows(int na, Args... args) {
+  switch (na) {
+    case 8: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 8 : 1>::run(args...); break;
+    case 7: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 7 : 1>::run(args...); break;
+    case 6: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 6 : 1>::run(args...); break;
+    case 5: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 5 : 1>::run(args...); break;
+    case 4: Rows<4>::run(args...); break;
+    case 3: Rows<3>::run(args...); break;
+    case 2: Rows<2>::run(args...); break;
+    default: Rows<1>::run(args...); break;
+  }
+}
+
 // The prefill matmul tile: for each TR-row weight tile, pack it (unpacker U), then run Rows<NA>::run over the
 // activation rows, PASS (4 or 8) at a time. Rows<NA>::run(tile, nb, a[NA], bs[NA], out[NA * TR])
 // computes the TR dot products of each of NA activation rows; bs[i] are row i's 32-element
@@ -216,16 +231,7 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
       const int16_t* bp[PASS];
       alignas(64) float out[PASS * TR];
       for (int k = 0; k < na; ++k) ap[k] = act(i + k), bp[k] = bs_all + (i + k) * nb * 8;
-      switch (na) {
-        case 8: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 8 : 1>::run(tile, nb, ap, bp, out); break;
-        case 7: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 7 : 1>::run(tile, nb, ap, bp, out); break;
-        case 6: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 6 : 1>::run(tile, nb, ap, bp, out); break;
-        case 5: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 5 : 1>::run(tile, nb, ap, bp, out); break;
-        case 4: Rows<4>::run(tile, nb, ap, bp, out); break;
-        case 3: Rows<3>::run(tile, nb, ap, bp, out); break;
-        case 2: Rows<2>::run(tile, nb, ap, bp, out); break;
-        default: Rows<1>::run(tile, nb, ap, bp, out); break;
-      }
+      run_rows<Rows, PASS>(na, tile, nb, ap, bp, out);
       for (int k = 0; k < na; ++k) std::memcpy(y + (i + k) * ldy + r0, out + k * TR, rows * sizeof(float));
     }
   }
@@ -410,16 +416,7 @@ void matmul_tiles32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows
         else qp[k] = q16 + (i + k) * n;
         mp[k] = meta + (i + k) * nb;
       }
-      switch (na) {
-        case 8: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 8 : 1>::run(tile, nb, qp, mp, out); break;
-        case 7: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 7 : 1>::run(tile, nb, qp, mp, out); break;
-        case 6: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 6 : 1>::run(tile, nb, qp, mp, out); break;
-        case 5: if constexpr (PASS >= 8) Rows<PASS >= 8 ? 5 : 1>::run(tile, nb, qp, mp, out); break;
-        case 4: Rows<4>::run(tile, nb, qp, mp, out); break;
-        case 3: Rows<3>::run(tile, nb, qp, mp, out); break;
-        case 2: Rows<2>::run(tile, nb, qp, mp, out); break;
-        default: Rows<1>::run(tile, nb, qp, mp, out); break;
-      }
+      run_rows<Rows, PASS>(na, tile, nb, qp, mp, out);
       for (int k = 0; k < na; ++k) std::memcpy(y + (i + k) * ldy + r0, out + k * TR, rows * sizeof(float));
     }
   }

@@ -506,70 +506,55 @@ struct RowsQ2K {
   }
 };
 
-// NA activation rows times one tile of a 32-element format (gemm_tile.hpp, s16 layout): per block
-// 16 vpmaddwd of a row-pair vector with a broadcast pair of int16 activations (exact: no 8-bit
-// product saturates, Q8_0's -128 included), then y lane r += d_r d_a sum (+ m_r s_a).
-template <typename B>
+// NA activation rows times one tile of a 32-element format (gemm_tile.hpp), per block:
+//   s16 layout (Q8_0, IQ4_NL): 16 vpmaddwd of a row-pair vector with a broadcast pair of int16
+//     activations (exact: no 8-bit product saturates, Q8_0's -128 included);
+//   u8 layout (quants at most 31: Q4_0, Q5_0, Q4_1, Q5_1): vpmaddubsw pairs are at most
+//     2 * 31 * 128 = 7936, so 4 groups add up in 16 bits (31744) before one vpmaddwd with ones
+//     widens them (16 8-bit products per instruction instead of 8); the sum starts at -offset sum(a);
+// then y lane r += d_r d_a sum (+ m_r s_a for Q4_1 / Q5_1).
+template <typename B, gemm::Layout32 L>
 struct Rows32 {
-  using T = gemm::Tile32<kTileRows, B, gemm::Layout32::s16>;
-  template <int NA>
-  struct Run {
-    static void run(const uint8_t* tile, int64_t nb, const void* const* q, const gemm::Act32* const* act, float* y) {
-      __m256 out[NA];
-      for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* tb = tile + b * T::block_bytes;
-        __m256i acc[NA];
-        for (int i = 0; i < NA; ++i) acc[i] = _mm256_setzero_si256();
-        // (Unrolled by 4, not 16: GCC then hoists all 16 weight loads and spills them.)
-#pragma GCC unroll 4
-        for (int p = 0; p < 16; ++p) {
-          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + p * T::group_bytes));
-          for (int i = 0; i < NA; ++i)
-            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, bcast4(static_cast<const int16_t*>(q[i]) + 32 * b + 2 * p)));
-        }
-        const __m256 d = _mm256_load_ps(T::d(tb));
-        for (int i = 0; i < NA; ++i)
-          out[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(d, _mm256_set1_ps(act[i][b].d)), out[i]);
-        if constexpr (gemm::has_min<B>) {
-          const __m256 m = _mm256_load_ps(T::m(tb));
-          for (int i = 0; i < NA; ++i) out[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(act[i][b].s), out[i]);
-        }
-      }
-      for (int i = 0; i < NA; ++i) _mm256_store_ps(y + i * kTileRows, out[i]);
-    }
-  };
-};
-
-// The same for the formats whose quants are at most 31 (Q4_0, Q5_0, Q4_1, Q5_1), u8 layout:
-// vpmaddubsw pairs are at most 2 * 31 * 128 = 7936, so 4 groups add up in 16 bits (31744) before
-// one vpmaddwd with ones widens them: 16 8-bit products per instruction instead of 8.
-template <typename B>
-struct Rows32U8 {
-  using T = gemm::Tile32<kTileRows, B, gemm::Layout32::u8>;
+  using T = gemm::Tile32<kTileRows, B, L>;
   using A = typename gemm::Small<B>::Act;
   template <int NA>
+  static void block_sums(const uint8_t* tb, const void* const* q, const gemm::Act32* const* act, int64_t b,
+                         __m256i* acc) {
+    if constexpr (L == gemm::Layout32::s16) {
+      for (int i = 0; i < NA; ++i) acc[i] = _mm256_setzero_si256();
+      // (Unrolled by 4, not 16: GCC then hoists all 16 weight loads and spills them.)
+#pragma GCC unroll 4
+      for (int p = 0; p < 16; ++p) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + p * T::group_bytes));
+        for (int i = 0; i < NA; ++i)
+          acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, bcast4(static_cast<const int16_t*>(q[i]) + 32 * b + 2 * p)));
+      }
+    } else {
+      const __m256i ones = _mm256_set1_epi16(1);
+      for (int i = 0; i < NA; ++i) acc[i] = _mm256_set1_epi32(act[i][b].start);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        __m256i s16[NA];
+        for (int i = 0; i < NA; ++i) s16[i] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int g = 4 * h; g < 4 * h + 4; ++g) {
+          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + g * T::group_bytes));
+          for (int i = 0; i < NA; ++i)
+            s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(w, bcast4(static_cast<const A*>(q[i])[b].qs + 4 * g)));
+        }
+        for (int i = 0; i < NA; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s16[i], ones));
+      }
+    }
+  }
+  template <int NA>
   struct Run {
     static void run(const uint8_t* tile, int64_t nb, const void* const* q, const gemm::Act32* const* act, float* y) {
-      const __m256i ones = _mm256_set1_epi16(1);
       __m256 out[NA];
       for (int i = 0; i < NA; ++i) out[i] = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* tb = tile + b * T::block_bytes;
         __m256i acc[NA];
-        for (int i = 0; i < NA; ++i) acc[i] = _mm256_set1_epi32(act[i][b].start);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-          __m256i s16[NA];
-          for (int i = 0; i < NA; ++i) s16[i] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-          for (int g = 4 * h; g < 4 * h + 4; ++g) {
-            const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + g * T::group_bytes));
-            for (int i = 0; i < NA; ++i)
-              s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(w, bcast4(static_cast<const A*>(q[i])[b].qs + 4 * g)));
-          }
-          for (int i = 0; i < NA; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s16[i], ones));
-        }
+        block_sums<NA>(tb, q, act, b, acc);
         const __m256 d = _mm256_load_ps(T::d(tb));
         for (int i = 0; i < NA; ++i)
           out[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(d, _mm256_set1_ps(act[i][b].d)), out[i]);
@@ -588,9 +573,10 @@ struct Rows32U8 {
 template <typename B>
 constexpr bool kQuantsBelow32 = !std::is_same_v<B, block_q8_0> && !std::is_same_v<B, block_iq4_nl>;
 template <typename B>
+constexpr gemm::Layout32 kLayout32 = kQuantsBelow32<B> ? gemm::Layout32::u8 : gemm::Layout32::s16;
+template <typename B>
 constexpr MatmulTile matmul32 =
-    kQuantsBelow32<B> ? gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32U8<B>::template Run, 4, x86::Unpack32>
-                      : gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::s16, Rows32<B>::template Run, 4, x86::Unpack32>;
+    gemm::matmul_tiles32<kTileRows, B, kLayout32<B>, Rows32<B, kLayout32<B>>::template Run, 4, x86::Unpack32>;
 
 // ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the

@@ -1078,6 +1078,43 @@ TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[m
 // dot_bound. Row counts leave partial 8- and 16-row weight tiles; rows cycle through random,
 // all-max and zero-scale blocks, and every fourth activation row is all -128 (the 16-bit partial
 // sums' worst case with all-max weights).
+// One type's gemm tile on every ISA that has one, for every activation count from 1 to
+// gemm_min_rows + 17: each y[i][r] within the dot-product bound of ref(n, weight row r, act row i);
+// the two ldy padding columns untouched. Returns the number of ISAs tested.
+template <typename WB, typename AB, typename Ref>
+int check_gemm_tile(DType type, int64_t n, int64_t nb, int64_t rows, const std::vector<WB>& w,
+                    const std::vector<float>& w_abs, const std::vector<AB>& a, const std::vector<float>& a_f,
+                    int64_t max_act, Ref ref) {
+  int tested = 0;
+  for (Isa isa : available_isas()) {
+    const TypeKernels& t = *kernels_for(isa)->type(type);
+    if (!t.gemm) continue;
+    ++tested;
+    REQUIRE(t.gemm_min_rows + 17 <= max_act);
+    for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
+      const int64_t ldy = rows + 2;
+      std::vector<float> y(n_act * ldy, -1.0f);
+      t.gemm(n, w.data(), nb * sizeof(WB), rows, a.data(), nb * sizeof(AB), n_act, y.data(), ldy);
+      int bad = 0;
+      for (int64_t i = 0; i < n_act; ++i) {
+        const std::vector<float> ai(a_f.begin() + i * n, a_f.begin() + (i + 1) * n);
+        for (int64_t r = 0; r < rows; ++r) {
+          const double want = ref(n, w.data() + r * nb, a.data() + i * nb);
+          const std::vector<float> wr(w_abs.begin() + r * n, w_abs.begin() + (r + 1) * n);
+          if (!(std::abs(y[i * ldy + r] - want) <= dot_bound(n, abs_dot(wr, ai))) && ++bad <= 3)
+            FAIL_CHECK(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " blocks " << nb
+                                      << " rows " << rows << " n_act " << n_act << ": y[" << i << "][" << r
+                                      << "] = " << y[i * ldy + r] << ", reference " << want);
+        }
+        CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
+        CHECK(y[i * ldy + rows + 1] == -1.0f);
+      }
+      CHECK(bad == 0);
+    }
+  }
+  return tested;
+}
+
 TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activation count", "[matmul][gemm]") {
   const int64_t nb = 3, n = nb * QK_K;
   int tested = 0;
@@ -1099,33 +1136,7 @@ TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activa
         const auto blocks = make_q8_K(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
         a.insert(a.end(), blocks.begin(), blocks.end());
       }
-      const auto a_f = deq_q8_K(a);
-      for (Isa isa : available_isas()) {
-        const TypeKernels& t = *kernels_for(isa)->type(type);
-        if (!t.gemm) continue;
-        ++tested;
-        REQUIRE(t.gemm_min_rows + 17 <= max_act);
-        for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
-          const int64_t ldy = rows + 2;
-          std::vector<float> y(n_act * ldy, -1.0f);
-          t.gemm(n, w.data(), nb * sizeof(WB), rows, a.data(), nb * sizeof(block_q8_K), n_act, y.data(), ldy);
-          int bad = 0;
-          for (int64_t i = 0; i < n_act; ++i) {
-            const std::vector<float> ai(a_f.begin() + i * n, a_f.begin() + (i + 1) * n);
-            for (int64_t r = 0; r < rows; ++r) {
-              const double want = ref(n, w.data() + r * nb, a.data() + i * nb);
-              const std::vector<float> wr(w_abs.begin() + r * n, w_abs.begin() + (r + 1) * n);
-              if (!(std::abs(y[i * ldy + r] - want) <= dot_bound(n, abs_dot(wr, ai))) && ++bad <= 3)
-                FAIL_CHECK(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " rows " << rows
-                                          << " n_act " << n_act << ": y[" << i << "][" << r << "] = " << y[i * ldy + r]
-                                          << ", reference " << want);
-            }
-            CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
-            CHECK(y[i * ldy + rows + 1] == -1.0f);
-          }
-          CHECK(bad == 0);
-        }
-      }
+      tested += check_gemm_tile(type, n, nb, rows, w, w_abs, a, deq_q8_K(a), max_act, ref);
     }
   };
   auto plain = [](auto deq) {
@@ -1170,33 +1181,7 @@ TEST_CASE("32-element-format gemm tiles stay within the dot-product bound for ev
           const auto blocks = make_act(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
           a.insert(a.end(), blocks.begin(), blocks.end());
         }
-        const auto a_f = deq_act(a);
-        for (Isa isa : available_isas()) {
-          const TypeKernels& t = *kernels_for(isa)->type(type);
-          if (!t.gemm) continue;
-          ++tested;
-          REQUIRE(t.gemm_min_rows + 17 <= max_act);
-          for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
-            const int64_t ldy = rows + 2;
-            std::vector<float> y(n_act * ldy, -1.0f);
-            t.gemm(n, w.data(), nb * sizeof(WB), rows, a.data(), nb * sizeof(AB), n_act, y.data(), ldy);
-            int bad = 0;
-            for (int64_t i = 0; i < n_act; ++i) {
-              const std::vector<float> ai(a_f.begin() + i * n, a_f.begin() + (i + 1) * n);
-              for (int64_t r = 0; r < rows; ++r) {
-                const double want = ref(n, w.data() + r * nb, a.data() + i * nb);
-                const std::vector<float> wr(w_abs.begin() + r * n, w_abs.begin() + (r + 1) * n);
-                if (!(std::abs(y[i * ldy + r] - want) <= dot_bound(n, abs_dot(wr, ai))) && ++bad <= 3)
-                  FAIL_CHECK(isa_label(isa) << " " << dtype_name(static_cast<uint32_t>(type)) << " blocks " << nb
-                                            << " rows " << rows << " n_act " << n_act << ": y[" << i << "][" << r
-                                            << "] = " << y[i * ldy + r] << ", reference " << want);
-              }
-              CHECK(y[i * ldy + rows] == -1.0f);  // padding untouched
-              CHECK(y[i * ldy + rows + 1] == -1.0f);
-            }
-            CHECK(bad == 0);
-          }
-        }
+        tested += check_gemm_tile(type, n, nb, rows, w, w_abs, a, deq_act(a), max_act, ref);
       }
     }
   };
