@@ -148,98 +148,159 @@ void CpuBackend::matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_c
 
 // att[i][h] = softmax(q[i][h] . K[0 .. pos0+i] / sqrt(head_dim)) . V[0 .. pos0+i]: row i sees the
 // cache and the step's rows up to itself (the causal mask). The query heads sharing a KV head
-// (GQA) are adjacent in q, so one item (row, KV head, run of those query heads) computes their
-// scores and outputs as two small k-major matmuls over the cache:
-//   scores[nq][n_pos] = q[nq][head_dim] . K^T[head_dim][n_pos]   (32-position K^T blocks)
-//   out[nq][head_dim] = softmax(scores)[nq][n_pos] . V[n_pos][head_dim]
-// A group is split into runs only when there would be fewer items than threads (decode with few
-// KV heads). Items are dealt to the threads in turn, so the long rows at the end of a prefill
-// batch are spread over all of them.
+// (GQA) are adjacent in q, so a unit of work (row, KV head, chunk of the visible positions)
+// computes the whole group's scores and outputs as two small k-major products over the cache:
+//   scores[group][chunk] = q[group][head_dim] . K^T[head_dim][chunk]   (32-position K^T blocks)
+//   out[group][head_dim] = softmax(scores)[group][chunk] . V[chunk][head_dim]
+// A row has one chunk unless there are too few items to keep the pool busy (decode: one row, a
+// few KV heads, thousands of positions); then its positions are split into chunks whose
+// softmaxes are combined at the end (flash-decoding): each chunk's outputs are normalized over
+// the chunk, chunk c weighs sum_c * exp(max_c - max), and the thread that finishes a row's last
+// chunk combines them. Each cache byte is read by one thread. Threads take units from a shared
+// counter, the longest rows (the end of a prefill batch) first.
 void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, const AttnParams& params) {
   const int n_head_kv = layout_.n_head_kv, hd = layout_.head_dim, n = n_, pos0 = pos0_;
   const int group = n_head / n_head_kv;
-  const int64_t ld = layout_.n_ctx, Q = width(q_buf);
-  const float scale = params.scale, cap = params.softcap;
-  const float cap_scale = cap > 0 ? scale / cap : 0.0f;
-  const int64_t n_groups = int64_t{n} * n_head_kv;
-  const int runs = static_cast<int>(std::min<int64_t>(group, (pool_->size() + n_groups - 1) / n_groups));
-  const int run_len = (group + runs - 1) / runs;
-  const size_t per_thread = sz(group) * sz(ld);
+  const int64_t Q = width(q_buf), n_items = int64_t{n} * n_head_kv;
+  const auto visible = [&](int i, int& t_first) {  // row i's positions [t_first, t_first + n_vis)
+    const int n_pos = pos0 + i + 1;
+    t_first = params.window > 0 ? std::max(0, n_pos - params.window) : 0;
+    return n_pos - t_first;
+  };
+  int t_unused;
+  const int max_vis = visible(n - 1, t_unused);
+  // Rows are split only when there are few (row, KV head) items, into chunks of kChunk positions:
+  // the split does not depend on the thread count, so neither do the logits.
+  const int chunk_len = n_items < kSplitBelowItems ? kChunk : max_vis;
+  const int chunks = (max_vis + chunk_len - 1) / chunk_len;
+  const int64_t n_units = n_items * chunks;
+
+  const size_t per_thread = sz(group) * sz(layout_.n_ctx);
   if (scores_.size() < sz(pool_->size()) * per_thread) scores_.resize(sz(pool_->size()) * per_thread);
-  const float* q = buf(q_buf);
-  float* att = buf(out_buf);
-  const size_t kblock = layout_.k_block_bytes();
-  const bool q8 = layout_.type == KvType::Q8_0;
-  if (q8) {
+  if (layout_.type == KvType::Q8_0) {
     if (q8_scratch_.size() < sz(pool_->size()) * sz(group) * layout_.row_bytes())
       q8_scratch_.resize(sz(pool_->size()) * sz(group) * layout_.row_bytes());
     const size_t v_per_thread = sz(kVChunk + group) * sz(hd);
     if (v_rows_.size() < sz(pool_->size()) * v_per_thread) v_rows_.resize(sz(pool_->size()) * v_per_thread);
   }
-  pool_->run([&](int ith, int nth) {
+  if (chunks > 1) {
+    if (parts_.size() < sz(n_units) * sz(group) * sz(hd)) parts_.resize(sz(n_units) * sz(group) * sz(hd));
+    if (part_stats_.size() < sz(n_units) * sz(group)) part_stats_.resize(sz(n_units) * sz(group));
+    if (pending_size_ < sz(n_items)) {
+      pending_ = std::make_unique<std::atomic<int>[]>(sz(n_items));
+      pending_size_ = sz(n_items);
+    }
+    for (int64_t item = 0; item < n_items; ++item) {
+      int t_first;
+      const int n_vis = visible(static_cast<int>(item / n_head_kv), t_first);
+      pending_[sz(item)].store((n_vis + chunk_len - 1) / chunk_len, std::memory_order_relaxed);
+    }
+  }
+  const float* q = buf(q_buf);
+  float* att = buf(out_buf);
+  std::atomic<int64_t> next{0};
+  pool_->run([&](int ith, int) {
     float* scores = &scores_[sz(ith) * per_thread];  // [group][n_ctx]
-    for (int64_t j = ith; j < n_groups * runs; j += nth) {
-      const int64_t item = j / runs;
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < n_units;) {
+      const int64_t unit = n_units - 1 - u, item = unit / chunks;  // the longest rows first
+      const int c = static_cast<int>(unit % chunks);
       const int i = static_cast<int>(item / n_head_kv), g = static_cast<int>(item % n_head_kv);
-      const int h0 = static_cast<int>(j % runs) * run_len, nq = std::min(run_len, group - h0);
-      if (nq <= 0) continue;
-      const int n_pos = pos0 + i + 1;
-      // Visible positions [t_first, n_pos): all of them, or the last `window`.
-      const int t_first = params.window > 0 ? std::max(0, n_pos - params.window) : 0;
-      const int n_vis = n_pos - t_first;
-      const int64_t first = i * Q + (int64_t{g} * group + h0) * hd;  // first query head
-      if (q8) {
-        attention_q8_0(layer, g, n_vis, t_first, q + first, nq, scores, ld, att + first, params,
-                       &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()], &v_rows_[sz(ith) * sz(kVChunk + group) * sz(hd)]);
-        continue;
-      }
-      const uint8_t* kh = k_head(layer, g);
-      for (int t0 = t_first / KvLayout::kKeyBlock * KvLayout::kKeyBlock; t0 < n_pos; t0 += KvLayout::kKeyBlock) {
-        const int cols = std::min(n_pos - t0, KvLayout::kKeyBlock);
-        matmul_kn(hd, kh + sz(t0 / KvLayout::kKeyBlock) * kblock, KvLayout::kKeyBlock, cols, q + first, hd, nq,
-                  scores + t0, ld);
-      }
-      for (int h = 0; h < nq; ++h) {
-        float* s = scores + h * ld + t_first;
-        if (cap > 0) {  // Gemma 2: cap * tanh(scale * logit / cap), then a plain softmax
-          for (int t = 0; t < n_vis; ++t) s[t] = cap * std::tanh(s[t] * cap_scale);
-          ks_.softmax_scaled(s, n_vis, 1.0f);
-        } else {
-          ks_.softmax_scaled(s, n_vis, scale);
-        }
-      }
-      matmul_kn(n_vis, v_head(layer, g) + sz(t_first) * sz(hd) * layout_.elem_bytes(), hd, hd, scores + t_first, ld,
-                nq, att + first, hd);
+      int t_first;
+      const int n_vis = visible(i, t_first);
+      const int t_lo = t_first + c * chunk_len, t_hi = std::min(t_first + n_vis, t_lo + chunk_len);
+      if (t_lo >= t_hi) continue;  // this row has fewer chunks
+      const int64_t first = i * Q + int64_t{g} * group * hd;  // the group's first query head
+      const bool whole = t_lo == t_first && t_hi == t_first + n_vis;
+      float* out = whole ? att + first : &parts_[sz(unit) * sz(group) * sz(hd)];
+      kernels::SoftmaxStats* stats = whole ? nullptr : &part_stats_[sz(unit) * sz(group)];
+      if (layout_.type == KvType::Q8_0)
+        attend_q8_0(layer, g, t_lo, t_hi, q + first, group, scores, out, stats, params,
+                    &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()],
+                    &v_rows_[sz(ith) * sz(kVChunk + group) * sz(hd)]);
+      else
+        attend(layer, g, t_lo, t_hi, q + first, group, scores, out, stats, params);
+      // The last chunk of a row to finish combines the row's chunks.
+      if (!whole && pending_[sz(item)].fetch_sub(1, std::memory_order_acq_rel) == 1)
+        combine_chunks(&parts_[sz(item) * sz(chunks) * sz(group) * sz(hd)], &part_stats_[sz(item) * sz(chunks) * sz(group)],
+                       (n_vis + chunk_len - 1) / chunk_len, group, att + first);
     }
   });
 }
 
-// The same attention over a Q8_0 cache, as llama.cpp's CPU flash attention computes it: each query
-// head quantized to Q8_0, scores[h][t] = Q8_0 . Q8_0 integer dot with K row t, the capped softmax,
+// The softmax of one query head's scores over a chunk, with the Gemma 2 cap if set; its stats.
+kernels::SoftmaxStats CpuBackend::softmax_scores(float* s, int n, const AttnParams& params) const {
+  const float cap = params.softcap;
+  if (cap <= 0) return ks_.softmax_scaled(s, n, params.scale);
+  const float cap_scale = params.scale / cap;  // cap * tanh(scale * logit / cap), then a plain softmax
+  for (int t = 0; t < n; ++t) s[t] = cap * std::tanh(s[t] * cap_scale);
+  return ks_.softmax_scaled(s, n, 1.0f);
+}
+
+// out[h] = sum_c w_c part_c[h] / sum_c w_c with w_c = sum_c[h] * exp(max_c[h] - max[h]).
+void CpuBackend::combine_chunks(const float* parts, const kernels::SoftmaxStats* stats, int n_chunks, int group,
+                                float* out) const {
+  const int hd = layout_.head_dim;
+  for (int h = 0; h < group; ++h) {
+    float max = -INFINITY;
+    for (int c = 0; c < n_chunks; ++c) max = std::max(max, stats[c * group + h].max);
+    float* o = out + h * hd;
+    std::fill(o, o + hd, 0.0f);
+    float total = 0.0f;
+    for (int c = 0; c < n_chunks; ++c) {
+      const kernels::SoftmaxStats& st = stats[c * group + h];
+      const float w = st.sum * std::exp(st.max - max);
+      const float* p = parts + (sz(c) * sz(group) + sz(h)) * sz(hd);
+      for (int d = 0; d < hd; ++d) o[d] += w * p[d];
+      total += w;
+    }
+    const float inv = 1.0f / total;
+    for (int d = 0; d < hd; ++d) o[d] *= inv;
+  }
+}
+
+// One unit over an F16 / F32 cache: positions [t_lo, t_hi) of KV head g for nq query heads.
+// scores holds [nq][n_ctx] at the positions' own columns; out [nq][head_dim]; stats (nullptr when
+// the chunk is the whole row) receives each head's softmax stats.
+void CpuBackend::attend(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores, float* out,
+                        kernels::SoftmaxStats* stats, const AttnParams& params) {
+  const int hd = layout_.head_dim;
+  const int64_t ld = layout_.n_ctx;
+  const uint8_t* kh = k_head(layer, g);
+  const size_t kblock = layout_.k_block_bytes();
+  for (int t0 = t_lo / KvLayout::kKeyBlock * KvLayout::kKeyBlock; t0 < t_hi; t0 += KvLayout::kKeyBlock) {
+    const int cols = std::min(t_hi - t0, KvLayout::kKeyBlock);
+    matmul_kn(hd, kh + sz(t0 / KvLayout::kKeyBlock) * kblock, KvLayout::kKeyBlock, cols, q, hd, nq, scores + t0, ld);
+  }
+  for (int h = 0; h < nq; ++h) {
+    const kernels::SoftmaxStats st = softmax_scores(scores + h * ld + t_lo, t_hi - t_lo, params);
+    if (stats) stats[h] = st;
+  }
+  matmul_kn(t_hi - t_lo, v_head(layer, g) + sz(t_lo) * sz(hd) * layout_.elem_bytes(), hd, hd, scores + t_lo, ld, nq,
+            out, hd);
+}
+
+// The same over a Q8_0 cache, as llama.cpp's CPU flash attention computes it: each query head
+// quantized to Q8_0, scores[h][t] = Q8_0 . Q8_0 integer dot with K row t, the capped softmax,
 // then out[h] = sum_t p[h][t] * V_t over V rows dequantized to floats. The scores are one Q8_0
 // matmul tile call (K rows as weight rows, the group's heads as activation rows), the outputs a
-// k-major product per kVChunk dequantized V rows.
-void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const float* q, int nq, float* scores,
-                                int64_t ld, float* out, const AttnParams& params, uint8_t* q8, float* v_rows) {
-  const int hd = layout_.head_dim;
+// k-major product per kVChunk dequantized V rows. scores holds [nq][n_ctx] from column 0.
+void CpuBackend::attend_q8_0(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores,
+                             float* out, kernels::SoftmaxStats* stats, const AttnParams& params, uint8_t* q8,
+                             float* v_rows) {
+  const int hd = layout_.head_dim, n_vis = t_hi - t_lo;
+  const int64_t ld = layout_.n_ctx;
   const size_t row = layout_.row_bytes();
   const kernels::TypeKernels& q8_0 = *ks_.type(DType::Q8_0);
   const kernels::QuantizeRow quantize = ks_.act(kernels::ActForm::q8_0).from_f32;
-  const uint8_t* kh = k_head(layer, g) + sz(t_first) * row;
-  const uint8_t* vh = v_head(layer, g) + sz(t_first) * row;
-  const float scale = params.scale, cap = params.softcap;
+  const uint8_t* kh = k_head(layer, g) + sz(t_lo) * row;
+  const uint8_t* vh = v_head(layer, g) + sz(t_lo) * row;
   for (int h = 0; h < nq; ++h) quantize(q + h * hd, q8 + sz(h) * row, hd);
   // scores[nq][n_vis] = q8[nq] . K[n_vis], by the tile kernels::matmul would pick for nq rows
   const kernels::MatmulTile tile = q8_0.gemm && nq >= q8_0.gemm_min_rows ? q8_0.gemm : q8_0.gemv;
   tile(hd, kh, row, n_vis, q8, row, nq, scores, ld);
   for (int h = 0; h < nq; ++h) {
-    float* s = scores + h * ld;
-    if (cap > 0) {
-      for (int t = 0; t < n_vis; ++t) s[t] = cap * std::tanh(s[t] * (scale / cap));
-      ks_.softmax_scaled(s, n_vis, 1.0f);
-    } else {
-      ks_.softmax_scaled(s, n_vis, scale);
-    }
+    const kernels::SoftmaxStats st = softmax_scores(scores + h * ld, n_vis, params);
+    if (stats) stats[h] = st;
     std::fill(out + h * hd, out + (h + 1) * hd, 0.0f);
   }
   float* part = v_rows + sz(kVChunk) * sz(hd);  // [nq][hd]

@@ -3,6 +3,7 @@
 // when it is called; begin() / finish() only mark the step.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -63,14 +64,26 @@ class CpuBackend final : public Backend {
   std::vector<uint8_t> kv_;
   RopeParams rope_[kRopeSets];
   std::vector<float> rope_cs_[kRopeSets];  // cos/sin per row of the step  [n][n_rot]
+  // Attention (see attention()): one unit's scores and outputs over an F16 / F32 or a Q8_0 cache,
+  // the capped softmax they share, and the combination of a row's chunks.
+  void attend(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores, float* out,
+              kernels::SoftmaxStats* stats, const AttnParams& params);
+  void attend_q8_0(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores, float* out,
+                   kernels::SoftmaxStats* stats, const AttnParams& params, uint8_t* q8, float* v_rows);
+  kernels::SoftmaxStats softmax_scores(float* s, int n, const AttnParams& params) const;
+  void combine_chunks(const float* parts, const kernels::SoftmaxStats* stats, int n_chunks, int group,
+                      float* out) const;
+  static constexpr int kChunk = 256;            // positions per chunk of a split row
+  static constexpr int64_t kSplitBelowItems = 16;  // (row, KV head) items below which rows are split
   std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
+  std::vector<float> parts_;    // a split row's chunk outputs  [units][group][head_dim]
+  std::vector<kernels::SoftmaxStats> part_stats_;  // and their softmax stats  [units][group]
+  std::unique_ptr<std::atomic<int>[]> pending_;    // chunks of each (row, KV head) still running
+  size_t pending_size_ = 0;
   // Q8_0 cache: per thread, the queries of a group as Q8_0 rows and one dequantized V row.
   std::vector<uint8_t> q8_scratch_;  // [n_threads][group][row_bytes]
   std::vector<float> v_rows_;        // [n_threads][kVChunk + group][head_dim]: dequantized V rows, partial outputs
   static constexpr int kVChunk = 64;  // V rows dequantized per k-major product (Q8_0 cache)
-  // The Q8_0 cache's attention of one item (attention() calls it per row, KV head, query run).
-  void attention_q8_0(int layer, int g, int n_vis, int t_first, const float* q, int nq, float* scores, int64_t ld,
-                      float* out, const AttnParams& params, uint8_t* q8, float* v_rows);
   int n_ = 0, pos0_ = 0;        // the step begin() opened
   bool rope_ready_[kRopeSets] = {};  // rope_cs_[set] holds this step's angles
 };

@@ -737,8 +737,8 @@ inline float hmax(__m256 v) {
 }
 
 // Full vectors, then the last n % 8 through a padded copy (-inf pads exponentiate to 0).
-void softmax_scaled_avx2(float* x, int64_t n, float s) {
-  if (n <= 0) return;
+SoftmaxStats softmax_scaled_avx2(float* x, int64_t n, float s) {
+  if (n <= 0) return {};
   const __m256 vs = _mm256_set1_ps(s);
   const int64_t nv = n / 8 * 8;
   alignas(32) float tail[8];
@@ -755,10 +755,11 @@ void softmax_scaled_avx2(float* x, int64_t n, float s) {
   }
   const __m256 et = exp_ps(_mm256_sub_ps(_mm256_load_ps(tail), mx));
   sum = _mm256_add_ps(sum, et);
-  const float inv = 1.0f / hsum(sum);
+  const float total = hsum(sum), inv = 1.0f / total;
   _mm256_store_ps(tail, _mm256_mul_ps(et, _mm256_set1_ps(inv)));
   for (int64_t i = 0; i < nv; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
   for (int64_t k = 0; nv + k < n; ++k) x[nv + k] = tail[k];
+  return {max, total};
 }
 
 void silu_mul_avx2(const float* gate, const float* up, float* y, int64_t n) {

@@ -552,15 +552,16 @@ inline __m512 exp_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-void softmax_scaled_avx512(float* x, int64_t n, float s) {
-  if (n <= 0) return;
+SoftmaxStats softmax_scaled_avx512(float* x, int64_t n, float s) {
+  if (n <= 0) return {};
   const __m512 vs = _mm512_set1_ps(s);
   __m512 vmax = _mm512_set1_ps(-INFINITY);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
     vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
   }
-  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+  const float max = _mm512_reduce_max_ps(vmax);
+  const __m512 mx = _mm512_set1_ps(max);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
@@ -568,11 +569,13 @@ void softmax_scaled_avx512(float* x, int64_t n, float s) {
     _mm512_mask_storeu_ps(x + i, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
-  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  const float total = _mm512_reduce_add_ps(sum);
+  const __m512 inv = _mm512_set1_ps(1.0f / total);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
     _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
   }
+  return {max, total};
 }
 
 void silu_mul_avx512(const float* gate, const float* up, float* y, int64_t n) {

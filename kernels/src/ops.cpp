@@ -103,8 +103,9 @@ void softmax_ref(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void softmax(float* x, int64_t n) {
-  if (n <= 0) return;
+namespace {
+SoftmaxStats softmax_with_stats(float* x, int64_t n) {
+  if (n <= 0) return {};
   int64_t i = 0;
   batch vmax(-INFINITY);
   for (; i + W <= n; i += W) vmax = xsimd::max(vmax, batch::load_unaligned(x + i));
@@ -125,11 +126,15 @@ void softmax(float* x, int64_t n) {
     sum += x[i];
   }
   scale(x, static_cast<float>(1.0 / sum), n);
+  return {max, static_cast<float>(sum)};
 }
+}  // namespace
 
-void softmax_scaled(float* x, int64_t n, float s) {
+void softmax(float* x, int64_t n) { softmax_with_stats(x, n); }
+
+SoftmaxStats softmax_scaled(float* x, int64_t n, float s) {
   scale(x, s, n);
-  softmax(x, n);
+  return softmax_with_stats(x, n);
 }
 
 // ---- silu_mul ----

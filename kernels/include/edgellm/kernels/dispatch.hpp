@@ -10,6 +10,7 @@
 
 #include "edgellm/dtype.hpp"
 #include "edgellm/kernels/blocks.hpp"
+#include "edgellm/kernels/ops.hpp"  // SoftmaxStats
 
 namespace edgellm::kernels {
 
@@ -90,7 +91,7 @@ struct KernelSet {
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
   void (*add)(const float* a, const float* b, float* y, int64_t n);
   void (*rope_norm_with)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos_sin);
-  void (*softmax_scaled)(float* x, int64_t n, float s);
+  SoftmaxStats (*softmax_scaled)(float* x, int64_t n, float s);  // returns the stats of s * x
   void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n);
 };
 

@@ -23,8 +23,15 @@ void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, floa
 // -Inf entries (masked positions) give 0; a row that is all -Inf gives NaN.
 void softmax(float* x, int64_t n);
 void softmax_ref(float* x, int64_t n);
-// x = softmax(s * x) (attention: the 1/sqrt(head_dim) scale folded in).
-void softmax_scaled(float* x, int64_t n, float s);
+// What a softmax divided by: the largest input and the sum of exp(input - max). Two softmaxes of
+// the parts of a row combine into the row's (flash attention over chunks of the KV cache): part c
+// weighs sum_c * exp(max_c - max).
+struct SoftmaxStats {
+  float max = 0.0f;
+  float sum = 0.0f;
+};
+// x = softmax(s * x) (attention: the 1/sqrt(head_dim) scale folded in); returns the stats of s * x.
+SoftmaxStats softmax_scaled(float* x, int64_t n, float s);
 
 // y = silu(gate) * up, silu(g) = g / (1 + exp(-g))
 void silu_mul(const float* gate, const float* up, float* y, int64_t n);
