@@ -230,7 +230,7 @@ void CpuBackend::attention_q8_0(int layer, int g, int n_vis, int t_first, const 
   const float scale = params.scale, cap = params.softcap;
   for (int h = 0; h < nq; ++h) quantize(q + h * hd, q8 + sz(h) * row, hd);
   // scores[nq][n_vis] = q8[nq] . K[n_vis], by the tile kernels::matmul would pick for nq rows
-  const kernels::MatmulTile tile = q8_0.gemm && nq >= q8_0.gemm_min_rows ? q8_0.gemm : q8_0.gemv;
+  const kernels::MatmulTile tile = kernels::pick_tile(q8_0, nq);
   tile(hd, kh, row, n_vis, q8, row, nq, scores, ld);
   for (int h = 0; h < nq; ++h) {
     float* s = scores + h * ld;
