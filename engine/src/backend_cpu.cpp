@@ -296,7 +296,7 @@ void CpuBackend::attend_q8_0(int layer, int g, int t_lo, int t_hi, const float* 
   const uint8_t* vh = v_head(layer, g) + sz(t_lo) * row;
   for (int h = 0; h < nq; ++h) quantize(q + h * hd, q8 + sz(h) * row, hd);
   // scores[nq][n_vis] = q8[nq] . K[n_vis], by the tile kernels::matmul would pick for nq rows
-  const kernels::MatmulTile tile = q8_0.gemm && nq >= q8_0.gemm_min_rows ? q8_0.gemm : q8_0.gemv;
+  const kernels::MatmulTile tile = kernels::pick_tile(q8_0, nq);
   tile(hd, kh, row, n_vis, q8, row, nq, scores, ld);
   for (int h = 0; h < nq; ++h) {
     const kernels::SoftmaxStats st = softmax_scores(scores + h * ld, n_vis, params);

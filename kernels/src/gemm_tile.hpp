@@ -251,63 +251,63 @@ void matmul_tiles(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, 
 // and for the u8 layout -offset * sum(q), where the block's integer sum starts; for the s16 layout
 // the activation quants widened to int16.
 
-// Per-type facts: the activation form, the unsigned offset of the u8 layout and the levels.
+// The 4-bit quants of a 32-element block in element order (low nibbles, then high nibbles).
+inline void raw_nibbles(const uint8_t* qs, uint8_t* u) {
+  for (int i = 0; i < 16; ++i) u[i] = qs[i] & 0xF, u[i + 16] = qs[i] >> 4;
+}
+// Q5_0 / Q5_1: the nibbles plus each element's 5th bit.
+inline void raw_q5(const uint8_t* qs, const uint8_t* qh, uint8_t* u) {
+  const uint32_t h = q5_high_bits(qh);
+  raw_nibbles(qs, u);
+  for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(u[e] | ((h >> e) & 1) << 4);
+}
+
+// Per-type facts: the activation form, the unsigned offset of the u8 layout and raw(x, u), the
+// block's 32 bytes in that layout (element order); the integer levels are raw - offset. Q4_0 and
+// Q4_1 have the same raw quants (raw_nibbles), as have Q5_0 and Q5_1 (raw_q5): the _0 types
+// centre them with the offset (8, 16), the _1 types keep them (offset 0; their min m shifts
+// them). Q8_0 and IQ4_NL are the exceptions: their levels are signed, raw is level + 128.
 template <typename B>
 struct Small;
 template <>
 struct Small<block_q8_0> {
   using Act = block_q8_0;
   static constexpr int offset = 128;
-  static void levels(const block_q8_0& x, int16_t* q) {
-    for (int i = 0; i < 32; ++i) q[i] = x.qs[i];
+  static void raw(const block_q8_0& x, uint8_t* u) {
+    for (int i = 0; i < 32; ++i) u[i] = static_cast<uint8_t>(x.qs[i] + offset);
   }
 };
 template <>
 struct Small<block_q4_0> {
   using Act = block_q8_0;
   static constexpr int offset = 8;
-  static void levels(const block_q4_0& x, int16_t* q) {
-    for (int i = 0; i < 16; ++i) q[i] = static_cast<int16_t>((x.qs[i] & 0xF) - 8), q[i + 16] = static_cast<int16_t>((x.qs[i] >> 4) - 8);
-  }
+  static void raw(const block_q4_0& x, uint8_t* u) { raw_nibbles(x.qs, u); }
 };
 template <>
 struct Small<block_q4_1> {
   using Act = block_q8_1;
   static constexpr int offset = 0;
-  static void levels(const block_q4_1& x, int16_t* q) {
-    for (int i = 0; i < 16; ++i) q[i] = static_cast<int16_t>(x.qs[i] & 0xF), q[i + 16] = static_cast<int16_t>(x.qs[i] >> 4);
-  }
+  static void raw(const block_q4_1& x, uint8_t* u) { raw_nibbles(x.qs, u); }
 };
 template <>
 struct Small<block_q5_0> {
   using Act = block_q8_0;
   static constexpr int offset = 16;
-  static void levels(const block_q5_0& x, int16_t* q) {
-    const uint32_t h = q5_high_bits(x.qh);
-    for (int i = 0; i < 16; ++i) {
-      q[i] = static_cast<int16_t>(((x.qs[i] & 0xF) | ((h >> i) & 1) << 4) - 16);
-      q[i + 16] = static_cast<int16_t>(((x.qs[i] >> 4) | ((h >> (i + 16)) & 1) << 4) - 16);
-    }
-  }
+  static void raw(const block_q5_0& x, uint8_t* u) { raw_q5(x.qs, x.qh, u); }
 };
 template <>
 struct Small<block_q5_1> {
   using Act = block_q8_1;
   static constexpr int offset = 0;
-  static void levels(const block_q5_1& x, int16_t* q) {
-    const uint32_t h = q5_high_bits(x.qh);
-    for (int i = 0; i < 16; ++i) {
-      q[i] = static_cast<int16_t>((x.qs[i] & 0xF) | ((h >> i) & 1) << 4);
-      q[i + 16] = static_cast<int16_t>((x.qs[i] >> 4) | ((h >> (i + 16)) & 1) << 4);
-    }
-  }
+  static void raw(const block_q5_1& x, uint8_t* u) { raw_q5(x.qs, x.qh, u); }
 };
 template <>
 struct Small<block_iq4_nl> {
   using Act = block_q8_0;
   static constexpr int offset = 128;
-  static void levels(const block_iq4_nl& x, int16_t* q) {
-    for (int i = 0; i < 16; ++i) q[i] = kvalues_iq4nl[x.qs[i] & 0xF], q[i + 16] = kvalues_iq4nl[x.qs[i] >> 4];
+  static void raw(const block_iq4_nl& x, uint8_t* u) {
+    raw_nibbles(x.qs, u);
+    for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(kvalues_iq4nl[u[e]] + offset);
   }
 };
 
@@ -334,16 +334,16 @@ struct Act32 {
 };
 
 // The portable unpacker: U::raw(block, u) gives the u8 layout's 32 bytes of a block, U::levels
-// its 32 int16 levels (an ISA may do them with shuffles).
+// its 32 int16 levels, raw - offset (an ISA may do them with shuffles: x86_common.hpp).
 struct Unpack32 {
   template <typename B>
-  static void raw(const B& x, uint8_t* u) {
-    int16_t q[32];
-    Small<B>::levels(x, q);
-    for (int e = 0; e < 32; ++e) u[e] = static_cast<uint8_t>(q[e] + Small<B>::offset);
-  }
+  static void raw(const B& x, uint8_t* u) { Small<B>::raw(x, u); }
   template <typename B>
-  static void levels(const B& x, int16_t* q) { Small<B>::levels(x, q); }
+  static void levels(const B& x, int16_t* q) {
+    uint8_t u[32];
+    Small<B>::raw(x, u);
+    for (int e = 0; e < 32; ++e) q[e] = static_cast<int16_t>(u[e] - Small<B>::offset);
+  }
 };
 
 // Packs rows [0, rows) of a TR-row tile (unpacker U); lanes of rows past `rows` stay zero.

@@ -7,6 +7,7 @@
 //   KernelSet k = scalar_kernel_set();
 //   set_vec_dot<vec_dot_q4_K_q8_K_avx2>(k.row(DType::Q4_K));     // vec_dot + its gemv tile
 //   set_gemm(k.row(DType::Q4_K), matmul_q4_K_avx2, kGemmMinRows); // optional prefill tile
+//   set_gemm32<Tiles32>(k);  // the 32-element formats' tiles, Tiles32<B>::tile and ::min_rows
 //
 // The helpers below have internal linkage (anonymous namespace): each ISA file gets its own
 // copies, compiled with its own instruction set, so the linker can never hand one ISA's code to
@@ -110,6 +111,18 @@ void set_dequantize(TypeKernels& t) {
 inline void set_gemm(TypeKernels& t, MatmulTile gemm, int64_t min_rows) {
   t.gemm = gemm;
   t.gemm_min_rows = min_rows;
+}
+
+// Every 32-element format's prefill tile: Tiles<B>::tile for block type B, used from
+// Tiles<B>::min_rows activation rows on (the ISA's measured switch).
+template <template <typename> class Tiles>
+void set_gemm32(KernelSet& k) {
+  set_gemm(k.row(DType::Q8_0), Tiles<block_q8_0>::tile, Tiles<block_q8_0>::min_rows);
+  set_gemm(k.row(DType::Q4_0), Tiles<block_q4_0>::tile, Tiles<block_q4_0>::min_rows);
+  set_gemm(k.row(DType::Q5_0), Tiles<block_q5_0>::tile, Tiles<block_q5_0>::min_rows);
+  set_gemm(k.row(DType::Q4_1), Tiles<block_q4_1>::tile, Tiles<block_q4_1>::min_rows);
+  set_gemm(k.row(DType::Q5_1), Tiles<block_q5_1>::tile, Tiles<block_q5_1>::min_rows);
+  set_gemm(k.row(DType::IQ4_NL), Tiles<block_iq4_nl>::tile, Tiles<block_iq4_nl>::min_rows);
 }
 
 }  // namespace

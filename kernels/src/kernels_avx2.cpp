@@ -568,15 +568,19 @@ struct Rows32 {
   };
 };
 
-// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on): 8-bit
-// products where the quants allow, 16-bit for Q8_0 and IQ4_NL (levels up to 127 in magnitude).
+// The 32-element formats' prefill tiles (set_gemm32; matmul() picks them from min_rows rows on,
+// kGemmMinRows32 but for IQ4_NL and Q8_0): 8-bit products where the quants allow, 16-bit for Q8_0
+// and IQ4_NL (levels up to 127 in magnitude).
 template <typename B>
-constexpr bool kQuantsBelow32 = !std::is_same_v<B, block_q8_0> && !std::is_same_v<B, block_iq4_nl>;
-template <typename B>
-constexpr gemm::Layout32 kLayout32 = kQuantsBelow32<B> ? gemm::Layout32::u8 : gemm::Layout32::s16;
-template <typename B>
-constexpr MatmulTile matmul32 =
-    gemm::matmul_tiles32<kTileRows, B, kLayout32<B>, Rows32<B, kLayout32<B>>::template Run, 4, x86::Unpack32>;
+struct Tiles32 {
+  static constexpr bool quants_below_32 = !std::is_same_v<B, block_q8_0> && !std::is_same_v<B, block_iq4_nl>;
+  static constexpr gemm::Layout32 layout = quants_below_32 ? gemm::Layout32::u8 : gemm::Layout32::s16;
+  static constexpr MatmulTile tile =
+      gemm::matmul_tiles32<kTileRows, B, layout, Rows32<B, layout>::template Run, 4, x86::Unpack32>;
+  static constexpr int64_t min_rows = std::is_same_v<B, block_q8_0>     ? kGemmMinRowsQ8_0
+                                      : std::is_same_v<B, block_iq4_nl> ? kGemmMinRowsIQ4NL
+                                                                        : kGemmMinRows32;
+};
 
 // ---- 32-element formats: Q8_0, Q4_0, Q5_0 weights times Q8_0 activations, Q5_1 times Q8_1 ----
 // Products are widened to 16 bits first (vpmaddubsw could saturate on -128 * -128 pairs); the
@@ -1066,12 +1070,7 @@ const KernelSet* avx2_kernels() {
     set_vec_dot<vec_dot_q4_0_q8_0_avx2>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx2>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx2>(k.row(DType::Q5_1));
-    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRowsQ8_0);
-    set_gemm(k.row(DType::Q4_0), matmul32<block_q4_0>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q5_0), matmul32<block_q5_0>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q4_1), matmul32<block_q4_1>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q5_1), matmul32<block_q5_1>, kGemmMinRows32);
-    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRowsIQ4NL);
+    set_gemm32<Tiles32>(k);
     set_dequantize<dequantize_row_f16_avx2>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx2>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx2>(k.row(DType::BF16));

@@ -995,9 +995,13 @@ struct Rows32 {
   };
 };
 
-// The 32-element formats' prefill tiles (matmul() picks them from kGemmMinRows32 rows on).
+// The 32-element formats' prefill tiles (set_gemm32; matmul() picks them from kGemmMinRows32 rows on).
 template <typename B>
-constexpr MatmulTile matmul32 = gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32<B>::template Run, kActPerPass, x86::Unpack32>;
+struct Tiles32 {
+  static constexpr MatmulTile tile =
+      gemm::matmul_tiles32<kTileRows, B, gemm::Layout32::u8, Rows32<B>::template Run, kActPerPass, x86::Unpack32>;
+  static constexpr int64_t min_rows = kGemmMinRows32;
+};
 
 // The prefill tiles (matmul() picks them from kGemmMinRowsQ4K / Q6K activation rows on).
 void matmul_q4_K_avx512(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* a,
@@ -1048,12 +1052,7 @@ const KernelSet* avx512_kernels() {
     set_vec_dot<vec_dot_q4_0_q8_0_avx512>(k.row(DType::Q4_0));
     set_vec_dot<vec_dot_q5_0_q8_0_avx512>(k.row(DType::Q5_0));
     set_vec_dot<vec_dot_q5_1_q8_1_avx512>(k.row(DType::Q5_1));
-    set_gemm(k.row(DType::Q8_0), matmul32<block_q8_0>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q4_0), matmul32<block_q4_0>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q5_0), matmul32<block_q5_0>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q4_1), matmul32<block_q4_1>, kGemmMinRows32);
-    set_gemm(k.row(DType::Q5_1), matmul32<block_q5_1>, kGemmMinRows32);
-    set_gemm(k.row(DType::IQ4_NL), matmul32<block_iq4_nl>, kGemmMinRows32);
+    set_gemm32<Tiles32>(k);
     set_dequantize<dequantize_row_f16_avx512>(k.row(DType::F16));
     set_vec_dot<vec_dot_f16_f32_avx512>(k.row(DType::F16));
     set_dequantize<dequantize_row_bf16_avx512>(k.row(DType::BF16));

@@ -84,8 +84,7 @@ void matmul(const KernelSet& ks, ThreadPool& pool, std::span<const MatmulOut> ou
     const int64_t ldy = outs[j].ldy;
     const TypeKernels* t = ks.type(w.type);
     if (!t) throw std::invalid_argument("matmul: unsupported weight type " + type_name(w.type));
-    // The one GEMV/GEMM switch: a type's prefill tile from its measured row count on.
-    const MatmulTile tile = t->gemm && x.n_rows() >= t->gemm_min_rows ? t->gemm : t->gemv;
+    const MatmulTile tile = pick_tile(*t, x.n_rows());
     if (x.n_cols() != w.cols) {
       throw std::invalid_argument("matmul: activation rows have " + std::to_string(x.n_cols()) +
                                   " values, weight rows " + std::to_string(w.cols));

@@ -144,8 +144,8 @@ inline void dequantize_row_q8_0(const block_q8_0* x, float* y, int64_t k) {
 }
 
 // The 32 quants of a 32-element-format block in element order as gemm_tile.hpp's u8 layout has
-// them (q + Small<B>::offset: Q8_0 q + 128, IQ4_NL level + 128, the others their raw quants), and
-// as the s16 layout's int16 levels; for the prefill tiles' packing.
+// them (gemm::Small<B>::raw's bytes: Q8_0 q + 128, IQ4_NL level + 128, the others their raw
+// quants), and as the s16 layout's int16 levels, raw - offset; for the prefill tiles' packing.
 struct Unpack32 {
   template <typename B>
   static __m256i raw_vec(const B& x) {

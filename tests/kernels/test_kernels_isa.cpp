@@ -1072,25 +1072,68 @@ TEST_CASE("matmul switches from the gemv to the gemm tile at gemm_min_rows", "[m
   if (kernels_for(Isa::avx2) || kernels_for(Isa::avx512)) CHECK(switched > 0);
 }
 
-// Every K-quant gemm tile (the prefill kernels: Q4_K, Q5_K, Q6_K, Q3_K, Q2_K), called directly for
-// every activation count from 1 to well past its gemm_min_rows (so every pass width and tail of
-// the tile driver), against the scalar vec_dot of each (weight row, activation row) within
-// dot_bound. Row counts leave partial 8- and 16-row weight tiles; rows cycle through random,
-// all-max and zero-scale blocks, and every fourth activation row is all -128 (the 16-bit partial
-// sums' worst case with all-max weights).
+// The inputs of the gemm-tile tests, nb blocks a row: weight rows cycling random, all-max and
+// zero-scale blocks (row r % 4 == 0 or 2, 1, 3), with each row's element magnitudes (w_abs, what
+// dot_bound sums); kGemmTileActs activation rows, every fourth (i % 4 == 2) all-max (every quant
+// -128), and their values (a_f).
+constexpr int64_t kGemmTileActs = 40;
+
+template <typename WB, typename AB>
+struct GemmTileRows {
+  std::vector<WB> w;
+  std::vector<float> w_abs;
+  std::vector<AB> a;
+  std::vector<float> a_f;
+};
+
+template <typename Make, typename Magnitudes, typename MakeAct, typename DeqAct>
+auto make_gemm_tile_rows(int64_t nb, int64_t rows, Make make, Magnitudes magnitudes, MakeAct make_act,
+                         DeqAct deq_act) {
+  GemmTileRows<typename decltype(make(nb, Fill::random))::value_type,
+               typename decltype(make_act(nb, Fill::random))::value_type> in;
+  for (int64_t r = 0; r < rows; ++r) {
+    const Fill fill = r % 4 == 1 ? Fill::all_max : r % 4 == 3 ? Fill::zero_scale : Fill::random;
+    const auto blocks = make(nb, fill);
+    in.w.insert(in.w.end(), blocks.begin(), blocks.end());
+    const auto m = magnitudes(blocks);
+    in.w_abs.insert(in.w_abs.end(), m.begin(), m.end());
+  }
+  for (int64_t i = 0; i < kGemmTileActs; ++i) {
+    const auto blocks = make_act(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
+    in.a.insert(in.a.end(), blocks.begin(), blocks.end());
+  }
+  in.a_f = deq_act(in.a);
+  return in;
+}
+
+// |dequantized value| per element of a type without a min, block_elems elements a block (the
+// magnitudes of make_gemm_tile_rows for those types).
+template <int64_t block_elems, typename Deq>
+auto abs_dequantized(Deq deq) {
+  return [=](const auto& blocks) {
+    std::vector<float> v(blocks.size() * block_elems);
+    deq(blocks.data(), v.data(), static_cast<int64_t>(v.size()));
+    for (float& x : v) x = std::abs(x);
+    return v;
+  };
+}
+
 // One type's gemm tile on every ISA that has one, for every activation count from 1 to
 // gemm_min_rows + 17: each y[i][r] within the dot-product bound of ref(n, weight row r, act row i);
 // the two ldy padding columns untouched. Returns the number of ISAs tested.
 template <typename WB, typename AB, typename Ref>
-int check_gemm_tile(DType type, int64_t n, int64_t nb, int64_t rows, const std::vector<WB>& w,
-                    const std::vector<float>& w_abs, const std::vector<AB>& a, const std::vector<float>& a_f,
-                    int64_t max_act, Ref ref) {
+int check_gemm_tile(DType type, int64_t n, int64_t nb, const GemmTileRows<WB, AB>& in, Ref ref) {
+  const int64_t rows = static_cast<int64_t>(in.w.size()) / nb;
+  const std::vector<WB>& w = in.w;
+  const std::vector<float>& w_abs = in.w_abs;
+  const std::vector<AB>& a = in.a;
+  const std::vector<float>& a_f = in.a_f;
   int tested = 0;
   for (Isa isa : available_isas()) {
     const TypeKernels& t = *kernels_for(isa)->type(type);
     if (!t.gemm) continue;
     ++tested;
-    REQUIRE(t.gemm_min_rows + 17 <= max_act);
+    REQUIRE(t.gemm_min_rows + 17 <= kGemmTileActs);
     for (int64_t n_act = 1; n_act <= t.gemm_min_rows + 17; ++n_act) {
       const int64_t ldy = rows + 2;
       std::vector<float> y(n_act * ldy, -1.0f);
@@ -1115,42 +1158,23 @@ int check_gemm_tile(DType type, int64_t n, int64_t nb, int64_t rows, const std::
   return tested;
 }
 
+// Every K-quant gemm tile (the prefill kernels: Q4_K, Q5_K, Q6_K, Q3_K, Q2_K), called directly for
+// every activation count from 1 to well past its gemm_min_rows (so every pass width and tail of
+// the tile driver), against the scalar vec_dot of each (weight row, activation row) within
+// dot_bound. Row counts leave partial 8- and 16-row weight tiles; rows cycle through random,
+// all-max and zero-scale blocks, and every fourth activation row is all -128 (the 16-bit partial
+// sums' worst case with all-max weights).
 TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activation count", "[matmul][gemm]") {
   const int64_t nb = 3, n = nb * QK_K;
   int tested = 0;
   auto run = [&](DType type, auto make, auto ref, auto magnitudes) {
-    using WB = typename decltype(make(int64_t{1}, Fill::random))::value_type;
-    for (int64_t rows : {1, 8, 13, 19, 35}) {
-      std::vector<WB> w;
-      std::vector<float> w_abs;
-      for (int64_t r = 0; r < rows; ++r) {
-        const Fill fill = r % 4 == 1 ? Fill::all_max : r % 4 == 3 ? Fill::zero_scale : Fill::random;
-        const auto blocks = make(nb, fill);
-        w.insert(w.end(), blocks.begin(), blocks.end());
-        const auto m = magnitudes(blocks);
-        w_abs.insert(w_abs.end(), m.begin(), m.end());
-      }
-      const int64_t max_act = 40;
-      std::vector<block_q8_K> a;
-      for (int64_t i = 0; i < max_act; ++i) {
-        const auto blocks = make_q8_K(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
-        a.insert(a.end(), blocks.begin(), blocks.end());
-      }
-      tested += check_gemm_tile(type, n, nb, rows, w, w_abs, a, deq_q8_K(a), max_act, ref);
-    }
-  };
-  auto plain = [](auto deq) {
-    return [=](const auto& blocks) {
-      std::vector<float> v(blocks.size() * QK_K);
-      deq(blocks.data(), v.data(), static_cast<int64_t>(v.size()));
-      for (float& x : v) x = std::abs(x);
-      return v;
-    };
+    for (int64_t rows : {1, 8, 13, 19, 35})
+      tested += check_gemm_tile(type, n, nb, make_gemm_tile_rows(nb, rows, make, magnitudes, make_q8_K, deq_q8_K), ref);
   };
   run(DType::Q4_K, make_q4_K, vec_dot_q4_K_q8_K_ref, q4_K_magnitudes);
   run(DType::Q5_K, make_q5_K, vec_dot_q5_K_q8_K_ref, q5_K_magnitudes);
-  run(DType::Q6_K, make_q6_K, vec_dot_q6_K_q8_K_ref, plain(dequantize_row_q6_K_ref));
-  run(DType::Q3_K, make_q3_K, vec_dot_q3_K_q8_K_ref, plain(dequantize_row_q3_K_ref));
+  run(DType::Q6_K, make_q6_K, vec_dot_q6_K_q8_K_ref, abs_dequantized<QK_K>(dequantize_row_q6_K_ref));
+  run(DType::Q3_K, make_q3_K, vec_dot_q3_K_q8_K_ref, abs_dequantized<QK_K>(dequantize_row_q3_K_ref));
   run(DType::Q2_K, make_q2_K, vec_dot_q2_K_q8_K_ref, q2_K_magnitudes);
   if (kernels_for(Isa::avx2)) CHECK(tested >= 5 * 5);  // every K type has an AVX2 tile
 }
@@ -1161,42 +1185,15 @@ TEST_CASE("K-quant gemm tiles stay within the dot-product bound for every activa
 TEST_CASE("32-element-format gemm tiles stay within the dot-product bound for every activation count", "[matmul][gemm]") {
   int tested = 0;
   auto run = [&](DType type, auto make, auto ref, auto magnitudes, auto make_act, auto deq_act) {
-    using WB = typename decltype(make(int64_t{1}, Fill::random))::value_type;
-    using AB = typename decltype(make_act(int64_t{1}, Fill::random))::value_type;
-    for (int64_t nb : {5, 36}) {
-      const int64_t n = nb * 32;
-      for (int64_t rows : {1, 8, 13, 19, 35}) {
-        std::vector<WB> w;
-        std::vector<float> w_abs;
-        for (int64_t r = 0; r < rows; ++r) {
-          const Fill fill = r % 4 == 1 ? Fill::all_max : r % 4 == 3 ? Fill::zero_scale : Fill::random;
-          const auto blocks = make(nb, fill);
-          w.insert(w.end(), blocks.begin(), blocks.end());
-          const auto m = magnitudes(blocks);
-          w_abs.insert(w_abs.end(), m.begin(), m.end());
-        }
-        const int64_t max_act = 40;
-        std::vector<AB> a;
-        for (int64_t i = 0; i < max_act; ++i) {
-          const auto blocks = make_act(nb, i % 4 == 2 ? Fill::all_max : Fill::random);
-          a.insert(a.end(), blocks.begin(), blocks.end());
-        }
-        tested += check_gemm_tile(type, n, nb, rows, w, w_abs, a, deq_act(a), max_act, ref);
-      }
-    }
+    for (int64_t nb : {5, 36})
+      for (int64_t rows : {1, 8, 13, 19, 35})
+        tested += check_gemm_tile(type, nb * 32, nb, make_gemm_tile_rows(nb, rows, make, magnitudes, make_act, deq_act),
+                                  ref);
   };
-  auto plain = [](auto deq) {
-    return [=](const auto& blocks) {
-      std::vector<float> v(blocks.size() * 32);
-      deq(blocks.data(), v.data(), static_cast<int64_t>(v.size()));
-      for (float& x : v) x = std::abs(x);
-      return v;
-    };
-  };
-  run(DType::Q8_0, make_q8_0, vec_dot_q8_0_q8_0_ref, plain(dequantize_row_q8_0_ref), make_q8_0, deq_q8_0);
-  run(DType::Q4_0, make_q4_0, vec_dot_q4_0_q8_0_ref, plain(dequantize_row_q4_0_ref), make_q8_0, deq_q8_0);
-  run(DType::Q5_0, make_q5_0, vec_dot_q5_0_q8_0_ref, plain(dequantize_row_q5_0_ref), make_q8_0, deq_q8_0);
-  run(DType::IQ4_NL, make_iq4_nl, vec_dot_iq4_nl_q8_0_ref, plain(dequantize_row_iq4_nl_ref), make_q8_0, deq_q8_0);
+  run(DType::Q8_0, make_q8_0, vec_dot_q8_0_q8_0_ref, abs_dequantized<32>(dequantize_row_q8_0_ref), make_q8_0, deq_q8_0);
+  run(DType::Q4_0, make_q4_0, vec_dot_q4_0_q8_0_ref, abs_dequantized<32>(dequantize_row_q4_0_ref), make_q8_0, deq_q8_0);
+  run(DType::Q5_0, make_q5_0, vec_dot_q5_0_q8_0_ref, abs_dequantized<32>(dequantize_row_q5_0_ref), make_q8_0, deq_q8_0);
+  run(DType::IQ4_NL, make_iq4_nl, vec_dot_iq4_nl_q8_0_ref, abs_dequantized<32>(dequantize_row_iq4_nl_ref), make_q8_0, deq_q8_0);
   run(DType::Q4_1, make_q4_1, vec_dot_q4_1_q8_1_ref, q4_1_magnitudes, make_q8_1, deq_q8_1);
   run(DType::Q5_1, make_q5_1, vec_dot_q5_1_q8_1_ref, q5_1_magnitudes, make_q8_1, deq_q8_1);
   if (kernels_for(Isa::avx2)) CHECK(tested >= 6 * 2 * 5);  // every 32-element type has an AVX2 tile

@@ -15,6 +15,7 @@
 #include "edgellm/kernels/ops.hpp"
 #include "edgellm/kernels/quants.hpp"
 #include "edgellm/rng.hpp"
+#include "gemm_tile.hpp"
 
 using namespace edgellm::kernels;
 using namespace edgellm::test;
@@ -1025,4 +1026,33 @@ TEST_CASE("gelu_mul: ggml's F16 GELU table for every half, 0 below -10, identity
   // Non-F16 inputs round to their nearest half first.
   const float x = 0.123456f;
   CHECK(gelu_f16_rounded(x) == gelu_f16_rounded(fp16_to_fp32(fp32_to_fp16(x))));
+}
+
+// gemm_tile.hpp's portable unpacker of the 32-element formats (Small<B>::raw and the levels
+// raw - offset the prefill tiles pack): at d = 1 and m = 0 the reference dequantizes every element
+// to its integer level, exactly.
+TEST_CASE("the portable 32-element unpacker gives the reference's levels", "[kernels]") {
+  Rng rng(17);
+  auto check = [&](const char* name, auto blocks, auto dequantize) {
+    INFO(name);
+    for (auto& b : blocks) {
+      b.d = fp32_to_fp16(1.0f);
+      if constexpr (requires { b.m; }) b.m = 0;
+    }
+    std::vector<float> want(blocks.size() * 32);
+    dequantize(blocks.data(), want.data(), static_cast<int64_t>(want.size()));
+    int bad = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      int16_t q[32];
+      gemm::Unpack32::levels(blocks[i], q);
+      for (int e = 0; e < 32; ++e) bad += q[e] != want[i * 32 + e];
+    }
+    CHECK(bad == 0);
+  };
+  check("Q8_0", random_q8_0(rng, 64), dequantize_row_q8_0_ref);
+  check("Q4_0", random_q4_0(rng, 64), dequantize_row_q4_0_ref);
+  check("Q4_1", random_q4_1(rng, 64), dequantize_row_q4_1_ref);
+  check("Q5_0", random_q5_0(rng, 64), dequantize_row_q5_0_ref);
+  check("Q5_1", random_q5_1(rng, 64), dequantize_row_q5_1_ref);
+  check("IQ4_NL", random_iq4_nl(rng, 64), dequantize_row_iq4_nl_ref);
 }

@@ -47,8 +47,14 @@ struct TypeKernels {
   MatmulTile gemm = nullptr;               // optional prefill tile (unpacks a weight tile once
                                            // for many activation rows; it owns its pack policy)
   int64_t gemm_min_rows = 0;               // activation rows from which gemm beats gemv
-                                           // (measured per ISA; matmul() reads it)
+                                           // (measured per ISA; pick_tile() reads it)
 };
+
+// The one GEMV/GEMM switch (matmul() and every other caller of a type's tiles): the prefill tile
+// for n_act activation rows from the type's measured gemm_min_rows on, else the gemv tile.
+inline MatmulTile pick_tile(const TypeKernels& t, int64_t n_act) {
+  return t.gemm && n_act >= t.gemm_min_rows ? t.gemm : t.gemv;
+}
 
 // How activation rows are brought into one ActForm.
 struct ActKernels {
