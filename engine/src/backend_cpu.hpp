@@ -73,7 +73,7 @@ class CpuBackend final : public Backend {
   kernels::SoftmaxStats softmax_scores(float* s, int n, const AttnParams& params) const;
   void combine_chunks(const float* parts, const kernels::SoftmaxStats* stats, int n_chunks, int group,
                       float* out) const;
-  static constexpr int kChunk = 256;            // positions per chunk of a split row
+  static constexpr int kChunk = 1024;           // positions per chunk of a split row
   static constexpr int64_t kSplitBelowItems = 16;  // (row, KV head) items below which rows are split
   std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
   std::vector<float> parts_;    // a split row's chunk outputs  [units][group][head_dim]
