@@ -7,6 +7,9 @@
 //   gemm/<type>/<isa>/<rows>x<cols>x512/threads:T   prefill of 512 prompt rows (GFLOP/s)
 //   switch/<type>/<isa>/<gemv|gemm>/m:M/threads:T  both paths at small M (gemm_min_rows)
 //   read_bandwidth/threads:T                 streaming sum over 1.25 GiB (the memory roofline)
+//   peak/<vfmadd231ps|vpdpbusd>/threads:T    12 independent chains of the 512-bit instruction
+//                                            (AVX-512 VNNI CPUs): the compute roofline, GOP/s
+//                                            (an FMA 2 flops a lane, a vpdpbusd 2 ops a byte pair)
 // Counters: bytes_per_second is weight bytes read per second; "pct_of_read_bw" compares it with
 // the read_bandwidth row of the same thread count measured earlier in the same run.
 #include <benchmark/benchmark.h>
@@ -115,6 +118,34 @@ void read_bandwidth(benchmark::State& state, int threads) {
   state.counters["GBps"] = benchmark::Counter(static_cast<double>(kRotateBytes) * state.iterations() / 1e9,
                                               benchmark::Counter::kIsRate);
 }
+
+#if defined(__x86_64__)
+// The instruction peak a prefill GEMM (vpdpbusd) or an f32 attention product (vfmadd231ps) is
+// measured against: 12 independent accumulators, more than latency x throughput on the cores
+// seen, in registers (inline asm: the compiler can neither spill nor fold them).
+#define EDGELLM_X12(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9) op(10) op(11)
+#define EDGELLM_FMA(i) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+#define EDGELLM_DPB(i) "vpdpbusd %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+// zmm30 / zmm31, the sources, are zeroed first (zero idioms: no execution unit), so no input is
+// denormal.
+#define EDGELLM_ZERO "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+#define EDGELLM_ZMM_CLOBBERS "xmm30", "xmm31", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                             "xmm10", "xmm11"
+__attribute__((target("avx512f,avx512vnni"))) void peak_loop(bool dpbusd, int64_t n) {
+  if (dpbusd) {
+    for (int64_t i = 0; i < n; ++i) __asm__ volatile(EDGELLM_ZERO EDGELLM_X12(EDGELLM_DPB)::: EDGELLM_ZMM_CLOBBERS);
+  } else {
+    for (int64_t i = 0; i < n; ++i) __asm__ volatile(EDGELLM_ZERO EDGELLM_X12(EDGELLM_FMA)::: EDGELLM_ZMM_CLOBBERS);
+  }
+}
+
+void peak(benchmark::State& state, bool dpbusd, int threads) {
+  const int64_t n = 1 << 22;  // x 12 instructions per thread per iteration
+  for (auto _ : state) pool(threads).run([&](int, int) { peak_loop(dpbusd, n); });
+  const double ops = (dpbusd ? 128.0 : 32.0) * 12 * double(n) * threads;  // per iteration
+  state.counters["GOPs"] = benchmark::Counter(ops * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+#endif
 
 // Cost of handing one (empty) job to the pool and waiting for it: a decoded token issues ~150.
 void pool_handoff(benchmark::State& state, int threads) {
@@ -279,6 +310,18 @@ int main(int argc, char** argv) {
     b->Unit(benchmark::kMillisecond)->MinTime(1.0);
     if (t > 1) b->UseRealTime();  // as the GEMV rows it is compared with
   }
+#if defined(__x86_64__)
+  if (kernels_for(Isa::avx512)) {  // AVX-512 F/BW/VL/DQ + VNNI, as the avx512 kernel set needs
+    for (bool dpbusd : {true, false}) {
+      for (int t : thread_counts) {
+        const std::string name = std::string("peak/") + (dpbusd ? "vpdpbusd" : "vfmadd231ps") + "/threads:" + std::to_string(t);
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), [dpbusd, t](benchmark::State& st) { peak(st, dpbusd, t); });
+        b->Unit(benchmark::kMillisecond);
+        if (t > 1) b->UseRealTime();
+      }
+    }
+  }
+#endif
   for (int t : thread_counts) {
     benchmark::RegisterBenchmark(("thread_pool_handoff/threads:" + std::to_string(t)).c_str(),
                                  [t](benchmark::State& st) { pool_handoff(st, t); })
