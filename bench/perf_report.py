@@ -2,11 +2,12 @@
 """Side-by-side performance report: edgellm against llama.cpp on the same file, threads and machine.
 
     bench/perf_report.py [--build build] [--model FILE] [--reps 5] [--threads 1,2] [--kv f16,q8_0]
-                         [--depths 0,512,2048,4096] [--skip-kernels] [--skip-model]
+                         [--depths 0,512,2048,4096] [--prompts 512,2048] [--skip-kernels] [--skip-model]
 
 Prints the markdown tables of docs/PERFORMANCE.md to stdout (progress to stderr):
   1. the whole model (edgellm-bench vs llama.cpp's own timing through bin/llama-oracle bench), for
-     each thread count and KV cache type: pp512, and tg128 at each cache depth; median tokens/s
+     each thread count and KV cache type: pp512 (and each --prompts length), and tg128 at each
+     cache depth; median tokens/s
      over --reps runs that alternate between the engines (a drifting machine hurts both alike), the
      ratio, and for decode rows the % of the roofline: the read bandwidth of that thread count
      (measured in the same run, before and after, by bench-kernels) divided by the bytes a token
@@ -63,10 +64,10 @@ def read_bandwidth(build):
     return out
 
 
-def model_tables(build, model, reps, threads_list, kv_list, depths):
+def model_tables(build, model, reps, threads_list, kv_list, depths, prompts):
     ours_bin = os.path.join(build, "bin", "edgellm-bench")
     llama_bin = os.path.join(build, "bin", "llama-oracle")
-    tests = [("pp512", ["-p", "512", "-n", "0"], 0)]
+    tests = [(f"pp{p}", ["-p", str(p), "-n", "0"], 0) for p in prompts]
     tests += [(f"tg128 @ d{d}" if d else "tg128", ["-p", "0", "-n", "128", "-d", str(d)], d) for d in depths]
     # llama.cpp's builds to compare with: the one it picks by default (AMX where the CPU has it)
     # and the best without AMX, when they differ.
@@ -191,7 +192,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", default="2", help="comma-separated thread counts (e.g. 1,2)")
     ap.add_argument("--kv", default="f16", help="comma-separated KV cache types (f16, q8_0, f32)")
-    ap.add_argument("--depths", default="0,512", help="comma-separated decode depths")
+    ap.add_argument("--depths", default="0,512", help="comma-separated decode depths ('' for none)")
+    ap.add_argument("--prompts", default="512", help="comma-separated prefill lengths (e.g. 512,2048)")
     ap.add_argument("--skip-kernels", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
     a = ap.parse_args()
@@ -199,7 +201,7 @@ def main():
     if not a.skip_model:
         ints = lambda v: [int(x) for x in v.split(",") if x]
         out.append(model_tables(a.build, a.model or default_model(a.build), a.reps, ints(a.threads),
-                                [x for x in a.kv.split(",") if x], ints(a.depths)))
+                                [x for x in a.kv.split(",") if x], ints(a.depths), ints(a.prompts)))
     if not a.skip_kernels:
         out.append(kernel_tables(a.build))
     print("\n\n".join(out))
