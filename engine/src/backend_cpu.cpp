@@ -157,7 +157,9 @@ void CpuBackend::matmul_kn(int64_t n, const uint8_t* w, int64_t ldw, int64_t n_c
 // softmaxes are combined at the end (flash-decoding): each chunk's outputs are normalized over
 // the chunk, chunk c weighs sum_c * exp(max_c - max), and the thread that finishes a row's last
 // chunk combines them. Each cache byte is read by one thread. Threads take units from a shared
-// counter, the longest rows (the end of a prefill batch) first.
+// counter, the longest rows (the end of a prefill batch) first. Over a Q8_0 cache, a unit of whole
+// rows takes kQ8RowBlock adjacent rows: the K rows are packed into a tile and the V rows dequantized
+// once for all of them (a row's scores past its own last position are zeroed after its softmax).
 void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, const AttnParams& params) {
   const int n_head_kv = layout_.n_head_kv, hd = layout_.head_dim, n = n_, pos0 = pos0_;
   const int group = n_head / n_head_kv;
@@ -173,14 +175,17 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
   // the split does not depend on the thread count, so neither do the logits.
   const int chunk_len = n_items < kSplitBelowItems ? kChunk : max_vis;
   const int chunks = (max_vis + chunk_len - 1) / chunk_len;
-  const int64_t n_units = n_items * chunks;
+  const bool q8 = layout_.type == KvType::Q8_0;
+  const int rows_per_unit = q8 && chunks == 1 ? kQ8RowBlock : 1;
+  const int64_t n_row_blocks = (n + rows_per_unit - 1) / rows_per_unit;
+  const int64_t n_units = n_row_blocks * n_head_kv * chunks;
 
-  const size_t per_thread = sz(group) * sz(layout_.n_ctx);
+  const size_t per_thread = sz(rows_per_unit) * sz(group) * sz(layout_.n_ctx);
   if (scores_.size() < sz(pool_->size()) * per_thread) scores_.resize(sz(pool_->size()) * per_thread);
-  if (layout_.type == KvType::Q8_0) {
-    if (q8_scratch_.size() < sz(pool_->size()) * sz(group) * layout_.row_bytes())
-      q8_scratch_.resize(sz(pool_->size()) * sz(group) * layout_.row_bytes());
-    const size_t v_per_thread = sz(kVChunk + group) * sz(hd);
+  const size_t q8_per_thread = sz(rows_per_unit) * sz(group) * layout_.row_bytes();
+  const size_t v_per_thread = (sz(kVChunk) + sz(rows_per_unit) * sz(group)) * sz(hd);
+  if (q8) {
+    if (q8_scratch_.size() < sz(pool_->size()) * q8_per_thread) q8_scratch_.resize(sz(pool_->size()) * q8_per_thread);
     if (v_rows_.size() < sz(pool_->size()) * v_per_thread) v_rows_.resize(sz(pool_->size()) * v_per_thread);
   }
   if (chunks > 1) {
@@ -200,23 +205,34 @@ void CpuBackend::attention(int layer, int n_head, ActBuf q_buf, ActBuf out_buf, 
   float* att = buf(out_buf);
   std::atomic<int64_t> next{0};
   pool_->run([&](int ith, int) {
-    float* scores = &scores_[sz(ith) * per_thread];  // [group][n_ctx]
+    float* scores = &scores_[sz(ith) * per_thread];  // [rows_per_unit][group][n_ctx]
+    uint8_t* q8_rows = q8 ? &q8_scratch_[sz(ith) * q8_per_thread] : nullptr;
+    float* v_rows = q8 ? &v_rows_[sz(ith) * v_per_thread] : nullptr;
     for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < n_units;) {
       const int64_t unit = n_units - 1 - u, item = unit / chunks;  // the longest rows first
       const int c = static_cast<int>(unit % chunks);
-      const int i = static_cast<int>(item / n_head_kv), g = static_cast<int>(item % n_head_kv);
+      const int i = static_cast<int>(item / n_head_kv) * rows_per_unit, g = static_cast<int>(item % n_head_kv);
+      const int64_t first = i * Q + int64_t{g} * group * hd;  // the group's first query head in row i
+      if (rows_per_unit > 1) {  // whole rows i .. i + nr - 1 over a Q8_0 cache
+        const int nr = std::min(rows_per_unit, n - i);
+        int lo[kQ8RowBlock], hi[kQ8RowBlock];
+        for (int k = 0; k < nr; ++k) {
+          const int n_vis = visible(i + k, lo[k]);
+          hi[k] = lo[k] + n_vis;
+        }
+        attend_q8_0(layer, g, nr, lo, hi, q + first, Q, group, scores, att + first, Q, nullptr, params, q8_rows,
+                    v_rows);
+        continue;
+      }
       int t_first;
       const int n_vis = visible(i, t_first);
       const int t_lo = t_first + c * chunk_len, t_hi = std::min(t_first + n_vis, t_lo + chunk_len);
       if (t_lo >= t_hi) continue;  // this row has fewer chunks
-      const int64_t first = i * Q + int64_t{g} * group * hd;  // the group's first query head
       const bool whole = t_lo == t_first && t_hi == t_first + n_vis;
       float* out = whole ? att + first : &parts_[sz(unit) * sz(group) * sz(hd)];
       kernels::SoftmaxStats* stats = whole ? nullptr : &part_stats_[sz(unit) * sz(group)];
-      if (layout_.type == KvType::Q8_0)
-        attend_q8_0(layer, g, t_lo, t_hi, q + first, group, scores, out, stats, params,
-                    &q8_scratch_[sz(ith) * sz(group) * layout_.row_bytes()],
-                    &v_rows_[sz(ith) * sz(kVChunk + group) * sz(hd)]);
+      if (q8)
+        attend_q8_0(layer, g, 1, &t_lo, &t_hi, q + first, Q, group, scores, out, Q, stats, params, q8_rows, v_rows);
       else
         attend(layer, g, t_lo, t_hi, q + first, group, scores, out, stats, params);
       // The last chunk of a row to finish combines the row's chunks.
@@ -281,36 +297,51 @@ void CpuBackend::attend(int layer, int g, int t_lo, int t_hi, const float* q, in
 
 // The same over a Q8_0 cache, as llama.cpp's CPU flash attention computes it: each query head
 // quantized to Q8_0, scores[h][t] = Q8_0 . Q8_0 integer dot with K row t, the capped softmax,
-// then out[h] = sum_t p[h][t] * V_t over V rows dequantized to floats. The scores are one Q8_0
-// matmul tile call (K rows as weight rows, the group's heads as activation rows), the outputs a
-// k-major product per kVChunk dequantized V rows. scores holds [nq][n_ctx] from column 0.
-void CpuBackend::attend_q8_0(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores,
-                             float* out, kernels::SoftmaxStats* stats, const AttnParams& params, uint8_t* q8,
-                             float* v_rows) {
-  const int hd = layout_.head_dim, n_vis = t_hi - t_lo;
+// then out[h] = sum_t p[h][t] * V_t over V rows dequantized to floats. A unit is nr rows (row k
+// sees positions [t_lo[k], t_hi[k]); its queries at q + k * ldq, its outputs at out + k * ldo),
+// all over the union [lo, hi) of their positions: the scores are one Q8_0 matmul tile call (K
+// rows as weight rows, the nr x nq heads as activation rows), the outputs a k-major product per
+// kVChunk dequantized V rows, with each row's weights outside its own positions zero. scores
+// holds [nr * nq][n_ctx] from column 0 (position lo); stats (nr == 1 only) as in attend().
+void CpuBackend::attend_q8_0(int layer, int g, int nr, const int* t_lo, const int* t_hi, const float* q,
+                             int64_t ldq, int nq, float* scores, float* out, int64_t ldo,
+                             kernels::SoftmaxStats* stats, const AttnParams& params, uint8_t* q8, float* v_rows) {
+  const int hd = layout_.head_dim, na = nr * nq;  // activation row k * nq + h: row k's head h
+  const int lo = *std::min_element(t_lo, t_lo + nr), hi = *std::max_element(t_hi, t_hi + nr), n_span = hi - lo;
   const int64_t ld = layout_.n_ctx;
   const size_t row = layout_.row_bytes();
   const kernels::TypeKernels& q8_0 = *ks_.type(DType::Q8_0);
   const kernels::QuantizeRow quantize = ks_.act(kernels::ActForm::q8_0).from_f32;
-  const uint8_t* kh = k_head(layer, g) + sz(t_lo) * row;
-  const uint8_t* vh = v_head(layer, g) + sz(t_lo) * row;
-  for (int h = 0; h < nq; ++h) quantize(q + h * hd, q8 + sz(h) * row, hd);
-  // scores[nq][n_vis] = q8[nq] . K[n_vis], by the tile kernels::matmul would pick for nq rows
-  const kernels::MatmulTile tile = kernels::pick_tile(q8_0, nq);
-  tile(hd, kh, row, n_vis, q8, row, nq, scores, ld);
-  for (int h = 0; h < nq; ++h) {
-    const kernels::SoftmaxStats st = softmax_scores(scores + h * ld, n_vis, params);
-    if (stats) stats[h] = st;
-    std::fill(out + h * hd, out + (h + 1) * hd, 0.0f);
+  const uint8_t* kh = k_head(layer, g) + sz(lo) * row;
+  const uint8_t* vh = v_head(layer, g) + sz(lo) * row;
+  for (int k = 0; k < nr; ++k)
+    for (int h = 0; h < nq; ++h) quantize(q + k * ldq + h * hd, q8 + sz(k * nq + h) * row, hd);
+  // scores[na][n_span] = q8[na] . K[n_span], by the tile kernels::matmul would pick for na rows
+  const kernels::MatmulTile tile = kernels::pick_tile(q8_0, na);
+  tile(hd, kh, row, n_span, q8, row, na, scores, ld);
+  for (int k = 0; k < nr; ++k) {
+    const int a = t_lo[k] - lo, b = t_hi[k] - lo;
+    for (int h = 0; h < nq; ++h) {
+      float* s = scores + (k * nq + h) * ld;
+      const kernels::SoftmaxStats st = softmax_scores(s + a, b - a, params);
+      if (stats) stats[h] = st;
+      std::fill(s, s + a, 0.0f);
+      std::fill(s + b, s + n_span, 0.0f);
+      std::fill(out + k * ldo + h * hd, out + k * ldo + (h + 1) * hd, 0.0f);
+    }
   }
-  float* part = v_rows + sz(kVChunk) * sz(hd);  // [nq][hd]
-  for (int t0 = 0; t0 < n_vis; t0 += kVChunk) {
-    const int rows = std::min(kVChunk, n_vis - t0);
+  float* part = v_rows + sz(kVChunk) * sz(hd);  // [na][hd]
+  for (int t0 = 0; t0 < n_span; t0 += kVChunk) {
+    const int rows = std::min(kVChunk, n_span - t0);
     for (int t = 0; t < rows; ++t) q8_0.dequantize_row(vh + sz(t0 + t) * row, v_rows + sz(t) * sz(hd), hd);
-    // part[nq][hd] = p[nq][t0 .. t0 + rows) . V[rows][hd]
-    ks_.matmul_kn_f32_f32(rows, v_rows, hd, hd, scores + t0, ld, nq, part, hd);
-    for (int h = 0; h < nq; ++h)
-      for (int d = 0; d < hd; ++d) out[h * hd + d] += part[h * hd + d];
+    // part[na][hd] = p[na][t0 .. t0 + rows) . V[rows][hd]
+    ks_.matmul_kn_f32_f32(rows, v_rows, hd, hd, scores + t0, ld, na, part, hd);
+    for (int k = 0; k < nr; ++k)
+      for (int h = 0; h < nq; ++h) {
+        float* o = out + k * ldo + h * hd;
+        const float* p = part + sz(k * nq + h) * sz(hd);
+        for (int d = 0; d < hd; ++d) o[d] += p[d];
+      }
   }
 }
 

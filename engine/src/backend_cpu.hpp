@@ -68,21 +68,23 @@ class CpuBackend final : public Backend {
   // the capped softmax they share, and the combination of a row's chunks.
   void attend(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores, float* out,
               kernels::SoftmaxStats* stats, const AttnParams& params);
-  void attend_q8_0(int layer, int g, int t_lo, int t_hi, const float* q, int nq, float* scores, float* out,
-                   kernels::SoftmaxStats* stats, const AttnParams& params, uint8_t* q8, float* v_rows);
+  void attend_q8_0(int layer, int g, int nr, const int* t_lo, const int* t_hi, const float* q, int64_t ldq, int nq,
+                   float* scores, float* out, int64_t ldo, kernels::SoftmaxStats* stats, const AttnParams& params,
+                   uint8_t* q8, float* v_rows);
   kernels::SoftmaxStats softmax_scores(float* s, int n, const AttnParams& params) const;
   void combine_chunks(const float* parts, const kernels::SoftmaxStats* stats, int n_chunks, int group,
                       float* out) const;
   static constexpr int kChunk = 1024;           // positions per chunk of a split row
   static constexpr int64_t kSplitBelowItems = 16;  // (row, KV head) items below which rows are split
-  std::vector<float> scores_;   // attention scores per thread  [n_threads][group][n_ctx]
+  static constexpr int kQ8RowBlock = 4;  // rows per unit over a Q8_0 cache when rows are whole
+  std::vector<float> scores_;   // attention scores per thread  [n_threads][rows per unit][group][n_ctx]
   std::vector<float> parts_;    // a split row's chunk outputs  [units][group][head_dim]
   std::vector<kernels::SoftmaxStats> part_stats_;  // and their softmax stats  [units][group]
   std::unique_ptr<std::atomic<int>[]> pending_;    // chunks of each (row, KV head) still running
   size_t pending_size_ = 0;
-  // Q8_0 cache: per thread, the queries of a group as Q8_0 rows and one dequantized V row.
-  std::vector<uint8_t> q8_scratch_;  // [n_threads][group][row_bytes]
-  std::vector<float> v_rows_;        // [n_threads][kVChunk + group][head_dim]: dequantized V rows, partial outputs
+  // Q8_0 cache: per thread, a unit's queries as Q8_0 rows, dequantized V rows and partial outputs.
+  std::vector<uint8_t> q8_scratch_;  // [n_threads][kQ8RowBlock * group][row_bytes]
+  std::vector<float> v_rows_;        // [n_threads][kVChunk + kQ8RowBlock * group][head_dim]
   static constexpr int kVChunk = 64;  // V rows dequantized per k-major product (Q8_0 cache)
   int n_ = 0, pos0_ = 0;        // the step begin() opened
   bool rope_ready_[kRopeSets] = {};  // rope_cs_[set] holds this step's angles
